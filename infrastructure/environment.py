@@ -1,0 +1,26 @@
+"""Every environment variable Sluice's functions read, named once.
+
+Static variables (Powertools' service name, log level) come from each function's `environment`
+in tunables.json; the `SLUICE_*` resource variables are bound to deployed names by Terraform and
+by the local stack, and listed per function under `resource_environment`.
+"""
+
+from typing import Final
+
+PROFILE: Final = "SLUICE_PROFILE"
+"""Which profile of tunables.json applies: unset or `aws` for AWS, `local` for the local stack."""
+
+TUNABLES_PATH: Final = "SLUICE_TUNABLES_PATH"
+"""Optional path to another tunables.json (tests, experiments); defaults to the packaged one."""
+
+STAGING_BUCKET: Final = "SLUICE_STAGING_BUCKET"
+"""Bucket Firehose writes windows to; also holds `quarantine/` reason files."""
+
+IDEMPOTENCY_TABLE: Final = "SLUICE_IDEMPOTENCY_TABLE"
+"""DynamoDB table of the forwarder's per-file idempotency records."""
+
+FIREHOSE_STREAMS: Final = "SLUICE_FIREHOSE_STREAMS"
+"""Comma-separated Firehose stream names; records are spread over them by file_id."""
+
+RESOURCE_VARIABLES: Final = frozenset({STAGING_BUCKET, IDEMPOTENCY_TABLE, FIREHOSE_STREAMS})
+"""The names `resource_environment` in tunables.json may list."""

@@ -1,0 +1,108 @@
+"""Fixtures shared by every test: a moto AWS per test, Sluice's resources in it, event fixtures.
+
+Process-wide defaults are set in `pytest_configure`, before any module under test is imported:
+fake credentials (so no test can ever reach a real account), the region, tracing off (there is no
+X-Ray daemon here) and the metrics namespace Powertools reads when handler modules are imported.
+Per-test settings go through `monkeypatch`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infrastructure import environment
+from infrastructure.local import provision
+from infrastructure.tunables import load_tunables
+from transform import clients
+
+EVENTS = Path(__file__).with_name("events")
+REGION = "eu-west-2"
+LANDING = "sluice-landing-test"
+STAGING = "sluice-staging-test"
+IDEMPOTENCY_TABLE = "sluice-idempotency-test"
+STREAMS = ("sluice-test-0", "sluice-test-1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "Sluice",
+    }.items():
+        os.environ[name] = value
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]  # in-process tests must never reach a server by accident
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A real-shaped event from tests/events/."""
+    return json.loads((EVENTS / name).read_text())
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    """Clients and tunables are cached per process (per cold start); each test is a cold start."""
+    clients.reset()
+    load_tunables.cache_clear()
+    yield
+    clients.reset()
+    load_tunables.cache_clear()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto's in-process AWS, started before any client exists."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def s3(aws: None) -> Any:
+    return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def buckets(s3: Any) -> dict[str, str]:
+    """A versioned landing bucket and the staging bucket."""
+    provision.create_bucket(s3, LANDING, REGION, versioned=True)
+    provision.create_bucket(s3, STAGING, REGION, versioned=True)
+    return {"landing": LANDING, "staging": STAGING}
+
+
+@pytest.fixture
+def idempotency_table(aws: None) -> str:
+    provision.create_idempotency_table(
+        boto3.client("dynamodb", region_name=REGION), IDEMPOTENCY_TABLE
+    )
+    return IDEMPOTENCY_TABLE
+
+
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Apply a function's environment, as Terraform and the local stack set it."""
+
+    def apply(function: str) -> None:
+        spec = load_tunables().functions[function]
+        for name, value in spec.environment.items():
+            monkeypatch.setenv(name, value)
+        bindings = {
+            environment.STAGING_BUCKET: STAGING,
+            environment.IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
+            environment.FIREHOSE_STREAMS: ",".join(STREAMS),
+        }
+        for name in spec.resource_environment:
+            monkeypatch.setenv(name, bindings[name])
+
+    return apply

@@ -1,0 +1,49 @@
+"""boto3 clients for the transform functions, created on first use and kept for the process.
+
+Created lazily (not at import) so that tests can start moto's `mock_aws` before any client
+exists; `reset()` forgets them between tests. Endpoints come from boto3's own
+`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` variables, which the local stack sets.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_firehose import FirehoseClient
+    from mypy_boto3_s3 import S3Client
+
+# Standard retry mode retries throttling and 5xx with backoff; our own, bounded retry of
+# PutRecordBatch entries sits on top of it (transform.firehose_sender).
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3},
+    connect_timeout=5,
+    read_timeout=30,
+    max_pool_connections=64,
+)
+
+
+@functools.cache
+def s3() -> S3Client:
+    return boto3.client("s3", config=_CONFIG)
+
+
+@functools.cache
+def dynamodb() -> DynamoDBClient:
+    return boto3.client("dynamodb", config=_CONFIG)
+
+
+@functools.cache
+def firehose() -> FirehoseClient:
+    return boto3.client("firehose", config=_CONFIG)
+
+
+def reset() -> None:
+    """Forget every client (tests: a new moto mock per test)."""
+    for factory in (s3, dynamodb, firehose):
+        factory.cache_clear()

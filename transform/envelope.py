@@ -1,0 +1,156 @@
+"""The envelope: one Firehose record per landed file (DESIGN §3).
+
+Defined once, as `infrastructure/schemas/envelope.avsc`; this module validates parsed JSON
+against it with fastavro, adds the rules Avro cannot say (an inline body has its sha256, a ref
+has no body), and encodes/decodes the wire form: compact UTF-8 JSON, one object per line.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import fastavro
+from fastavro.validation import ValidationError, validate
+
+from infrastructure.tunables import SCHEMAS_DIR
+
+SCHEMA_VERSION: Final = 1
+SCHEMA_FILE: Final = SCHEMAS_DIR / "envelope.avsc"
+PARSED_SCHEMA: Final[dict[str, Any]] = fastavro.parse_schema(  # type: ignore[assignment]  # a record schema parses to a dict
+    json.loads(SCHEMA_FILE.read_text())
+)
+REQUIRED_FIELDS: Final = tuple(
+    field["name"] for field in PARSED_SCHEMA["fields"] if "default" not in field
+)
+ENRICHMENT_FIELDS: Final = ("firehose_arrival_ms", "content_kind")
+"""Fields only the processor writes; the forwarder never sets them."""
+
+BodyEncoding = Literal["utf8", "base64", "ref"]
+INLINE_ENCODINGS: Final = frozenset({"utf8", "base64"})
+
+
+class EnvelopeError(ValueError):
+    """A record is not a valid envelope; the message says which field and why."""
+
+
+def file_id(bucket: str, key: str, version_id: str) -> str:
+    """sha256(bucket NUL key NUL version_id), hex (DESIGN §4a). NUL cannot occur in any of them."""
+    digest = hashlib.sha256()
+    digest.update(bucket.encode())
+    digest.update(b"\0")
+    digest.update(key.encode())
+    digest.update(b"\0")
+    digest.update(version_id.encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the forwarder sends for one file. Times are epoch milliseconds."""
+
+    file_id: str
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    event_time_ms: int
+    forwarded_at_ms: int
+    body_encoding: BodyEncoding
+    body: str | None = None
+    body_sha256: str | None = None
+    sequencer: str | None = None
+    etag: str | None = None
+    requeue_attempts: int | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def inline(cls, data: bytes, **fields: Any) -> Envelope:
+        """An envelope carrying `data`: as text when it is valid UTF-8, else as base64."""
+        try:
+            body, encoding = data.decode("utf-8"), "utf8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(data).decode("ascii"), "base64"
+        return cls(
+            body=body,
+            body_encoding=encoding,  # type: ignore[arg-type]  # one of the two literals above
+            body_sha256=hashlib.sha256(data).hexdigest(),
+            **fields,
+        )
+
+    @classmethod
+    def ref(cls, **fields: Any) -> Envelope:
+        """A claim check: the body stays in the landing bucket at this exact version."""
+        return cls(body_encoding="ref", **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, omitting optional fields that are unset (Avro defaults them to null)."""
+        return {
+            name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
+        }
+
+    def encode(self) -> bytes:
+        """The wire form: compact UTF-8 JSON, no trailing newline (the processor appends it)."""
+        return encode(self.to_dict())
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    # ensure_ascii=False keeps non-ASCII bodies at their UTF-8 size instead of 6-byte escapes,
+    # which is what lets a 3 MB processor batch stay under the 6 MB response limit.
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def check(record: Any) -> dict[str, Any]:
+    """Validate a parsed envelope; return it unchanged or raise EnvelopeError naming the fault."""
+    if not isinstance(record, dict):
+        raise EnvelopeError(f"envelope must be a JSON object, got {type(record).__name__}")
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        raise EnvelopeError(f"envelope is missing required fields: {', '.join(missing)}")
+    try:
+        validate(record, PARSED_SCHEMA, raise_errors=True)
+    except ValidationError as err:
+        reasons = "; ".join(str(error) for error in err.errors)
+        raise EnvelopeError(f"envelope fails envelope.avsc: {reasons}") from err
+    encoding = record["body_encoding"]
+    if encoding in INLINE_ENCODINGS:
+        if record.get("body") is None or record.get("body_sha256") is None:
+            raise EnvelopeError(f"inline ({encoding}) envelope needs body and body_sha256")
+    elif record.get("body") is not None:
+        raise EnvelopeError("ref envelope must not carry a body")
+    if record["schema_version"] > SCHEMA_VERSION:
+        raise EnvelopeError(
+            f"envelope schema_version {record['schema_version']} is newer than this reader's "
+            f"{SCHEMA_VERSION}"
+        )
+    return record
+
+
+def decode(line: bytes | str) -> dict[str, Any]:
+    """Parse and validate one wire-form envelope (a trailing newline is allowed)."""
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EnvelopeError(f"envelope is not JSON: {err}") from err
+    return check(record)
+
+
+def body_bytes(record: dict[str, Any]) -> bytes:
+    """The inline body's bytes; EnvelopeError for a ref or a body that does not match its sha256."""
+    encoding = record["body_encoding"]
+    data: bytes
+    if encoding == "utf8":
+        data = record["body"].encode("utf-8")
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(record["body"], validate=True)
+        except ValueError as err:
+            raise EnvelopeError(f"base64 body of {record['file_id']} is not base64") from err
+    else:
+        raise EnvelopeError(f"{record['file_id']} is a ref: its body is in the landing bucket")
+    if hashlib.sha256(data).hexdigest() != record["body_sha256"]:
+        raise EnvelopeError(f"body of {record['file_id']} does not match its body_sha256")
+    return data
