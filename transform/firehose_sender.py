@@ -89,9 +89,15 @@ class FirehoseSender:
         self._clock = clock
         self._jitter = jitter
 
-    def send(self, records: Sequence[OutgoingRecord]) -> SendOutcome:
+    def send(
+        self, records: Sequence[OutgoingRecord], *, budget_seconds: float | None = None
+    ) -> SendOutcome:
+        """Send every record; `budget_seconds` may shorten the policy's budget (time left)."""
         outcome = SendOutcome()
-        deadline = self._clock() + self._policy.budget_seconds
+        budget = self._policy.budget_seconds
+        if budget_seconds is not None:
+            budget = min(budget, budget_seconds)
+        deadline = self._clock() + budget
         pending: list[OutgoingRecord] = []
         for record in records:
             if len(record.data) > MAX_RECORD_BYTES:

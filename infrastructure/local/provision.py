@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from transform.idempotency import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
-
-IDEMPOTENCY_KEY = "id"
-IDEMPOTENCY_TTL_ATTRIBUTE = "expiration"
 
 
 def create_bucket(s3: S3Client, name: str, region: str, *, versioned: bool) -> None:

@@ -1,0 +1,185 @@
+"""`make demo`: a handful of files through forwarder -> window assembly -> processor, in process.
+
+Everything AWS runs on moto in this process (S3 with its notifications to SQS, SQS, DynamoDB);
+Firehose is Sluice's window-assembly library wrapping the real processor. The handlers are the
+ones Lambda runs, called with the events their triggers would send. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from infrastructure import environment
+from infrastructure.local import provision
+from infrastructure.local.lambda_context import LocalLambdaContext
+from infrastructure.local.window_assembly import InProcessFirehose, WindowAssembler
+from infrastructure.tunables import load_tunables
+
+REGION = "eu-west-2"
+LANDING = "sluice-demo-landing"
+STAGING = "sluice-demo-staging"
+TABLE = "sluice-demo-idempotency"
+STREAMS = ("sluice-demo-0",)
+
+SAMPLES: dict[str, bytes] = {
+    "acme/2026/11/25/daily report.json": b'{"report": "daily", "rows": 3}',
+    "acme/2026/11/25/prices+fx.csv": b"currency,rate\nEUR,1.17\nUSD,1.27\n",
+    "globex/ünïcødé/日本語.txt": "こんにちは, Sluice".encode(),
+    "globex/images/pixel.png": bytes.fromhex("89504e470d0a1a0a0000000d49484452"),
+    "orders/2026-11-25.ndjson": (
+        b'{"order_id": "A-1", "amount_pence": 1250, "currency": "GBP"}\n'
+        b'{"order_id": "A-2", "amount_pence": 999, "currency": "EUR", "note": "gift"}\n'
+    ),
+    "orders/broken.ndjson": b'{"order_id": "B-1", "amount_pence": "lots", "currency": "GBP"}\n',
+    "initech/big/export.json": b'{"blob": "' + b"x" * 70_000 + b'"}',
+}
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+@contextmanager
+def function_environment() -> Iterator[None]:
+    """Set what Terraform sets for the forwarder and processor (both read the same names)."""
+    tunables = load_tunables()
+    values = {
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would drown the story
+        environment.STAGING_BUCKET: STAGING,
+        environment.IDEMPOTENCY_TABLE: TABLE,
+        environment.FIREHOSE_STREAMS: ",".join(STREAMS),
+    }
+    values.setdefault("POWERTOOLS_METRICS_NAMESPACE", tunables.metrics_namespace)
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def main() -> int:
+    with function_environment(), mock_aws():
+        # Imported here: the handlers' module-level Powertools objects read the environment above.
+        from transform import clients, forwarder, processor  # noqa: PLC0415  # after the env is set
+
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        provision.create_bucket(s3, LANDING, REGION, versioned=True)
+        provision.create_bucket(s3, STAGING, REGION, versioned=True)
+        provision.create_idempotency_table(boto3.client("dynamodb", region_name=REGION), TABLE)
+        queue_url = sqs.create_queue(QueueName="sluice-demo-ingest")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        s3.put_bucket_notification_configuration(
+            Bucket=LANDING,
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+            },
+        )
+        firehose = InProcessFirehose(
+            {
+                name: WindowAssembler(
+                    stream_name=name,
+                    staging_bucket=STAGING,
+                    s3=s3,
+                    processor=processor.lambda_handler,
+                    tunables=load_tunables().firehose,
+                )
+                for name in STREAMS
+            }
+        )
+        clients.firehose = lambda: firehose  # type: ignore[assignment,return-value]  # the stand-in for Firehose
+
+        say(f"1. {len(SAMPLES)} files PUT into s3://{LANDING}/ (moto; notifications to SQS)")
+        for key, body in SAMPLES.items():
+            s3.put_object(Bucket=LANDING, Key=key, Body=body)
+            say(f"   {len(body):>7} B  {key}")
+
+        messages = drain(sqs, queue_url)
+        say(f"2. forwarder: {len(messages)} SQS messages (incl. S3's test event)")
+        response = forwarder.lambda_handler(
+            sqs_event(messages, queue_arn), LocalLambdaContext("forwarder", 30)
+        )
+        say(f"   batchItemFailures: {response['batchItemFailures']}")
+
+        say("3. Firehose (window assembly): buffers flushed, processor invoked, GZIP written")
+        keys = firehose.flush()
+        show_staging(s3, keys)
+        failures = response["batchItemFailures"]
+    return 1 if failures else 0
+
+
+def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+        messages.extend(batch)
+        for message in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event the SQS event source mapping would hand the forwarder."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+def show_staging(s3: Any, keys: list[str]) -> None:
+    for key in sorted(keys):
+        data = gzip.decompress(s3.get_object(Bucket=STAGING, Key=key)["Body"].read())
+        lines = data.splitlines()
+        say(f"   s3://{STAGING}/{key}  ({len(lines)} lines, {len(data)} B unzipped)")
+        for line in lines:
+            record = json.loads(line)
+            if key.startswith("buffers/"):
+                body = record.get("body")
+                shown = (body[:40] + "…") if body and len(body) > 40 else body
+                say(
+                    f"     {record['body_encoding']:<6} {record.get('content_kind', '-'):<7} "
+                    f"{record['key']}  body={shown!r}"
+                )
+            else:
+                say(f"     {record['errorCode']}: {record['errorMessage'][:80]}")
+    reasons = s3.list_objects_v2(Bucket=STAGING, Prefix="quarantine/reasons/").get("Contents", [])
+    say(f"4. quarantine: {len(reasons)} reason file(s)")
+    for obj in reasons:
+        entry = json.loads(s3.get_object(Bucket=STAGING, Key=obj["Key"])["Body"].read())
+        say(f"   {entry.get('key', entry['file_id'])}: {entry['reason']}: {entry['detail'][:100]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Builders for real-shaped events, from the fixtures in tests/events/."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import uuid
+from typing import Any
+from urllib.parse import quote_plus
+
+from tests.conftest import load_event
+
+
+def created_record(
+    bucket: str,
+    key: str,
+    size: int,
+    etag: str | None,
+    version_id: str | None,
+    *,
+    encoded_key: str | None = None,
+    event_name: str = "ObjectCreated:Put",
+) -> dict[str, Any]:
+    """One S3 ObjectCreated notification record, as S3 sends it (key URL-encoded, + for space)."""
+    record = copy.deepcopy(load_event("s3_object_created.json")["Records"][0])
+    record["eventName"] = event_name
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+    obj = record["s3"]["object"]
+    obj["key"] = encoded_key if encoded_key is not None else quote_plus(key, safe="/")
+    obj["size"] = size
+    for name, value in (("eTag", etag), ("versionId", version_id)):
+        if value is None:
+            obj.pop(name, None)
+        else:
+            obj[name] = value
+    return record
+
+
+def removed_record(bucket: str, key: str) -> dict[str, Any]:
+    record = copy.deepcopy(load_event("s3_object_removed.json")["Records"][0])
+    record["s3"]["bucket"]["name"] = bucket
+    record["s3"]["object"]["key"] = quote_plus(key, safe="/")
+    return record
+
+
+def notification(*records: dict[str, Any]) -> str:
+    return json.dumps({"Records": list(records)})
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    """An SQS event source mapping batch carrying these bodies, one message each."""
+    template = load_event("sqs_event.json")["Records"][0]
+    messages = []
+    for body in bodies:
+        message = copy.deepcopy(template)
+        message["messageId"] = str(uuid.uuid4())
+        message["body"] = body
+        message["md5OfBody"] = hashlib.md5(body.encode()).hexdigest()  # noqa: S324  # SQS's own checksum
+        messages.append(message)
+    return {"Records": messages}
+
+
+def put_and_notify(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any]:
+    """Upload to the (versioned) landing bucket and return the record S3 would send for it."""
+    response = s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return created_record(
+        bucket, key, len(body), response["ETag"].strip('"'), response.get("VersionId")
+    )
