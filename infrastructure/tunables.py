@@ -25,8 +25,6 @@ SCHEMA_FILE = Path(__file__).with_name("tunables.schema.json")
 SCHEMAS_DIR = Path(__file__).with_name("schemas")
 
 DEFAULT_PROFILE = "aws"
-FIREHOSE_RECORD_LIMIT_BYTES = 1_024_000  # PutRecordBatch: each record at most 1,000 KiB
-ENVELOPE_OVERHEAD_BYTES = 4_096  # fields around the body, with a 1,024-byte key escaped
 
 
 class TunablesError(ValueError):
@@ -131,6 +129,8 @@ def _validator() -> Any:
 def resolve_profile(document: dict[str, Any], profile: str) -> dict[str, Any]:
     """The top level of tunables.json with `profiles[profile]` merged over it."""
     profiles = document.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise TunablesError("tunables: 'profiles' must be an object of objects (name -> overrides)")
     if profile != DEFAULT_PROFILE and profile not in profiles:
         known = ", ".join([DEFAULT_PROFILE, *sorted(profiles)])
         raise TunablesError(f"unknown tunables profile {profile!r}; known profiles: {known}")

@@ -143,7 +143,12 @@ def body_bytes(record: dict[str, Any]) -> bytes:
     encoding = record["body_encoding"]
     data: bytes
     if encoding == "utf8":
-        data = record["body"].encode("utf-8")
+        try:
+            data = record["body"].encode("utf-8")
+        except UnicodeEncodeError as err:  # JSON can carry lone surrogates; UTF-8 cannot
+            raise EnvelopeError(
+                f"utf8 body of {record['file_id']} is not encodable: {err}"
+            ) from err
     elif encoding == "base64":
         try:
             data = base64.b64decode(record["body"], validate=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 logger = Logger(child=True)
 
@@ -38,7 +38,9 @@ TRANSIENT_ERROR_CODES: Final = frozenset(
         "RequestTimeout",
     }
 )
-TRANSIENT_TRANSPORT_ERRORS: Final = (ConnectionError, ReadTimeoutError)
+# The transport errors botocore's standard retry mode treats as transient (read timeouts and
+# connections closed mid-request are HTTPClientErrors).
+TRANSIENT_TRANSPORT_ERRORS: Final = (ConnectionError, HTTPClientError)
 
 
 class PutRecordBatchClient(Protocol):
