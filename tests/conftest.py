@@ -53,12 +53,22 @@ def load_event(name: str) -> dict[str, Any]:
 
 @pytest.fixture(autouse=True)
 def _fresh_caches() -> Iterator[None]:
-    """Clients and tunables are cached per process (per cold start); each test is a cold start."""
-    clients.reset()
-    load_tunables.cache_clear()
+    """Clients, tunables and each handler's dependencies are cached per process (per cold start);
+    each test is a cold start."""
+    # Imported here, not at the top: handler modules create Powertools objects from the
+    # environment that pytest_configure sets first.
+    from transform import forwarder, processor, requeue  # noqa: PLC0415  # see above
+
+    def forget() -> None:
+        clients.reset()
+        load_tunables.cache_clear()
+        forwarder.dependencies.cache_clear()
+        processor.reset()
+        requeue.dependencies.cache_clear()
+
+    forget()
     yield
-    clients.reset()
-    load_tunables.cache_clear()
+    forget()
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from typing import Any, Final, Protocol
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
+from infrastructure.tunables import ForwarderTunables
+
 logger = Logger(child=True)
 
 MAX_RECORDS_PER_CALL: Final = 500
@@ -73,6 +75,16 @@ class RetryPolicy:
     budget_seconds: float
     backoff_base_seconds: float
     backoff_cap_seconds: float
+
+
+def retry_policy(tunables: ForwarderTunables) -> RetryPolicy:
+    """The PutRecordBatch retry policy both senders (forwarder, requeue) use."""
+    return RetryPolicy(
+        max_attempts=tunables.put_max_attempts,
+        budget_seconds=tunables.put_retry_budget_seconds,
+        backoff_base_seconds=tunables.put_backoff_base_seconds,
+        backoff_cap_seconds=tunables.put_backoff_cap_seconds,
+    )
 
 
 class FirehoseSender:

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env, stream_names
 from transform import clients
-from transform.firehose_sender import FirehoseSender, RetryPolicy
+from transform.firehose_sender import FirehoseSender, retry_policy
 from transform.forwarding import BatchReport, ForwarderDeps, forward_batch
 from transform.idempotency import IdempotencyStore
 
@@ -56,12 +56,7 @@ def dependencies() -> ForwarderDeps:
         ),
         sender=FirehoseSender(
             clients.firehose(),
-            RetryPolicy(
-                max_attempts=settings.put_max_attempts,
-                budget_seconds=settings.put_retry_budget_seconds,
-                backoff_base_seconds=settings.put_backoff_base_seconds,
-                backoff_cap_seconds=settings.put_backoff_cap_seconds,
-            ),
+            retry_policy(settings),
         ),
         staging_bucket=required_env(environment.STAGING_BUCKET),
         streams=stream_names(),
@@ -75,6 +70,7 @@ def dependencies() -> ForwarderDeps:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     sqs_event = SQSEvent(event)
     messages = [(record.message_id, record.body) for record in sqs_event.records]
+    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(messages))
     report = forward_batch(messages, dependencies(), context.get_remaining_time_in_millis())
     publish(report, len(messages))
     return {
@@ -85,7 +81,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def publish(report: BatchReport, message_count: int) -> None:
-    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=message_count)
     for name, metric in METRIC_NAMES.items():
         if report.counts[name]:
             metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.counts[name])

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env, stream_names
 from transform import clients
-from transform.firehose_sender import FirehoseSender, RetryPolicy
+from transform.firehose_sender import FirehoseSender, retry_policy
 from transform.requeuing import RequeueDeps, requeue_object
 
 logger = Logger()
@@ -43,12 +43,7 @@ def dependencies() -> RequeueDeps:
         s3=clients.s3(),
         sender=FirehoseSender(
             clients.firehose(),
-            RetryPolicy(
-                max_attempts=settings.put_max_attempts,
-                budget_seconds=settings.put_retry_budget_seconds,
-                backoff_base_seconds=settings.put_backoff_base_seconds,
-                backoff_cap_seconds=settings.put_backoff_cap_seconds,
-            ),
+            retry_policy(settings),
         ),
         staging_bucket=required_env(environment.STAGING_BUCKET),
         streams=stream_names(),
@@ -61,15 +56,15 @@ def dependencies() -> RequeueDeps:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     totals: Counter[str] = Counter()
+    metrics.add_metric(
+        name="ErrorObjectsHandled", unit=MetricUnit.Count, value=len(event["Records"])
+    )
     for record in S3Event(event).records:
         bucket = record.s3.bucket.name
         key = unquote_plus(record.s3.get_object.key)
         report = requeue_object(bucket, key, dependencies())
         logger.info("errors object handled", extra={"bucket": bucket, "key": key, **report.counts})
         totals.update(report.counts)
-    metrics.add_metric(
-        name="ErrorObjectsHandled", unit=MetricUnit.Count, value=len(event["Records"])
-    )
     for name, metric in METRIC_NAMES.items():
         if totals[name]:
             metrics.add_metric(name=metric, unit=MetricUnit.Count, value=totals[name])

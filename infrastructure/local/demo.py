@@ -21,7 +21,7 @@ from moto import mock_aws
 from infrastructure import environment
 from infrastructure.local import provision
 from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.window_assembly import InProcessFirehose, WindowAssembler
+from infrastructure.local.window_assembly import InProcessFirehose
 from infrastructure.tunables import load_tunables
 
 REGION = "eu-west-2"
@@ -86,27 +86,13 @@ def main() -> int:
         provision.create_bucket(s3, LANDING, REGION, versioned=True)
         provision.create_bucket(s3, STAGING, REGION, versioned=True)
         provision.create_idempotency_table(boto3.client("dynamodb", region_name=REGION), TABLE)
-        queue_url = sqs.create_queue(QueueName="sluice-demo-ingest")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        s3.put_bucket_notification_configuration(
-            Bucket=LANDING,
-            NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
-            },
-        )
-        firehose = InProcessFirehose(
-            {
-                name: WindowAssembler(
-                    stream_name=name,
-                    staging_bucket=STAGING,
-                    s3=s3,
-                    processor=processor.lambda_handler,
-                    tunables=load_tunables().firehose,
-                )
-                for name in STREAMS
-            }
+        queue_url = provision.create_ingest_queue(sqs, s3, "sluice-demo-ingest", LANDING)
+        firehose = InProcessFirehose.for_streams(
+            STREAMS,
+            staging_bucket=STAGING,
+            s3=s3,
+            processor=processor.lambda_handler,
+            tunables=load_tunables().firehose,
         )
         clients.firehose = lambda: firehose  # type: ignore[assignment]  # the stand-in for Firehose
 
@@ -115,10 +101,10 @@ def main() -> int:
             s3.put_object(Bucket=LANDING, Key=key, Body=body)
             say(f"   {len(body):>7} B  {key}")
 
-        messages = drain(sqs, queue_url)
+        messages = provision.drain_queue(sqs, queue_url)
         say(f"2. forwarder: {len(messages)} SQS messages (incl. S3's test event)")
         response = forwarder.lambda_handler(
-            sqs_event(messages, queue_arn), LocalLambdaContext("forwarder", 30)
+            sqs_event(messages), LocalLambdaContext("forwarder", 30)
         )
         say(f"   batchItemFailures: {response['batchItemFailures']}")
 
@@ -129,16 +115,7 @@ def main() -> int:
     return 1 if failures else 0
 
 
-def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
-        messages.extend(batch)
-        for message in batch:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return messages
-
-
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """The event the SQS event source mapping would hand the forwarder."""
     return {
         "Records": [
@@ -150,7 +127,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
                 "messageAttributes": {},
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:sluice-demo-ingest",
                 "awsRegion": REGION,
             }
             for message in messages

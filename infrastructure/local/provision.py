@@ -6,13 +6,14 @@ other on table keys and bucket settings.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transform.idempotency import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 
 def create_bucket(s3: S3Client, name: str, region: str, *, versioned: bool) -> None:
@@ -38,3 +39,31 @@ def create_idempotency_table(dynamodb: DynamoDBClient, name: str) -> None:
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE},
     )
+
+
+def create_ingest_queue(sqs: SQSClient, s3: S3Client, name: str, landing_bucket: str) -> str:
+    """A queue the landing bucket notifies of every created object; returns the queue URL.
+
+    The notification makes S3 send its `s3:TestEvent` to the queue first, as in AWS.
+    """
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=landing_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    return queue_url
+
+
+def drain_queue(sqs: SQSClient, queue_url: str) -> list[dict[str, Any]]:
+    """Receive and delete every message now in the queue."""
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
+        messages.extend(batch)  # type: ignore[arg-type]  # TypedDicts are dicts
+        for message in batch:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return messages

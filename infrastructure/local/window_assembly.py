@@ -576,6 +576,30 @@ class InProcessFirehose:
         self.throttle_next_calls = 0
         self.fail_next_entries = 0
 
+    @classmethod
+    def for_streams(
+        cls,
+        streams: Iterable[str],
+        *,
+        staging_bucket: str,
+        s3: ObjectWriter,
+        processor: Processor | None,
+        tunables: FirehoseTunables,
+    ) -> InProcessFirehose:
+        """One assembler per stream, all writing to `staging_bucket` through `processor`."""
+        return cls(
+            {
+                name: WindowAssembler(
+                    stream_name=name,
+                    staging_bucket=staging_bucket,
+                    s3=s3,
+                    processor=processor,
+                    tunables=tunables,
+                )
+                for name in streams
+            }
+        )
+
     # Keyword names are boto3's, so that this stands in for a boto3 Firehose client.
     def put_record_batch(
         self, *, DeliveryStreamName: str, Records: list[dict[str, Any]]

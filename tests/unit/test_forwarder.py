@@ -19,8 +19,9 @@ import boto3
 import pytest
 
 from infrastructure import environment
+from infrastructure.local import provision
 from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.window_assembly import InProcessFirehose, WindowAssembler
+from infrastructure.local.window_assembly import InProcessFirehose
 from infrastructure.tunables import TUNABLES_FILE, load_tunables
 from tests.conftest import IDEMPOTENCY_TABLE, LANDING, REGION, STAGING, STREAMS, load_event
 from tests.support import (
@@ -63,18 +64,12 @@ def firehose(
 ) -> InProcessFirehose:
     function_env("processor")
     function_env("forwarder")
-    s3 = boto3.client("s3", region_name=REGION)
-    stand_in = InProcessFirehose(
-        {
-            name: WindowAssembler(
-                stream_name=name,
-                staging_bucket=STAGING,
-                s3=s3,
-                processor=processor.lambda_handler,
-                tunables=load_tunables().firehose,
-            )
-            for name in STREAMS
-        }
+    stand_in = InProcessFirehose.for_streams(
+        STREAMS,
+        staging_bucket=STAGING,
+        s3=boto3.client("s3", region_name=REGION),
+        processor=processor.lambda_handler,
+        tunables=load_tunables().firehose,
     )
     monkeypatch.setattr(clients, "firehose", lambda: stand_in)
     forwarder.dependencies.cache_clear()
@@ -454,24 +449,11 @@ def test_files_are_spread_over_streams_by_file_id(firehose: InProcessFirehose, s
 def test_events_from_moto_notifications(firehose: InProcessFirehose, s3: Any) -> None:
     # GIVEN the landing bucket notifying a queue, as S3 does (moto generates these events)
     sqs = boto3.client("sqs", region_name=REGION)
-    queue_url = sqs.create_queue(QueueName="ingest")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
-    s3.put_bucket_notification_configuration(
-        Bucket=LANDING,
-        NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
-        },
-    )
+    queue_url = provision.create_ingest_queue(sqs, s3, "ingest", LANDING)
     uploads = {"acme/moto one.json": b'{"m":1}', "acme/sub/moto+two.csv": b"a,b\n"}
     for key, body in uploads.items():
         s3.put_object(Bucket=LANDING, Key=key, Body=body)
-    messages = []
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
-        messages.extend(batch)
-        for message in batch:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    messages = provision.drain_queue(sqs, queue_url)
     # WHEN the messages (test event included) are forwarded
     response = invoke(sqs_event(*(m["Body"] for m in messages)))
     # THEN each uploaded file is staged once, byte-exact
