@@ -22,5 +22,30 @@ IDEMPOTENCY_TABLE: Final = "SLUICE_IDEMPOTENCY_TABLE"
 FIREHOSE_STREAMS: Final = "SLUICE_FIREHOSE_STREAMS"
 """Comma-separated Firehose stream names; records are spread over them by file_id."""
 
-RESOURCE_VARIABLES: Final = frozenset({STAGING_BUCKET, IDEMPOTENCY_TABLE, FIREHOSE_STREAMS})
+LEDGER_TABLE: Final = "SLUICE_LEDGER_TABLE"
+"""DynamoDB table of delivery's ledger: file claims and window states."""
+
+MINIO_SECRET: Final = "SLUICE_MINIO_SECRET"  # noqa: S105  # a variable name, not a secret
+"""Secrets Manager secret (name or ARN) holding MinIO's endpoint, bucket and credentials."""
+
+MINIO_CA_BUNDLE: Final = "SLUICE_MINIO_CA_BUNDLE"
+"""Optional path to a PEM bundle that MinIO's TLS certificate must chain to (default: system)."""
+
+DELIVERY_DLQ_URL: Final = "SLUICE_DELIVERY_DLQ_URL"
+"""Delivery's on-failure destination, which redrive drains."""
+
+DELIVERY_FUNCTION: Final = "SLUICE_DELIVERY_FUNCTION"
+"""Delivery function (with its `live` alias) that redrive invokes asynchronously."""
+
+RESOURCE_VARIABLES: Final = frozenset(
+    {
+        STAGING_BUCKET,
+        IDEMPOTENCY_TABLE,
+        FIREHOSE_STREAMS,
+        LEDGER_TABLE,
+        MINIO_SECRET,
+        DELIVERY_DLQ_URL,
+        DELIVERY_FUNCTION,
+    }
+)
 """The names `resource_environment` in tunables.json may list."""

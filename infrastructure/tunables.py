@@ -89,12 +89,46 @@ class RequeueTunables:
 
 
 @dataclass(frozen=True)
+class DeliveryTunables:
+    archive_prefix: str
+    archive_max_input_bytes: int
+    min_part_size_bytes: int
+    max_parts: int
+    gzip_level: int
+    upload_attempts: int
+    retry_backoff_base_seconds: float
+    retry_backoff_cap_seconds: float
+    read_chunk_bytes: int
+    max_json_validation_bytes: int
+    secret_max_age_seconds: int
+    ledger_ttl_seconds: int
+    staging_retention_days: int
+    delivered_tag: str
+    async_retry_attempts: int
+    async_max_event_age_seconds: int
+    dlq_retention_seconds: int
+
+
+@dataclass(frozen=True)
+class RedriveTunables:
+    limit_per_run: int
+    min_age_seconds: int
+    jitter_seconds: int
+    max_redrives: int
+    unrecorded_grace_seconds: int
+    claimed_stale_seconds: int
+    lookback_hours: int
+    schedule_minutes: int
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     handler: str
     memory_mb: int
     timeout_seconds: int
     environment: dict[str, str]
     resource_environment: tuple[str, ...]
+    ephemeral_storage_mb: int = 512
 
 
 @dataclass(frozen=True)
@@ -107,6 +141,8 @@ class Tunables:
     forwarder: ForwarderTunables
     processor: ProcessorTunables
     requeue: RequeueTunables
+    delivery: DeliveryTunables
+    redrive: RedriveTunables
     functions: dict[str, FunctionSpec]
 
 
@@ -160,6 +196,8 @@ def parse_tunables(document: dict[str, Any], profile: str = DEFAULT_PROFILE) -> 
             )
         ),
         requeue=RequeueTunables(**resolved["requeue"]),
+        delivery=DeliveryTunables(**resolved["delivery"]),
+        redrive=RedriveTunables(**resolved["redrive"]),
         functions={
             name: FunctionSpec(
                 handler=spec["handler"],
@@ -167,6 +205,7 @@ def parse_tunables(document: dict[str, Any], profile: str = DEFAULT_PROFILE) -> 
                 timeout_seconds=spec["timeout_seconds"],
                 environment=dict(spec["environment"]),
                 resource_environment=tuple(spec["resource_environment"]),
+                ephemeral_storage_mb=spec.get("ephemeral_storage_mb", 512),
             )
             for name, spec in resolved["functions"].items()
         },
@@ -202,6 +241,19 @@ def _check_invariants(t: Tunables) -> None:
         raise TunablesError(
             f"{where}: forwarder.put_retry_budget_seconds ({t.forwarder.put_retry_budget_seconds}) "
             f"must be below functions.forwarder.timeout_seconds ({forwarder_timeout})"
+        )
+    firehose_day = 24 * 3600
+    needed_ledger_ttl = needed_ttl + firehose_day + t.delivery.dlq_retention_seconds
+    if t.delivery.ledger_ttl_seconds < needed_ledger_ttl:
+        raise TunablesError(
+            f"{where}: delivery.ledger_ttl_seconds is {t.delivery.ledger_ttl_seconds}, must be at "
+            f"least ingest retention + ingest DLQ retention + Firehose's 24 h + delivery DLQ "
+            f"retention = {needed_ledger_ttl}, or a late duplicate could be delivered twice"
+        )
+    if t.delivery.retry_backoff_cap_seconds < t.delivery.retry_backoff_base_seconds:
+        raise TunablesError(
+            f"{where}: delivery.retry_backoff_cap_seconds is below "
+            f"delivery.retry_backoff_base_seconds"
         )
     for name, spec in t.functions.items():
         unknown = set(spec.resource_environment) - environment.RESOURCE_VARIABLES

@@ -1,4 +1,4 @@
-"""boto3 clients for the transform functions, created on first use and kept for the process.
+"""boto3 clients for Sluice's functions, created on first use and kept for the process.
 
 Created lazily (not at import) so that tests can start moto's `mock_aws` before any client
 exists; `reset()` forgets them between tests. Endpoints come from boto3's own
@@ -16,7 +16,9 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_firehose import FirehoseClient
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 # Standard retry mode retries throttling and 5xx with backoff; our own, bounded retry of
 # PutRecordBatch entries sits on top of it (transform.firehose_sender).
@@ -43,7 +45,17 @@ def firehose() -> FirehoseClient:
     return boto3.client("firehose", config=_CONFIG)
 
 
+@functools.cache
+def sqs() -> SQSClient:
+    return boto3.client("sqs", config=_CONFIG)
+
+
+@functools.cache
+def lambda_() -> LambdaClient:
+    return boto3.client("lambda", config=_CONFIG)
+
+
 def reset() -> None:
     """Forget every client (tests: a new moto mock per test)."""
-    for factory in (s3, dynamodb, firehose):
+    for factory in (s3, dynamodb, firehose, sqs, lambda_):
         factory.cache_clear()

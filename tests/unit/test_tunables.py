@@ -120,6 +120,8 @@ def test_shipped_aws_values_match_the_design() -> None:
         "forwarder": "transform.forwarder.lambda_handler",
         "processor": "transform.processor.lambda_handler",
         "requeue": "transform.requeue.lambda_handler",
+        "delivery": "delivery.handler.lambda_handler",
+        "redrive": "delivery.redrive.lambda_handler",
     }
 
 
@@ -499,7 +501,7 @@ def test_unknown_resource_variable_is_named() -> None:
     document = edited(
         shipped(),
         "functions.processor.resource_environment",
-        ["SLUICE_STAGING_BUCKET", "SLUICE_LEDGER_TABLE"],
+        ["SLUICE_STAGING_BUCKET", "SLUICE_NOT_A_RESOURCE"],
     )
 
     # THEN the error names the function, the variable and the known ones
@@ -507,7 +509,7 @@ def test_unknown_resource_variable_is_named() -> None:
         parse_tunables(document)
     message = str(caught.value)
     assert "functions.processor.resource_environment" in message
-    assert "SLUICE_LEDGER_TABLE" in message
+    assert "SLUICE_NOT_A_RESOURCE" in message
     assert environment.STAGING_BUCKET in message
 
 
