@@ -28,6 +28,10 @@ REGION = "eu-west-2"
 LANDING = "sluice-landing-test"
 STAGING = "sluice-staging-test"
 IDEMPOTENCY_TABLE = "sluice-idempotency-test"
+LEDGER_TABLE = "sluice-ledger-test"
+MINIO_SECRET_NAME = "sluice/test/minio"
+DELIVERY_DLQ_NAME = "sluice-delivery-dlq-test"
+DELIVERY_FUNCTION = "sluice-delivery-test:live"
 STREAMS = ("sluice-test-0", "sluice-test-1")
 
 
@@ -57,6 +61,7 @@ def _fresh_caches() -> Iterator[None]:
     each test is a cold start."""
     # Imported here, not at the top: handler modules create Powertools objects from the
     # environment that pytest_configure sets first.
+    from delivery import handler, redrive  # noqa: PLC0415  # see above
     from transform import forwarder, processor, requeue  # noqa: PLC0415  # see above
 
     def forget() -> None:
@@ -65,6 +70,8 @@ def _fresh_caches() -> Iterator[None]:
         forwarder.dependencies.cache_clear()
         processor.reset()
         requeue.dependencies.cache_clear()
+        handler.dependencies.cache_clear()
+        redrive.dependencies.cache_clear()
 
     forget()
     yield
@@ -111,6 +118,12 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> Any:
             environment.STAGING_BUCKET: STAGING,
             environment.IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
             environment.FIREHOSE_STREAMS: ",".join(STREAMS),
+            environment.LEDGER_TABLE: LEDGER_TABLE,
+            environment.MINIO_SECRET: MINIO_SECRET_NAME,
+            environment.DELIVERY_DLQ_URL: (
+                f"https://sqs.{REGION}.amazonaws.com/123456789012/{DELIVERY_DLQ_NAME}"
+            ),
+            environment.DELIVERY_FUNCTION: DELIVERY_FUNCTION,
         }
         for name in spec.resource_environment:
             monkeypatch.setenv(name, bindings[name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 import uuid
 from typing import Any
 from urllib.parse import quote_plus
@@ -68,3 +69,28 @@ def put_and_notify(s3: Any, bucket: str, key: str, body: bytes) -> dict[str, Any
     return created_record(
         bucket, key, len(body), response["ETag"].strip('"'), response.get("VersionId")
     )
+
+
+class SerializedClient:
+    """A boto3 client whose calls run one at a time.
+
+    moto's in-process DynamoDB is not thread-safe: two threads' transactions can interleave
+    between a condition check and its write, which DynamoDB itself never allows. Serializing
+    whole calls restores that guarantee while the threads still interleave between calls —
+    which is where Sluice's own races would be.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call

@@ -1,18 +1,25 @@
-"""`make demo`: a handful of files through forwarder -> window assembly -> processor, in process.
+"""`make demo`: a handful of files through every function, in process, into SeaweedFS as MinIO.
 
-Everything AWS runs on moto in this process (S3 with its notifications to SQS, SQS, DynamoDB);
-Firehose is Sluice's window-assembly library wrapping the real processor. The handlers are the
-ones Lambda runs, called with the events their triggers would send. Nothing is left behind.
+landing -> forwarder -> Firehose window -> processor -> staged window -> delivery -> archive.
+Everything AWS runs on moto in this process (S3 with its notifications to SQS, SQS, DynamoDB,
+Secrets Manager); Firehose is Sluice's window-assembly library wrapping the real processor;
+MinIO is SeaweedFS (`weed mini`, a real S3 server on 127.0.0.1). The handlers are the ones
+Lambda runs, called with the events their triggers would send. Nothing is left behind.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import os
 import sys
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,6 +28,7 @@ from moto import mock_aws
 from infrastructure import environment
 from infrastructure.local import provision
 from infrastructure.local.lambda_context import LocalLambdaContext
+from infrastructure.local.seaweedfs import SeaweedFSServer, start_seaweedfs
 from infrastructure.local.window_assembly import InProcessFirehose
 from infrastructure.tunables import load_tunables
 
@@ -28,6 +36,8 @@ REGION = "eu-west-2"
 LANDING = "sluice-demo-landing"
 STAGING = "sluice-demo-staging"
 TABLE = "sluice-demo-idempotency"
+LEDGER = "sluice-demo-ledger"
+SECRET = "sluice/demo/minio"  # noqa: S105  # a secret's name, not its value
 STREAMS = ("sluice-demo-0",)
 
 SAMPLES: dict[str, bytes] = {
@@ -62,6 +72,8 @@ def function_environment() -> Iterator[None]:
         environment.STAGING_BUCKET: STAGING,
         environment.IDEMPOTENCY_TABLE: TABLE,
         environment.FIREHOSE_STREAMS: ",".join(STREAMS),
+        environment.LEDGER_TABLE: LEDGER,
+        environment.MINIO_SECRET: SECRET,
     }
     values.setdefault("POWERTOOLS_METRICS_NAMESPACE", tunables.metrics_namespace)
     saved = {name: os.environ.get(name) for name in values}
@@ -77,41 +89,76 @@ def function_environment() -> Iterator[None]:
 
 
 def main() -> int:
-    with function_environment(), mock_aws():
-        # Imported here: the handlers' module-level Powertools objects read the environment above.
-        from transform import clients, forwarder, processor  # noqa: PLC0415  # after the env is set
+    with (
+        function_environment(),
+        mock_aws(),
+        tempfile.TemporaryDirectory(prefix="sluice-demo-") as tmp,
+    ):
+        say("0. starting SeaweedFS (weed mini) on 127.0.0.1 as MinIO …")
+        with start_seaweedfs(Path(tmp), tls=False) as minio:
+            say(f"   {minio.endpoint} (ready in {minio.startup_seconds:.1f} s)")
+            return run(minio)
 
-        s3 = boto3.client("s3", region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
-        provision.create_bucket(s3, LANDING, REGION, versioned=True)
-        provision.create_bucket(s3, STAGING, REGION, versioned=True)
-        provision.create_idempotency_table(boto3.client("dynamodb", region_name=REGION), TABLE)
-        queue_url = provision.create_ingest_queue(sqs, s3, "sluice-demo-ingest", LANDING)
-        firehose = InProcessFirehose.for_streams(
-            STREAMS,
-            staging_bucket=STAGING,
-            s3=s3,
-            processor=processor.lambda_handler,
-            tunables=load_tunables().firehose,
+
+def run(minio: SeaweedFSServer) -> int:
+    # Imported here: the handlers' module-level Powertools objects read the environment above.
+    from delivery import handler  # noqa: PLC0415  # after the env is set
+    from delivery.redriving import staged_event  # noqa: PLC0415  # after the env is set
+    from transform import clients, forwarder, processor  # noqa: PLC0415  # after the env is set
+
+    s3 = boto3.client("s3", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    provision.create_bucket(s3, LANDING, REGION, versioned=True)
+    provision.create_bucket(s3, STAGING, REGION, versioned=True)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    provision.create_idempotency_table(dynamodb, TABLE)
+    provision.create_ledger_table(dynamodb, LEDGER)
+    bucket = minio.create_bucket("sluice-demo")
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=SECRET,
+        SecretString=json.dumps(
+            {
+                "endpoint": minio.endpoint,
+                "access_key": minio.access_key,
+                "secret_key": minio.secret_key,
+                "bucket": bucket,
+                "secure": False,
+            }
+        ),
+    )
+    queue_url = provision.create_ingest_queue(sqs, s3, "sluice-demo-ingest", LANDING)
+    firehose = InProcessFirehose.for_streams(
+        STREAMS,
+        staging_bucket=STAGING,
+        s3=s3,
+        processor=processor.lambda_handler,
+        tunables=load_tunables().firehose,
+    )
+    clients.firehose = lambda: firehose  # type: ignore[assignment]  # the stand-in for Firehose
+
+    say(f"1. {len(SAMPLES)} files PUT into s3://{LANDING}/ (moto; notifications to SQS)")
+    for key, body in SAMPLES.items():
+        s3.put_object(Bucket=LANDING, Key=key, Body=body)
+        say(f"   {len(body):>7} B  {key}")
+
+    messages = provision.drain_queue(sqs, queue_url)
+    say(f"2. forwarder: {len(messages)} SQS messages (incl. S3's test event)")
+    response = forwarder.lambda_handler(sqs_event(messages), LocalLambdaContext("forwarder", 30))
+    say(f"   batchItemFailures: {response['batchItemFailures']}")
+
+    say("3. Firehose (window assembly): buffers flushed, processor invoked, GZIP written")
+    keys = firehose.flush()
+    show_staging(s3, keys)
+
+    windows = sorted(key for key in keys if key.startswith("buffers/"))
+    say(f"5. delivery: {len(windows)} staged window(s) -> SeaweedFS bucket {bucket}")
+    for key in windows:
+        result = handler.lambda_handler(
+            staged_event(STAGING, key), LocalLambdaContext("delivery", 120)
         )
-        clients.firehose = lambda: firehose  # type: ignore[assignment]  # the stand-in for Firehose
-
-        say(f"1. {len(SAMPLES)} files PUT into s3://{LANDING}/ (moto; notifications to SQS)")
-        for key, body in SAMPLES.items():
-            s3.put_object(Bucket=LANDING, Key=key, Body=body)
-            say(f"   {len(body):>7} B  {key}")
-
-        messages = provision.drain_queue(sqs, queue_url)
-        say(f"2. forwarder: {len(messages)} SQS messages (incl. S3's test event)")
-        response = forwarder.lambda_handler(
-            sqs_event(messages), LocalLambdaContext("forwarder", 30)
-        )
-        say(f"   batchItemFailures: {response['batchItemFailures']}")
-
-        say("3. Firehose (window assembly): buffers flushed, processor invoked, GZIP written")
-        keys = firehose.flush()
-        show_staging(s3, keys)
-        failures = response["batchItemFailures"]
+        say(f"   {result['windows']}")
+    show_archives(minio, bucket)
+    failures = response["batchItemFailures"]
     return 1 if failures else 0
 
 
@@ -156,6 +203,36 @@ def show_staging(s3: Any, keys: list[str]) -> None:
     for obj in reasons:
         entry = json.loads(s3.get_object(Bucket=STAGING, Key=obj["Key"])["Body"].read())
         say(f"   {entry.get('key', entry['file_id'])}: {entry['reason']}: {entry['detail'][:100]}")
+
+
+def show_archives(minio: SeaweedFSServer, bucket: str) -> None:
+    """Each file's archive, member name and checksum verdict, checked again here."""
+    client = minio.client()
+    say("6. MinIO: every archive re-read and every member's sha256 checked against its manifest")
+    for obj in client.list_objects(bucket, recursive=True):
+        if not obj.object_name.endswith(".tar.gz"):
+            say(f"   {obj.object_name}")
+            continue
+        data = client.get_object(bucket, obj.object_name).read()
+        stat = client.stat_object(bucket, obj.object_name)
+        stored = (stat.metadata or {}).get("x-amz-meta-sluice-sha256")
+        archive_ok = stored == hashlib.sha256(data).hexdigest()
+        say(f"   {obj.object_name}  {len(data)} B  archive sha256 {'ok' if archive_ok else 'BAD'}")
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            manifest = json.loads(_read(tar, "MANIFEST.json"))
+            for entry in manifest["files"]:
+                body = _read(tar, entry["member_name"])
+                verdict = "ok" if hashlib.sha256(body).hexdigest() == entry["sha256"] else "BAD"
+                say(f"     {verdict:<3} {entry['check']:<18} {entry['member_name']}")
+            for excluded in manifest["excluded"]:
+                say(f"     excluded ({excluded['reason']}): {excluded['key']}")
+
+
+def _read(tar: tarfile.TarFile, name: str) -> bytes:
+    member = tar.extractfile(name)
+    if member is None:
+        raise LookupError(f"{name} is not a file in the archive")
+    return member.read()
 
 
 if __name__ == "__main__":

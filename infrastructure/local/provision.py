@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from delivery.ledger import LEDGER_KEY, LEDGER_TTL_ATTRIBUTE
 from transform.idempotency import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
@@ -38,6 +39,20 @@ def create_idempotency_table(dynamodb: DynamoDBClient, name: str) -> None:
     dynamodb.update_time_to_live(
         TableName=name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE},
+    )
+
+
+def create_ledger_table(dynamodb: DynamoDBClient, name: str) -> None:
+    """Delivery's ledger: `FILE#…` claims and `WIN#…` window records under one key."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": LEDGER_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": LEDGER_TTL_ATTRIBUTE},
     )
 
 

@@ -1,0 +1,114 @@
+"""Lambda entry point `delivery.handler.lambda_handler`: S3 ObjectCreated on the staging `buffers/`.
+
+Invoked asynchronously (by S3, or by redrive with the same event): each staged window in the
+event is delivered by `delivery.delivering.deliver_window`. Any error raises, so Lambda's async
+retries apply and then the on-failure record goes to the delivery DLQ, which redrive drains.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from delivery.delivering import DeliveryDeps, DeliveryReport, deliver_window
+from delivery.ledger import Ledger
+from delivery.minio_access import MinioAccess
+from infrastructure import environment
+from infrastructure.tunables import load_tunables, required_env
+from transform import clients, payload_schemas
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+BUFFERS_PREFIX: Final = "buffers/"
+LATENCY_VALUES_PER_FLUSH: Final = 100
+"""CloudWatch's embedded metric format takes at most 100 values per metric per document."""
+
+
+@functools.cache
+def dependencies() -> DeliveryDeps:
+    """Built once per cold start; a bad tunable or missing variable fails here, loudly."""
+    tunables = load_tunables()
+    return DeliveryDeps(
+        s3=clients.s3(),
+        ledger=Ledger(
+            clients.dynamodb(),
+            required_env(environment.LEDGER_TABLE),
+            tunables.delivery.ledger_ttl_seconds,
+        ),
+        minio=MinioAccess(
+            required_env(environment.MINIO_SECRET),
+            max_age_seconds=tunables.delivery.secret_max_age_seconds,
+            ca_bundle=os.environ.get(environment.MINIO_CA_BUNDLE) or None,
+        ),
+        schemas=payload_schemas.load(tunables.processor.payload_schemas),
+        tunables=tunables.delivery,
+        file_extension=tunables.firehose.file_extension,
+        spool_dir=Path(os.environ.get("TMPDIR", "/tmp")),  # noqa: S108  # Lambda's ephemeral storage
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deps = dependencies()
+    outcomes = []
+    for record in S3Event(event).records:
+        bucket = record.s3.bucket.name
+        key = unquote_plus(record.s3.get_object.key)
+        if not key.startswith(BUFFERS_PREFIX):
+            logger.warning("not a staged window; ignored", extra={"bucket": bucket, "key": key})
+            continue
+        report = deliver_window(bucket, key, deps)
+        publish(report, key)
+        outcomes.append({"window_id": report.window_id, "outcome": report.outcome})
+    return {"windows": outcomes}
+
+
+def publish(report: DeliveryReport, staged_key: str) -> None:
+    logger.set_correlation_id(report.window_id)
+    logger.info(
+        "window handled",
+        extra={
+            "staged_key": staged_key,
+            "outcome": report.outcome,
+            "parts": len(report.parts),
+            "files_delivered": report.files_delivered,
+            "excluded": len(report.excluded),
+            "not_owned": report.not_owned,
+            "repeated": report.repeated,
+        },
+    )
+    for exclusion in report.excluded:
+        logger.error(
+            "file excluded",
+            extra={
+                "alarm": "FilesExcluded",
+                "file_id": exclusion.file_id,
+                "key": exclusion.key,
+                "version_id": exclusion.version_id,
+                "reason": exclusion.reason,
+                "detail": exclusion.detail,
+            },
+        )
+    metrics.add_metric(name="WindowsHandled", unit=MetricUnit.Count, value=1)
+    if report.outcome != "delivered":
+        return
+    metrics.add_metric(name="FilesDelivered", unit=MetricUnit.Count, value=report.files_delivered)
+    metrics.add_metric(name="FilesExcluded", unit=MetricUnit.Count, value=len(report.excluded))
+    metrics.add_metric(name="ArchiveParts", unit=MetricUnit.Count, value=len(report.parts))
+    for start in range(0, len(report.latencies_ms), LATENCY_VALUES_PER_FLUSH):
+        for latency in report.latencies_ms[start : start + LATENCY_VALUES_PER_FLUSH]:
+            metrics.add_metric(name="EndToEndLatency", unit=MetricUnit.Milliseconds, value=latency)
+        if start + LATENCY_VALUES_PER_FLUSH < len(report.latencies_ms):
+            metrics.flush_metrics()

@@ -1,0 +1,636 @@
+"""Delivery's ledger in DynamoDB: permanent file claims and window states (DESIGN §4a).
+
+One table, key `pk` (S), TTL attribute `expires_at` (epoch seconds):
+
+- `FILE#<file_id>`: `owner` (the window that claimed it), `claimed_at_ms`, `expires_at`.
+  Claims are permanent (rule 2): written under `attribute_not_exists(pk) OR owner = :w`, never
+  moved to another window or deleted; a window's retry re-claims its own files (refreshing
+  `claimed_at_ms` and the TTL, never the owner).
+- `WIN#<window_id>`: `state` (CLAIMED | DELIVERED | EMPTY | PARKED), `staged_key`, the persisted
+  `exclusions` (so every attempt builds the same bytes, rule 3), the verified archive `parts`
+  (rule 4), `redrive_count`, `parked_reason`, timestamps, `file_count`, `expires_at`.
+
+States move CLAIMED -> DELIVERED | EMPTY | PARKED, and PARKED -> CLAIMED only by `unpark`
+(the operator's `sluice redrive --window`). DELIVERED and EMPTY are final: nothing moves a
+window out of them, and `mark_parked` on them is a no-op (a late, verified delivery beats a
+redrive's decision to park). A verified delivery may still land on a PARKED window: the archive
+is in MinIO, so the ledger says so.
+
+Same style as the forwarder's `transform.idempotency`: the low-level boto3 client, conditional
+writes, an injectable clock (and sleep, so tests never wait).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Final
+
+from aws_lambda_powertools import Logger
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+logger = Logger(child=True)
+
+LEDGER_KEY: Final = "pk"
+LEDGER_TTL_ATTRIBUTE: Final = "expires_at"
+FILE_PREFIX: Final = "FILE#"
+WINDOW_PREFIX: Final = "WIN#"
+TRANSACTION_LIMIT: Final = 100
+"""Items per TransactWriteItems call (DynamoDB's limit)."""
+BATCH_GET_LIMIT: Final = 100
+"""Keys per BatchGetItem call (DynamoDB's limit)."""
+TRANSIENT_ATTEMPTS: Final = 8
+"""Calls that make no progress (conflicts, throttling) allowed per transaction or batch."""
+BACKOFF_BASE_SECONDS: Final = 0.05
+BACKOFF_CAP_SECONDS: Final = 2.0
+
+# Whole-call errors worth another try; botocore's standard mode has already retried some of them.
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+# Per-item reasons in a cancelled transaction that a retry of the item may get past.
+_RETRYABLE_REASONS: Final = frozenset(
+    {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+)
+_CONDITION_FAILED: Final = "ConditionalCheckFailed"
+_CLAIM_CONDITION: Final = "attribute_not_exists(pk) OR #owner = :w"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class WindowState(StrEnum):
+    CLAIMED = "CLAIMED"
+    DELIVERED = "DELIVERED"
+    EMPTY = "EMPTY"
+    PARKED = "PARKED"
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """One verified archive part, as uploaded to MinIO."""
+
+    part: int
+    minio_key: str
+    minio_version: str | None
+    sha256: str
+    etag: str
+    size: int
+    part_size: int
+    file_count: int
+    check: str
+
+
+@dataclass(frozen=True)
+class ExclusionRecord:
+    """A file the window leaves out of its archive, with the reason the manifest gives."""
+
+    file_id: str
+    key: str | None
+    version_id: str | None
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    window_id: str
+    state: WindowState
+    staged_key: str
+    exclusions: tuple[ExclusionRecord, ...]
+    parts: tuple[PartRecord, ...]
+    redrive_count: int
+    claimed_at_ms: int | None
+    updated_at_ms: int
+    delivered_at_ms: int | None
+    parked_reason: str | None
+    file_count: int
+
+
+class LedgerError(Exception):
+    """The ledger could not do what was asked."""
+
+
+class LedgerRetriesExhausted(LedgerError):
+    """DynamoDB kept answering with conflicts or throttling; the caller's retry applies."""
+
+
+class WindowStateError(LedgerError):
+    """A window is not in a state the requested transition starts from."""
+
+    def __init__(self, window_id: str, action: str, state: str | None, detail: str = "") -> None:
+        found = f"state {state}" if state else "no record"
+        suffix = f" ({detail})" if detail else ""
+        super().__init__(f"window {window_id}: cannot {action}{suffix}: it has {found}")
+        self.window_id = window_id
+        self.action = action
+        self.state = state
+
+
+class Ledger:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        table: str,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = TRANSIENT_ATTEMPTS,
+    ) -> None:
+        self._dynamodb = dynamodb
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._attempts = attempts
+
+    # -- file claims (rule 2) -------------------------------------------------------------
+
+    def claim_files(self, window_id: str, file_ids: Sequence[str]) -> dict[str, str]:
+        """Claim every file not yet claimed for `window_id`; returns file_id -> owner for all.
+
+        Ours or another window's: another window's claim is never overwritten, deleted or
+        released; a retry re-claims the window's own files (same owner, claim time and TTL
+        refreshed).
+        Repeated ids are claimed once (a transaction may not touch an item twice).
+        """
+        unique = list(dict.fromkeys(file_ids))
+        owners: dict[str, str] = {}
+        for start in range(0, len(unique), TRANSACTION_LIMIT):
+            chunk = unique[start : start + TRANSACTION_LIMIT]
+            owners.update(self._claim_chunk(window_id, chunk))
+        return {file_id: owners[file_id] for file_id in unique}
+
+    def owners(self, file_ids: Sequence[str]) -> dict[str, str]:
+        """file_id -> owner window for the claimed ones; ids never claimed are absent.
+
+        Consistent reads, so a claim made just before is seen.
+        """
+        unique = list(dict.fromkeys(file_ids))  # BatchGetItem refuses duplicate keys
+        found: dict[str, str] = {}
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            for item in self._batch_get(unique[start : start + BATCH_GET_LIMIT]):
+                found[item[LEDGER_KEY]["S"].removeprefix(FILE_PREFIX)] = item["owner"]["S"]
+        return found
+
+    def _claim_chunk(self, window_id: str, chunk: list[str]) -> dict[str, str]:
+        """One transaction's worth, retried until every file has an owner.
+
+        Bounded: each round either settles at least one file (its condition failed, so another
+        window owns it) or spends one of `attempts` on a conflict or throttling.
+        """
+        settled: dict[str, str] = {}
+        pending = chunk
+        stalls = 0
+        while pending:
+            newly_settled, retry = self._try_claim(window_id, pending)
+            settled.update(newly_settled)
+            if len(retry) == len(pending):
+                stalls += 1
+                if stalls >= self._attempts:
+                    raise LedgerRetriesExhausted(
+                        f"window {window_id}: claiming {len(retry)} files made no progress "
+                        f"after {stalls} attempts"
+                    )
+                self._sleep(self._backoff(stalls))
+            pending = retry
+        return settled
+
+    def _try_claim(self, window_id: str, pending: list[str]) -> tuple[dict[str, str], list[str]]:
+        """One TransactWriteItems; returns (files now settled -> owner, files to try again)."""
+        try:
+            self._dynamodb.transact_write_items(TransactItems=self._claim_items(window_id, pending))
+        except ClientError as err:
+            code = _error_code(err)
+            if code == "TransactionCanceledException":
+                return self._after_cancellation(err, pending)
+            if code in _TRANSIENT_CODES:
+                logger.info("ledger claim retried", extra={"window": window_id, "error": code})
+                return {}, pending
+            raise
+        return dict.fromkeys(pending, window_id), []
+
+    def _claim_items(self, window_id: str, file_ids: list[str]) -> list[Any]:
+        now = self._clock()
+        claimed_at_ms = {"N": str(int(now * 1000))}
+        expires_at = {"N": str(int(now) + self._ttl_seconds)}
+        return [
+            {
+                # Put, not Update (which could keep the first claim's time): moto, the local
+                # stand-in, applies an UpdateItem ~5x slower, and the condition already makes a
+                # retry's Put rewrite only the window's own claim (refreshing time and TTL).
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        LEDGER_KEY: {"S": FILE_PREFIX + file_id},
+                        "owner": {"S": window_id},
+                        "claimed_at_ms": claimed_at_ms,
+                        LEDGER_TTL_ATTRIBUTE: expires_at,
+                    },
+                    "ConditionExpression": _CLAIM_CONDITION,
+                    "ExpressionAttributeNames": {"#owner": "owner"},
+                    "ExpressionAttributeValues": {":w": {"S": window_id}},
+                    # The current owner comes back with the cancellation: no read needed.
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+            for file_id in file_ids
+        ]
+
+    def _after_cancellation(
+        self, err: ClientError, pending: list[str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Sort a cancelled transaction's files into settled (owned) and to-retry."""
+        raw_reasons: Any = err.response.get("CancellationReasons")
+        reasons: list[dict[str, Any]] = list(raw_reasons or [])
+        if len(reasons) != len(pending):
+            # No (usable) reasons: whichever files have an owner now are settled.
+            logger.info("transaction cancelled without reasons; reading owners")
+            return self._settle_by_reading(pending)
+        settled: dict[str, str] = {}
+        retry: list[str] = []
+        unread: list[str] = []
+        for file_id, reason in zip(pending, reasons, strict=True):
+            code = reason.get("Code", "None")
+            if code == _CONDITION_FAILED:
+                owner = reason.get("Item", {}).get("owner", {}).get("S")
+                if owner is None:
+                    unread.append(file_id)
+                else:
+                    settled[file_id] = owner
+            elif code in _RETRYABLE_REASONS:
+                retry.append(file_id)
+            else:
+                raise LedgerError(
+                    f"claim of file {file_id} refused: {code}: {reason.get('Message', '')}"
+                )
+        if unread:
+            also_settled, also_retry = self._settle_by_reading(unread)
+            settled.update(also_settled)
+            retry.extend(also_retry)
+        return settled, retry
+
+    def _settle_by_reading(self, file_ids: list[str]) -> tuple[dict[str, str], list[str]]:
+        owners = self.owners(file_ids)
+        return owners, [file_id for file_id in file_ids if file_id not in owners]
+
+    def _batch_get(self, file_ids: list[str]) -> Iterator[dict[str, Any]]:
+        keys: list[dict[str, Any]] = [{LEDGER_KEY: {"S": FILE_PREFIX + fid}} for fid in file_ids]
+        stalls = 0
+        while keys:
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "pk, #owner",
+                    "ExpressionAttributeNames": {"#owner": "owner"},
+                }
+            }
+            response: Any = self._dynamodb.batch_get_item(RequestItems=request)
+            yield from response.get("Responses", {}).get(self._table, [])
+            left = response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+            if left and len(left) == len(keys):
+                stalls += 1
+                if stalls >= self._attempts:
+                    raise LedgerRetriesExhausted(f"{len(left)} ledger keys stayed unprocessed")
+                self._sleep(self._backoff(stalls))
+            keys = list(left)
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling: float = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        return ceiling * random.random()  # noqa: S311  # jitter, not security
+
+    # -- window records -------------------------------------------------------------------
+
+    def begin(
+        self, window_id: str, staged_key: str, exclusions: Sequence[ExclusionRecord]
+    ) -> WindowRecord:
+        """The window's record, created in CLAIMED with `exclusions` if absent.
+
+        On a retry the record comes back unchanged: its persisted exclusions win (rule 3), and
+        a DELIVERED, EMPTY or PARKED window stays so; the caller acts on the state returned.
+        A record that `record_redrive` created before any attempt gets its exclusions now.
+        """
+        now = self._clock()
+        response = self._dynamodb.update_item(
+            TableName=self._table,
+            Key=_window_key(window_id),
+            # Every attribute if_not_exists: one atomic write that never changes an existing one.
+            UpdateExpression=(
+                "SET #state = if_not_exists(#state, :claimed), "
+                "staged_key = if_not_exists(staged_key, :key), "
+                "exclusions = if_not_exists(exclusions, :exclusions), "
+                "redrive_count = if_not_exists(redrive_count, :zero), "
+                "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
+                "updated_at_ms = if_not_exists(updated_at_ms, :now), "
+                "#exp = if_not_exists(#exp, :exp)"
+            ),
+            ExpressionAttributeNames={"#state": "state", "#exp": LEDGER_TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":claimed": {"S": WindowState.CLAIMED},
+                ":key": {"S": staged_key},
+                ":exclusions": _serializer.serialize([asdict(e) for e in exclusions]),
+                ":zero": {"N": "0"},
+                ":now": {"N": str(int(now * 1000))},
+                ":exp": {"N": str(int(now) + self._ttl_seconds)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return _window_record(response["Attributes"])
+
+    def get_window(self, window_id: str) -> WindowRecord | None:
+        response = self._dynamodb.get_item(
+            TableName=self._table, Key=_window_key(window_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return None if item is None else _window_record(item)
+
+    def mark_delivered(self, window_id: str, parts: Sequence[PartRecord], file_count: int) -> None:
+        """DELIVERED with its verified parts (rule 4); from CLAIMED, or PARKED (see module doc).
+
+        On a DELIVERED window: the same parts and count are a no-op; the same bytes uploaded
+        again (a rebuild after the object went missing from MinIO: every field equal but the
+        MinIO version) replace the recorded versions; anything else raises WindowStateError.
+        """
+        old = self._set_delivered(
+            window_id, parts, file_count, WindowState.CLAIMED, WindowState.PARKED
+        )
+        if old is None:
+            return
+        state = _state_of(old)
+        if state != WindowState.DELIVERED:
+            raise WindowStateError(window_id, "mark DELIVERED", state)
+        recorded = _window_record(old)
+        if recorded.file_count != file_count or not _same_bytes(recorded.parts, parts):
+            raise WindowStateError(
+                window_id, "mark DELIVERED", state, "with other parts or file count than recorded"
+            )
+        if recorded.parts != tuple(parts):  # same bytes, uploaded again: record the new versions
+            again = self._set_delivered(window_id, parts, file_count, WindowState.DELIVERED)
+            if again is not None:
+                raise WindowStateError(window_id, "mark DELIVERED", _state_of(again))
+
+    def _set_delivered(
+        self,
+        window_id: str,
+        parts: Sequence[PartRecord],
+        file_count: int,
+        *from_states: WindowState,
+    ) -> dict[str, Any] | None:
+        # DynamoDB refuses expression values the expressions do not use: one per state.
+        states = {f":from{n}": {"S": state.value} for n, state in enumerate(from_states)}
+        return self._conditional_update(
+            window_id,
+            # The first delivery's time stays: latency is measured to it.
+            update=(
+                "SET #state = :delivered, parts = :parts, file_count = :count, "
+                "delivered_at_ms = if_not_exists(delivered_at_ms, :now), updated_at_ms = :now, "
+                "#exp = :exp REMOVE parked_reason"
+            ),
+            condition=f"#state IN ({', '.join(states)})",
+            values={
+                **states,
+                ":delivered": {"S": WindowState.DELIVERED},
+                ":parts": _serializer.serialize([asdict(part) for part in parts]),
+                ":count": {"N": str(file_count)},
+                **self._times(self._clock()),
+            },
+        )
+
+    def mark_empty(self, window_id: str, staged_key: str) -> None:
+        """EMPTY: the window owns no file and writes no object (rule 5). Idempotent.
+
+        Creates the record if absent; refused only for a DELIVERED window.
+        """
+        old = self._conditional_update(
+            window_id,
+            update=(
+                "SET #state = :empty, staged_key = if_not_exists(staged_key, :key), "
+                "redrive_count = if_not_exists(redrive_count, :zero), file_count = :zero, "
+                "updated_at_ms = :now, #exp = :exp REMOVE parked_reason"
+            ),
+            condition="attribute_not_exists(pk) OR #state <> :delivered",
+            values={
+                ":empty": {"S": WindowState.EMPTY},
+                ":delivered": {"S": WindowState.DELIVERED},
+                ":key": {"S": staged_key},
+                ":zero": {"N": "0"},
+                **self._times(self._clock()),
+            },
+        )
+        if old is not None:
+            raise WindowStateError(window_id, "mark EMPTY", _state_of(old))
+
+    def mark_parked(self, window_id: str, reason: str) -> None:
+        """PARKED with `reason`, from CLAIMED (or PARKED: the reason is replaced).
+
+        A DELIVERED or EMPTY window is left as it is (logged, no error): it needs no redrive,
+        and redrive racing a late successful delivery must not fail. No record: raises.
+        """
+        old = self._conditional_update(
+            window_id,
+            update=(
+                "SET #state = :parked, parked_reason = :reason, updated_at_ms = :now, #exp = :exp"
+            ),
+            condition="attribute_exists(pk) AND NOT #state IN (:delivered, :empty)",
+            values={
+                ":parked": {"S": WindowState.PARKED},
+                ":reason": {"S": reason},
+                ":delivered": {"S": WindowState.DELIVERED},
+                ":empty": {"S": WindowState.EMPTY},
+                **self._times(self._clock()),
+            },
+        )
+        if old is None:
+            return
+        state = _state_of(old)
+        if state is None:
+            raise WindowStateError(window_id, "park", None)
+        logger.info("window not parked: already final", extra={"window": window_id, "state": state})
+
+    def unpark(self, window_id: str) -> None:
+        """PARKED -> CLAIMED with the redrive count reset (the operator's redrive)."""
+        old = self._conditional_update(
+            window_id,
+            update=(
+                "SET #state = :claimed, redrive_count = :zero, updated_at_ms = :now, #exp = :exp "
+                "REMOVE parked_reason"
+            ),
+            condition="#state = :parked",
+            values={
+                ":claimed": {"S": WindowState.CLAIMED},
+                ":parked": {"S": WindowState.PARKED},
+                ":zero": {"N": "0"},
+                **self._times(self._clock()),
+            },
+        )
+        if old is not None:
+            raise WindowStateError(window_id, "unpark", _state_of(old))
+
+    def record_redrive(self, window_id: str, staged_key: str) -> int:
+        """Count one more redrive of the window (atomic ADD); returns the new count.
+
+        Creates the record in CLAIMED if absent (a staged window no attempt ever recorded),
+        without exclusions: the first `begin` persists them. Changes no state.
+        """
+        now = self._clock()
+        response = self._dynamodb.update_item(
+            TableName=self._table,
+            Key=_window_key(window_id),
+            UpdateExpression=(
+                "ADD redrive_count :one "
+                "SET #state = if_not_exists(#state, :claimed), "
+                "staged_key = if_not_exists(staged_key, :key), "
+                "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
+                "updated_at_ms = :now, #exp = :exp"
+            ),
+            ExpressionAttributeNames={"#state": "state", "#exp": LEDGER_TTL_ATTRIBUTE},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":claimed": {"S": WindowState.CLAIMED},
+                ":key": {"S": staged_key},
+                **self._times(now),
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["redrive_count"]["N"])
+
+    def windows_in_state(self, state: WindowState, limit: int) -> list[WindowRecord]:
+        """Up to `limit` windows in `state`, in no particular order.
+
+        A filtered Scan of the whole table: fine at this scale (the table holds about one FILE
+        item per file for the TTL, and redrive/status run every few minutes), but it reads
+        every item. At larger scale a sparse GSI keyed on `state` (only WIN items carry it)
+        would replace it with a Query.
+        """
+        found: list[WindowRecord] = []
+        start: dict[str, Any] | None = None
+        while len(found) < limit:
+            page = self._scan_page(state, start)
+            found.extend(_window_record(item) for item in page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                break
+        return found[:limit]
+
+    def _scan_page(self, state: WindowState, start: Mapping[str, Any] | None) -> Any:
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :win) AND #state = :state",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":win": {"S": WINDOW_PREFIX}, ":state": {"S": state}},
+            "ConsistentRead": True,
+        }
+        if start is not None:
+            arguments["ExclusiveStartKey"] = start
+        return self._dynamodb.scan(**arguments)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _times(self, now: float) -> dict[str, dict[str, str]]:
+        return {
+            ":now": {"N": str(int(now * 1000))},
+            ":exp": {"N": str(int(now) + self._ttl_seconds)},
+        }
+
+    def _conditional_update(
+        self, window_id: str, *, update: str, condition: str, values: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Apply `update` if `condition` holds: None if applied, else the item as it was
+        (empty when there is no record)."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_window_key(window_id),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#state": "state", "#exp": LEDGER_TTL_ATTRIBUTE},
+                ExpressionAttributeValues=dict(values),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if _error_code(err) != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] | None = err.response.get("Item")  # type: ignore[assignment]  # botocore types the error Item loosely
+            return old if old is not None else self._raw_window(window_id)
+        return None
+
+    def _raw_window(self, window_id: str) -> dict[str, Any]:
+        response = self._dynamodb.get_item(
+            TableName=self._table, Key=_window_key(window_id), ConsistentRead=True
+        )
+        return dict(response.get("Item", {}))
+
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _window_key(window_id: str) -> dict[str, Any]:
+    return {LEDGER_KEY: {"S": WINDOW_PREFIX + window_id}}
+
+
+def _state_of(item: Mapping[str, Any]) -> str | None:
+    state = item.get("state", {}).get("S")
+    return None if state is None else str(state)
+
+
+def _window_record(item: Mapping[str, Any]) -> WindowRecord:
+    plain = {name: _deserializer.deserialize(value) for name, value in item.items()}
+    return WindowRecord(
+        window_id=str(plain[LEDGER_KEY]).removeprefix(WINDOW_PREFIX),
+        state=WindowState(plain["state"]),
+        staged_key=str(plain.get("staged_key", "")),
+        exclusions=tuple(ExclusionRecord(**e) for e in plain.get("exclusions", [])),
+        parts=tuple(_part(p) for p in plain.get("parts", [])),
+        redrive_count=int(plain.get("redrive_count", 0)),
+        claimed_at_ms=_optional_int(plain.get("claimed_at_ms")),
+        updated_at_ms=int(plain.get("updated_at_ms", 0)),
+        delivered_at_ms=_optional_int(plain.get("delivered_at_ms")),
+        parked_reason=plain.get("parked_reason"),
+        file_count=int(plain.get("file_count", 0)),
+    )
+
+
+def _same_bytes(recorded: Sequence[PartRecord], parts: Sequence[PartRecord]) -> bool:
+    """Equal in everything but the MinIO version: the same archive, uploaded again."""
+
+    def content(part: PartRecord) -> PartRecord:
+        return replace(part, minio_version=None)
+
+    return [content(p) for p in recorded] == [content(p) for p in parts]
+
+
+def _part(plain: Mapping[str, Any]) -> PartRecord:
+    # TypeDeserializer gives Decimal for numbers.
+    return PartRecord(
+        part=int(plain["part"]),
+        minio_key=str(plain["minio_key"]),
+        minio_version=plain.get("minio_version"),
+        sha256=str(plain["sha256"]),
+        etag=str(plain["etag"]),
+        size=int(plain["size"]),
+        part_size=int(plain["part_size"]),
+        file_count=int(plain["file_count"]),
+        check=str(plain["check"]),
+    )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)

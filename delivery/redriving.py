@@ -1,0 +1,229 @@
+"""Redrive's logic: nothing staged stays undelivered unnoticed (DESIGN §4, §4a rule 6).
+
+Each run, once MinIO answers its health check:
+1. takes on-failure records from the delivery DLQ (older than `min_age_seconds`) and invokes
+   delivery again, asynchronously, with the original event; the message is deleted once Lambda
+   accepted the invocation. A window redriven more than `max_redrives` times is PARKED instead,
+   and alarmed: it needs a person (`sluice redrive --window` releases it).
+2. re-invokes delivery for staged windows that have no ledger record after the destination
+   buffer interval + `unrecorded_grace_seconds` (a lost S3 event, a crash between claims), and
+   for windows CLAIMED longer than `claimed_stale_seconds` (a crash after claiming).
+3. reports the age of the oldest undelivered window (alarmed above 24 h).
+At most `limit_per_run` windows a run, spread over up to `jitter_seconds`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger
+
+from delivery.ledger import Ledger, WindowState
+from delivery.window import WindowKeyError, window_name
+from infrastructure.tunables import RedriveTunables
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+logger = Logger(child=True)
+
+Invoker = Callable[[dict[str, Any]], None]
+"""Invoke delivery asynchronously with this event; raise if Lambda did not accept it."""
+
+
+@dataclass(frozen=True)
+class RedriveDeps:
+    s3: S3Client
+    sqs: SQSClient
+    ledger: Ledger
+    minio_healthy: Callable[[], bool]
+    invoke: Invoker
+    staging_bucket: str
+    dlq_url: str
+    tunables: RedriveTunables
+    destination_buffer_seconds: int
+    file_extension: str
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = random.random
+
+
+@dataclass
+class RedriveReport:
+    minio_healthy: bool = False
+    dlq_redriven: int = 0
+    parked: list[str] = field(default_factory=list)
+    dlq_settled: int = 0
+    """DLQ messages for windows already delivered or empty: deleted without an invocation."""
+    unrecorded_redriven: int = 0
+    stale_redriven: int = 0
+    oldest_undelivered_age_seconds: float | None = None
+    would_redrive: list[str] = field(default_factory=list)
+    """With dry_run: the staged keys a run would redrive."""
+
+
+def staged_event(bucket: str, key: str) -> dict[str, Any]:
+    """The S3 notification delivery is invoked with for one staged window."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "eventTime": datetime.now(UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+            }
+        ]
+    }
+
+
+def redrive(deps: RedriveDeps, *, dry_run: bool = False) -> RedriveReport:
+    report = RedriveReport()
+    budget = deps.tunables.limit_per_run
+    report.minio_healthy = deps.minio_healthy()
+    if report.minio_healthy:
+        budget -= _drain_dlq(deps, report, budget, dry_run)
+    else:
+        logger.warning("MinIO does not answer; DLQ left for the next run")
+    _sweep_staging(deps, report, budget if report.minio_healthy else 0, dry_run)
+    return report
+
+
+def _drain_dlq(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: bool) -> int:
+    used = 0
+    min_age_ms = deps.tunables.min_age_seconds * 1000
+    while used < budget:
+        response = deps.sqs.receive_message(
+            QueueUrl=deps.dlq_url,
+            MaxNumberOfMessages=min(10, budget - used),
+            AttributeNames=["SentTimestamp"],
+            VisibilityTimeout=60,
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            sent_ms = int(message.get("Attributes", {}).get("SentTimestamp", "0"))
+            if deps.clock() * 1000 - sent_ms < min_age_ms:
+                continue  # visible again after its visibility timeout; a later run takes it
+            used += _redrive_message(deps, report, message, dry_run)
+    return used
+
+
+def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry_run: bool) -> int:
+    try:
+        payload = json.loads(message["Body"])["requestPayload"]
+        keys = [(r["s3"]["bucket"]["name"], r["s3"]["object"]["key"]) for r in payload["Records"]]
+    except (ValueError, KeyError, TypeError):
+        logger.error(  # noqa: TRY400  # the body is logged; a traceback adds nothing
+            "delivery DLQ message is not an on-failure record; left in the DLQ",
+            extra={"alarm": "DeliveryDlqUnreadable", "body": message["Body"][:500]},
+        )
+        return 0
+    if dry_run:
+        report.would_redrive += [key for _, key in keys]
+        return 1
+    for bucket, raw_key in keys:
+        key = _decoded(raw_key)
+        if not _redrive_window(deps, report, bucket, key):
+            return 1  # parked or settled windows need no invocation; the message still goes
+    deps.invoke(payload)
+    deps.sqs.delete_message(QueueUrl=deps.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+    report.dlq_redriven += 1
+    return 1
+
+
+def _redrive_window(deps: RedriveDeps, report: RedriveReport, bucket: str, key: str) -> bool:
+    """Count a redrive of the window; False (and the message settled) when none is needed."""
+    try:
+        window_id = window_name(key, deps.file_extension).window_id
+    except WindowKeyError:
+        logger.error(  # noqa: TRY400  # the key says it all; a traceback adds nothing
+            "DLQ record names no staged window", extra={"bucket": bucket, "key": key}
+        )
+        return True
+    record = deps.ledger.get_window(window_id)
+    if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+        report.dlq_settled += 1
+        return False
+    count = deps.ledger.record_redrive(window_id, key)
+    if count > deps.tunables.max_redrives:
+        deps.ledger.mark_parked(window_id, f"redriven {count - 1} times without success")
+        logger.error(
+            "window parked after too many redrives",
+            extra={"alarm": "WindowsParked", "window_id": window_id, "staged_key": key},
+        )
+        report.parked.append(window_id)
+        return False
+    return True
+
+
+def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: bool) -> None:
+    now = deps.clock()
+    unrecorded_after = deps.destination_buffer_seconds + deps.tunables.unrecorded_grace_seconds
+    invocations: list[str] = []
+    for key, modified in _staged_windows(deps, now):
+        age = now - modified
+        try:
+            window_id = window_name(key, deps.file_extension).window_id
+        except WindowKeyError:
+            continue
+        record = deps.ledger.get_window(window_id)
+        if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+            continue
+        oldest = report.oldest_undelivered_age_seconds
+        report.oldest_undelivered_age_seconds = max(oldest or 0.0, age)
+        if record is None and age >= unrecorded_after:
+            kind = "unrecorded"
+        elif (
+            record is not None
+            and record.state is WindowState.CLAIMED
+            and now * 1000 - record.updated_at_ms >= deps.tunables.claimed_stale_seconds * 1000
+        ):
+            kind = "stale"
+        else:
+            continue
+        if len(invocations) >= budget:
+            continue  # still measured for the oldest age; redriven on a later run
+        invocations.append(key)
+        if dry_run:
+            report.would_redrive.append(key)
+            continue
+        if not _redrive_window(deps, report, deps.staging_bucket, key):
+            continue
+        deps.sleep(deps.jitter() * deps.tunables.jitter_seconds / max(1, budget))
+        deps.invoke(staged_event(deps.staging_bucket, key))
+        if kind == "unrecorded":
+            report.unrecorded_redriven += 1
+        else:
+            report.stale_redriven += 1
+
+
+def _staged_windows(deps: RedriveDeps, now: float) -> Iterator[tuple[str, float]]:
+    """(key, last-modified epoch seconds) of staged windows of the last `lookback_hours`.
+
+    Walks the hourly partitions of the `buffers_prefix` in tunables.json
+    (`buffers/dt=yyyy-MM-dd/hour=HH/`), so a run reads only the recent ones.
+    """
+    start = datetime.fromtimestamp(now, UTC).replace(minute=0, second=0, microsecond=0)
+    paginator = deps.s3.get_paginator("list_objects_v2")
+    for hours_back in range(deps.tunables.lookback_hours, -1, -1):
+        hour = start - timedelta(hours=hours_back)
+        prefix = f"buffers/dt={hour:%Y-%m-%d}/hour={hour:%H}/"
+        for page in paginator.paginate(Bucket=deps.staging_bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["LastModified"].timestamp()
+
+
+def _decoded(key: str) -> str:
+    return unquote_plus(key)  # S3 event keys arrive URL-encoded

@@ -1,0 +1,160 @@
+"""Claim-check (`ref`) bodies: streamed from the landing bucket, hashed, checked (DESIGN §4).
+
+Before an archive is built, each ref the window owns is read once at its exact version: its
+sha256 is computed while streaming (it goes into the manifest, the archive's first member), its
+size compared, S3's stored full-object SHA-256 compared where S3 keeps one, and its payload
+schema checked where a rule applies. A ref that cannot be delivered — version gone, checksum or
+size mismatch, schema failure — becomes an exclusion; the window goes on. Transient S3 errors
+raise, so the whole attempt is retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
+
+from botocore.exceptions import ClientError
+
+from delivery.archive import Exclusion
+from delivery.window import WindowEntry
+from transform.payload_schemas import PayloadSchema, PayloadSchemaError, PayloadSchemas
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+GONE_CODES: Final = frozenset({"NoSuchVersion", "NoSuchKey", "404", "InvalidArgument"})
+
+
+@dataclass(frozen=True, slots=True)
+class RefDigest:
+    sha256: str
+    check: str
+    """`s3-checksum-sha256` when S3's stored full-object checksum matched too, else
+    `streamed-sha256`."""
+
+
+def digest_ref(
+    s3: S3Client,
+    entry: WindowEntry,
+    schemas: PayloadSchemas,
+    *,
+    chunk_bytes: int,
+    max_json_bytes: int,
+) -> RefDigest | Exclusion:
+    """Read the ref once: its sha256 and which check ran, or the reason it is excluded."""
+    try:
+        response = s3.get_object(
+            Bucket=entry.bucket, Key=entry.key, VersionId=entry.version_id, ChecksumMode="ENABLED"
+        )
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in GONE_CODES:
+            return _exclude(entry, "version-gone", f"{code}: the landing version no longer exists")
+        raise
+    rule = schemas.for_key(entry.key)
+    if rule is not None and rule.format == "json" and entry.size > max_json_bytes:
+        response["Body"].close()
+        return _exclude(
+            entry,
+            "payload-schema",
+            f"{entry.size} bytes is over max_json_validation_bytes ({max_json_bytes}) for a "
+            f"'json' payload rule",
+        )
+    digest = hashlib.sha256()
+    size = 0
+    lines = _LineSplitter() if rule is not None and rule.format == "ndjson" else None
+    whole = io.BytesIO() if rule is not None and rule.format == "json" else None
+    body = response["Body"]
+    try:
+        for chunk in iter(lambda: body.read(chunk_bytes), b""):
+            digest.update(chunk)
+            size += len(chunk)
+            if lines is not None and rule is not None:
+                _check_lines(rule, lines.feed(chunk))
+            if whole is not None:
+                whole.write(chunk)
+        if lines is not None and rule is not None:
+            _check_lines(rule, lines.finish())
+        if whole is not None and rule is not None:
+            rule.check(whole.getvalue())
+    except PayloadSchemaError as err:
+        return _exclude(entry, "payload-schema", str(err))
+    finally:
+        body.close()
+    if size != entry.size:
+        return _exclude(
+            entry, "size-mismatch", f"read {size} bytes, the envelope says {entry.size}"
+        )
+    sha256 = digest.hexdigest()
+    stored = _full_object_checksum(response)
+    if stored is not None and stored != base64.b64encode(digest.digest()).decode():
+        return _exclude(
+            entry, "checksum-mismatch", f"S3's stored SHA-256 {stored} differs from the bytes read"
+        )
+    return RefDigest(sha256=sha256, check="s3-checksum-sha256" if stored else "streamed-sha256")
+
+
+def _full_object_checksum(response: Any) -> str | None:
+    """S3's SHA-256 of the whole object, when it keeps one (not a checksum of part checksums)."""
+    value = response.get("ChecksumSHA256")
+    if not value:
+        return None
+    if response.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT" or "-" in value:
+        return None
+    return str(value)
+
+
+@contextmanager
+def open_ref(s3: S3Client, entry: WindowEntry) -> Iterator[BinaryIO]:
+    """The ref's bytes at its exact version, as a stream (the archive writer verifies them)."""
+    response = s3.get_object(Bucket=entry.bucket, Key=entry.key, VersionId=entry.version_id)
+    body = response["Body"]
+    try:
+        yield body  # type: ignore[misc]  # botocore's StreamingBody reads like a binary file
+    finally:
+        body.close()
+
+
+def _check_lines(rule: PayloadSchema, lines: list[tuple[int, bytes]]) -> None:
+    for number, line in lines:
+        if line.strip():
+            rule.check_value(line, where=f"line {number}")
+
+
+def _exclude(entry: WindowEntry, reason: str, detail: str) -> Exclusion:
+    return Exclusion(
+        file_id=entry.file_id,
+        key=entry.key,
+        version_id=entry.version_id,
+        reason=reason,
+        detail=detail,
+    )
+
+
+class _LineSplitter:
+    """Splits a byte stream into lines without holding more than one partial line."""
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self.line_number = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        return self._number(complete)
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        rest, self._partial = self._partial, b""
+        return self._number([rest] if rest.strip() else [])
+
+    def _number(self, lines: list[bytes]) -> list[tuple[int, bytes]]:
+        numbered = []
+        for line in lines:
+            self.line_number += 1
+            numbered.append((self.line_number, line))
+        return numbered

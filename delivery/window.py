@@ -1,0 +1,172 @@
+"""Reading a staged window: gzip of newline-terminated envelopes (DESIGN §3, "Staged window").
+
+The window is spooled to local storage once and read twice, so memory stays bounded whatever its
+size: the first pass (`parse_window`) keeps only each file's metadata; the second
+(`InlineBodies`) yields inline bodies one at a time, in window order, while the archive is built.
+Repeated `file_id`s are dropped, first wins (§4a rule 1); a line that is not a valid envelope is
+an exclusion with its reason and line number, and the window goes on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from delivery.archive import Exclusion
+from transform import envelope
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_PARTITION: Final = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
+_FILE_ID: Final = re.compile(r"^[0-9a-f]{64}(#r[A-Za-z0-9_.:-]{1,128})?$")
+
+
+class WindowKeyError(ValueError):
+    """The staged key is not a window Firehose wrote under buffers/."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEntry:
+    """One file of the window: everything but its body."""
+
+    line_number: int
+    file_id: str
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    event_time_ms: int
+    encoding: str
+    body_sha256: str | None
+
+    @property
+    def is_ref(self) -> bool:
+        return self.encoding == "ref"
+
+
+@dataclass
+class ParsedWindow:
+    entries: list[WindowEntry] = field(default_factory=list)
+    """Distinct files in window order."""
+    bad_lines: list[Exclusion] = field(default_factory=list)
+    repeated: int = 0
+    """Lines dropped because their file_id appeared earlier in the window."""
+    lines: int = 0
+
+
+@dataclass(frozen=True)
+class WindowName:
+    window_id: str
+    dt: str
+    hour: str
+
+
+def window_name(staged_key: str, extension: str) -> WindowName:
+    """`buffers/dt=…/hour=…/<window-id><extension>` → its id and partition."""
+    match = _PARTITION.search(staged_key)
+    base = staged_key.rsplit("/", 1)[-1]
+    if not match or not base.endswith(extension) or len(base) == len(extension):
+        raise WindowKeyError(
+            f"{staged_key!r} is not a staged window (buffers/dt=YYYY-MM-DD/hour=HH/<id>{extension})"
+        )
+    return WindowName(window_id=base[: -len(extension)], dt=match.group(1), hour=match.group(2))
+
+
+def spool_window(s3: S3Client, bucket: str, key: str, path: Path) -> Path:
+    """Download the staged object to `path` (streamed, bounded memory)."""
+    with path.open("wb") as out:
+        s3.download_fileobj(bucket, key, out)
+    return path
+
+
+def parse_window(path: Path) -> ParsedWindow:
+    """First pass: each file's metadata, repeats dropped, bad lines excluded with a reason."""
+    parsed = ParsedWindow()
+    seen: set[str] = set()
+    with gzip.open(path, "rb") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            parsed.lines += 1
+            if not line.strip():
+                continue
+            entry_or_exclusion = _entry(line, line_number)
+            if isinstance(entry_or_exclusion, Exclusion):
+                if entry_or_exclusion.file_id not in seen:
+                    seen.add(entry_or_exclusion.file_id)
+                    parsed.bad_lines.append(entry_or_exclusion)
+                continue
+            if entry_or_exclusion.file_id in seen:
+                parsed.repeated += 1
+                continue
+            seen.add(entry_or_exclusion.file_id)
+            parsed.entries.append(entry_or_exclusion)
+    return parsed
+
+
+def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
+    try:
+        record = envelope.decode(line)
+    except envelope.EnvelopeError as err:
+        return Exclusion(
+            file_id=_best_id(line),
+            key=None,
+            version_id=None,
+            reason="unparseable-line",
+            detail=f"line {line_number}: {err}"[:2000],
+        )
+    if record["body_encoding"] != "ref":
+        try:
+            envelope.body_bytes(record)  # the body must still match its sha256
+        except envelope.EnvelopeError as err:
+            return Exclusion(
+                file_id=record["file_id"],
+                key=record["key"],
+                version_id=record["version_id"],
+                reason="checksum-mismatch",
+                detail=f"line {line_number}: {err}",
+            )
+    return WindowEntry(
+        line_number=line_number,
+        file_id=record["file_id"],
+        bucket=record["bucket"],
+        key=record["key"],
+        version_id=record["version_id"],
+        size=record["size"],
+        event_time_ms=record["event_time_ms"],
+        encoding=record["body_encoding"],
+        body_sha256=record.get("body_sha256"),
+    )
+
+
+def _best_id(line: bytes) -> str:
+    """The line's own file_id when it carries a well-formed one, else the sha256 of the line."""
+    try:
+        candidate = json.loads(line).get("file_id")
+    except (ValueError, AttributeError):
+        candidate = None
+    if isinstance(candidate, str) and _FILE_ID.match(candidate):
+        return candidate
+    return "raw-" + hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+class InlineBodies:
+    """Second pass: the inline bodies of the given lines, read in window order, one at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = gzip.open(path, "rb")  # noqa: SIM115  # closed by close(), after the last body
+        self._lines: Iterator[tuple[int, bytes]] = enumerate(self._file, start=1)
+
+    def body(self, line_number: int) -> bytes:
+        for number, line in self._lines:
+            if number == line_number:
+                return envelope.body_bytes(json.loads(line))
+        raise LookupError(f"line {line_number} is not in the window (or was already read)")
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,625 @@
+"""Delivery end to end, in process: moto for S3, DynamoDB and Secrets Manager; SeaweedFS as MinIO.
+
+Each test reads back what reached MinIO and compares it byte for byte with what producers
+uploaded. Staged windows are written the way Firehose writes them (gzip of newline-terminated
+envelopes under buffers/dt=…/hour=…/), so each test controls exactly what a window holds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+import threading
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from minio import Minio
+
+from delivery import handler, redrive
+from delivery.ledger import Ledger, WindowState
+from delivery.redriving import staged_event
+from infrastructure import environment
+from infrastructure.local import provision
+from infrastructure.local.lambda_context import LocalLambdaContext
+from infrastructure.local.window_assembly import InProcessFirehose
+from infrastructure.tunables import TUNABLES_FILE, load_tunables
+from tests.conftest import (
+    DELIVERY_DLQ_NAME,
+    LANDING,
+    LEDGER_TABLE,
+    MINIO_SECRET_NAME,
+    REGION,
+    STAGING,
+    STREAMS,
+)
+from tests.support import SerializedClient, notification, put_and_notify, sqs_event
+from transform import clients, forwarder, processor
+from transform.envelope import Envelope, file_id
+
+pytestmark = pytest.mark.slow
+
+WINDOW_PREFIX = "buffers/dt=2026-11-25/hour=12/"
+EVENT_TIME_MS = 1_795_608_000_000
+
+
+# ---------------------------------------------------------------- harness
+
+
+@pytest.fixture
+def tunables_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Override delivery tunables for one test (fast retries always)."""
+
+    def apply(**delivery: Any) -> None:
+        document = json.loads(TUNABLES_FILE.read_text())
+        document["delivery"].update(
+            {"retry_backoff_base_seconds": 0.01, "retry_backoff_cap_seconds": 0.05, **delivery}
+        )
+        document["forwarder"].update(put_backoff_base_seconds=0.001, put_backoff_cap_seconds=0.005)
+        path = tmp_path / "tunables.json"
+        path.write_text(json.dumps(document))
+        monkeypatch.setenv(environment.TUNABLES_PATH, str(path))
+        load_tunables.cache_clear()
+        handler.dependencies.cache_clear()
+
+    apply()
+    return apply
+
+
+@pytest.fixture
+def minio(seaweedfs: Any) -> Minio:
+    return Minio(
+        seaweedfs.endpoint,
+        access_key=seaweedfs.access_key,
+        secret_key=seaweedfs.secret_key,
+        secure=False,
+    )
+
+
+def provision_stack(seaweedfs: Any) -> None:
+    """Ledger table, delivery DLQ and the MinIO secret (pointing at SeaweedFS), on the AWS that
+    boto3 reaches now (moto in process, or a moto server)."""
+    provision.create_ledger_table(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE)
+    boto3.client("sqs", region_name=REGION).create_queue(QueueName=DELIVERY_DLQ_NAME)
+    set_secret(seaweedfs.endpoint, seaweedfs.access_key, seaweedfs.secret_key, seaweedfs.bucket)
+
+
+@pytest.fixture
+def stack(
+    seaweedfs: Any,
+    buckets: dict[str, str],
+    idempotency_table: str,
+    function_env: Any,
+    tunables_path: Any,
+) -> Any:
+    """Every function's environment, on moto in process and SeaweedFS."""
+    provision_stack(seaweedfs)
+    for function in ("processor", "forwarder", "redrive", "delivery"):
+        function_env(function)
+    return seaweedfs
+
+
+def set_secret(endpoint: str, access_key: str, secret_key: str, bucket: str) -> None:
+    value = json.dumps(
+        {
+            "endpoint": endpoint,
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "bucket": bucket,
+            "secure": False,
+        }
+    )
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    parameters.clear_caches()  # as if the cache had expired: the next fetch sees this value
+    try:
+        secrets.put_secret_value(SecretId=MINIO_SECRET_NAME, SecretString=value)
+    except secrets.exceptions.ResourceNotFoundException:
+        secrets.create_secret(Name=MINIO_SECRET_NAME, SecretString=value)
+
+
+def upload(s3: Any, key: str, body: bytes) -> dict[str, Any]:
+    """Upload to landing; the envelope the forwarder would send (inline unless over the limit)."""
+    version = s3.put_object(Bucket=LANDING, Key=key, Body=body)["VersionId"]
+    fields = {
+        "file_id": file_id(LANDING, key, version),
+        "bucket": LANDING,
+        "key": key,
+        "version_id": version,
+        "size": len(body),
+        "event_time_ms": EVENT_TIME_MS,
+        "forwarded_at_ms": EVENT_TIME_MS + 500,
+    }
+    if len(body) > load_tunables().forwarder.inline_limit_bytes:
+        return Envelope.ref(**fields).to_dict()
+    return Envelope.inline(body, **fields).to_dict()
+
+
+def stage(s3: Any, lines: list[dict[str, Any] | bytes], name: str | None = None) -> str:
+    """A staged window as Firehose writes it; returns its key."""
+    name = name or f"sluice-test-0-1-2026-11-25-12-00-00-{uuid.uuid4()}"
+    key = f"{WINDOW_PREFIX}{name}.json.gz"
+    data = b"".join(
+        (line if isinstance(line, bytes) else json.dumps(line, ensure_ascii=False).encode()) + b"\n"
+        for line in lines
+    )
+    s3.put_object(Bucket=STAGING, Key=key, Body=gzip.compress(data))
+    return key
+
+
+def deliver(key: str) -> dict[str, Any]:
+    return handler.lambda_handler(staged_event(STAGING, key), LocalLambdaContext("delivery", 120))
+
+
+def archives(
+    minio: Minio, bucket: str
+) -> dict[str, tuple[dict[str, Any], dict[str, bytes], list[str]]]:
+    """Every archive in MinIO: (MANIFEST.json, members by name, member order)."""
+    found = {}
+    for obj in minio.list_objects(bucket, recursive=True):
+        if not obj.object_name.endswith(".tar.gz"):
+            continue
+        data = minio.get_object(bucket, obj.object_name).read()
+        members: dict[str, bytes] = {}
+        order = []
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                order.append(member.name)
+                extracted = tar.extractfile(member)
+                members[member.name] = extracted.read() if extracted else b""
+        found[obj.object_name] = (json.loads(members["MANIFEST.json"]), members, order)
+    return found
+
+
+def delivered(minio: Minio, bucket: str) -> list[tuple[str, bytes]]:
+    """(original key, bytes) of every file in every archive, as the manifests map them."""
+    files = []
+    for manifest, members, _ in archives(minio, bucket).values():
+        for entry in manifest["files"]:
+            files.append((entry["key"], members[entry["member_name"]]))
+    return sorted(files)
+
+
+def ledger() -> Ledger:
+    return Ledger(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE, 3_456_000)
+
+
+def window_id(key: str) -> str:
+    return key.rsplit("/", 1)[1].removesuffix(".json.gz")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_window_is_delivered_byte_for_byte(stack: Any, s3: Any, minio: Minio) -> None:
+    # GIVEN a window with text, binary and by-reference files
+    bodies = {
+        "acme/report.json": b'{"a": 1}',
+        "acme/pixel.png": bytes(range(256)),
+        "acme/big.bin": bytes(range(256)) * 400,  # over the inline limit: a ref
+    }
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    # WHEN delivery runs
+    result = deliver(key)
+    # THEN one archive holds every file byte for byte, MANIFEST.json first, sidecar beside it
+    assert result["windows"][0]["outcome"] == "delivered"
+    [(name, (manifest, members, order))] = archives(minio, stack.bucket).items()
+    assert order[0] == "MANIFEST.json"
+    assert {e["key"]: members[e["member_name"]] for e in manifest["files"]} == bodies
+    assert {e["key"]: e["check"] for e in manifest["files"]}["acme/big.bin"] in {
+        "streamed-sha256",
+        "s3-checksum-sha256",
+    }
+    sidecar = minio.get_object(stack.bucket, name.removesuffix(".tar.gz") + ".manifest.json").read()
+    assert json.loads(sidecar) == manifest
+    assert name == f"sluice/dt=2026-11-25/hour=12/{window_id(key)}.tar.gz"
+    # ... the ledger says DELIVERED and the staged window is tagged for expiry
+    assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
+    tags = s3.get_object_tagging(Bucket=STAGING, Key=key)["TagSet"]
+    assert {"Key": "sluice-delivered", "Value": "true"} in tags
+    # AND delivering it again returns at once
+    assert deliver(key)["windows"][0]["outcome"] == "already-delivered"
+
+
+def test_same_record_twice_in_a_window_is_delivered_once(stack: Any, s3: Any, minio: Minio) -> None:
+    # GIVEN a window where Firehose repeated a record
+    record = upload(s3, "acme/twice.txt", b"once")
+    key = stage(s3, [record, upload(s3, "acme/other.txt", b"other"), record])
+    # WHEN delivered THEN the file is in the archive once
+    deliver(key)
+    assert delivered(minio, stack.bucket) == [
+        ("acme/other.txt", b"other"),
+        ("acme/twice.txt", b"once"),
+    ]
+
+
+def test_two_windows_sharing_a_file_concurrently(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN DynamoDB's one-call-at-a-time guarantee, which moto in process lacks
+    monkeypatch.setattr(
+        clients, "dynamodb", lambda: SerializedClient(boto3.client("dynamodb", region_name=REGION))
+    )
+    handler.dependencies.cache_clear()
+    # ... and two windows that both carry the same file (a requeue or forwarder retry)
+    shared = upload(s3, "acme/shared.txt", b"shared")
+    first = stage(s3, [shared, upload(s3, "acme/a.txt", b"a")])
+    second = stage(s3, [upload(s3, "acme/b.txt", b"b"), shared])
+    # WHEN both are delivered at the same time
+    errors: list[BaseException] = []
+
+    def run(key: str) -> None:
+        try:
+            deliver(key)
+        except BaseException as err:  # noqa: BLE001  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN exactly one archive has the shared file, and every file is delivered once
+    assert errors == []
+    assert delivered(minio, stack.bucket) == [
+        ("acme/a.txt", b"a"),
+        ("acme/b.txt", b"b"),
+        ("acme/shared.txt", b"shared"),
+    ]
+
+
+def test_crash_after_upload_before_delivered(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a delivery that dies after uploading but before marking the window DELIVERED
+    key = stage(s3, [upload(s3, f"acme/c{i}.txt", f"c{i}".encode()) for i in range(5)])
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "mark_delivered", _raise("killed"))
+        with pytest.raises(RuntimeError, match="killed"):
+            deliver(key)
+    [(name, _)] = archives(minio, stack.bucket).items()
+    first_etag = minio.stat_object(stack.bucket, name).etag
+    assert ledger().get_window(window_id(key)).state is WindowState.CLAIMED
+    # WHEN Lambda retries it
+    handler.dependencies.cache_clear()
+    assert deliver(key)["windows"][0]["outcome"] == "delivered"
+    # THEN the archive was rebuilt to identical bytes and the window is DELIVERED
+    assert minio.stat_object(stack.bucket, name).etag == first_etag
+    assert len(archives(minio, stack.bucket)) == 1
+    assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
+    assert [k for k, _ in delivered(minio, stack.bucket)] == [f"acme/c{i}.txt" for i in range(5)]
+
+
+def test_crash_between_claims(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a delivery that dies after claiming part of its files
+    key = stage(s3, [upload(s3, f"acme/d{i}.txt", f"d{i}".encode()) for i in range(6)])
+    real_claim = Ledger.claim_files
+
+    def claim_half_then_die(self: Ledger, window: str, ids: list[str]) -> dict[str, str]:
+        real_claim(self, window, ids[:3])
+        raise RuntimeError("killed between claims")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "claim_files", claim_half_then_die)
+        with pytest.raises(RuntimeError, match="between claims"):
+            deliver(key)
+    assert archives(minio, stack.bucket) == {}, "no byte uploaded before every claim was tried"
+    # WHEN it is retried THEN every file is delivered once
+    handler.dependencies.cache_clear()
+    deliver(key)
+    assert [k for k, _ in delivered(minio, stack.bucket)] == [f"acme/d{i}.txt" for i in range(6)]
+
+
+def test_window_owning_nothing_is_empty(stack: Any, s3: Any, minio: Minio) -> None:
+    # GIVEN a window whose only file another window already delivered
+    record = upload(s3, "acme/taken.txt", b"taken")
+    deliver(stage(s3, [record]))
+    late = stage(s3, [record])
+    # WHEN the late window is delivered
+    result = deliver(late)
+    # THEN it is EMPTY and writes no object
+    assert result["windows"][0]["outcome"] == "empty"
+    assert ledger().get_window(window_id(late)).state is WindowState.EMPTY
+    assert len(archives(minio, stack.bucket)) == 1
+
+
+def test_window_over_the_part_cap_is_split(
+    stack: Any, s3: Any, minio: Minio, tunables_path: Any
+) -> None:
+    # GIVEN a part cap of 1 MiB and a window of 3 MiB of files (refs: they are 400 KiB each)
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    bodies = {f"acme/part{i}.bin": bytes([i]) * 400_000 for i in range(8)}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    # WHEN delivered
+    deliver(key)
+    # THEN the window is in several numbered parts, each file exactly once, in window order
+    found = archives(minio, stack.bucket)
+    names = sorted(found)
+    assert names == [
+        f"sluice/dt=2026-11-25/hour=12/{window_id(key)}.p{n:03d}.tar.gz"
+        for n in range(1, len(names) + 1)
+    ]
+    assert len(names) == 4
+    assert dict(delivered(minio, stack.bucket)) == bodies
+    for manifest, _, _ in found.values():
+        assert sum(e["size"] for e in manifest["files"]) <= 1024 * 1024
+        assert manifest["parts"] == 4
+
+
+def test_large_ref_is_streamed_with_bounded_memory(
+    seaweedfs: Any,
+    moto_server: str,
+    minio: Minio,
+    function_env: Any,
+    tunables_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a 50 MiB file travelling by reference, on moto in server mode (in process, moto's
+    # own copies of the object would count against delivery's memory)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server)
+    s3 = boto3.client("s3", region_name=REGION)
+    provision.create_bucket(s3, LANDING, REGION, versioned=True)
+    provision.create_bucket(s3, STAGING, REGION, versioned=False)
+    provision_stack(seaweedfs)
+    function_env("delivery")
+    body = bytes(range(256)) * (50 * 4096)
+    key = stage(s3, [upload(s3, "acme/large.bin", body)])
+    handler.dependencies()  # cold start outside the measurement
+    # WHEN delivered, with Python's allocations traced
+    tracemalloc.start()
+    try:
+        deliver(key)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # THEN the file arrives intact and delivery never held it whole
+    assert delivered(minio, seaweedfs.bucket) == [("acme/large.bin", body)]
+    assert peak < 24 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_awkward_keys_extract_safely(stack: Any, s3: Any, minio: Minio, tmp_path: Path) -> None:
+    # GIVEN a 1,024-byte single-segment key and a file that is also a directory prefix
+    long_key = "x" * 1024
+    bodies = {long_key: b"long", "acme/dir": b"file", "acme/dir/inner": b"inner"}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    deliver(key)
+    [(name, (manifest, _, _))] = archives(minio, stack.bucket).items()
+    # WHEN the archive is extracted with tarfile's safe filter
+    data = minio.get_object(stack.bucket, name).read()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    # THEN every file extracts, and the manifest maps each member to its original key
+    for entry in manifest["files"]:
+        assert (tmp_path / entry["member_name"]).read_bytes() == bodies[entry["key"]]
+    assert {e["key"] for e in manifest["files"]} == set(bodies)
+
+
+def test_corrupted_line_is_excluded_and_the_rest_delivered(
+    stack: Any, s3: Any, minio: Minio
+) -> None:
+    # GIVEN a window with one line that is not an envelope
+    key = stage(
+        s3, [upload(s3, "acme/ok1.txt", b"1"), b'{"broken": tru', upload(s3, "acme/ok2.txt", b"2")]
+    )
+    # WHEN delivered
+    deliver(key)
+    # THEN the two good files are delivered and the bad line is in the manifest's exclusions
+    assert delivered(minio, stack.bucket) == [("acme/ok1.txt", b"1"), ("acme/ok2.txt", b"2")]
+    [(manifest, _, _)] = archives(minio, stack.bucket).values()
+    [exclusion] = manifest["excluded"]
+    assert exclusion["reason"] == "unparseable-line"
+    assert "line 2" in exclusion["detail"]
+
+
+def test_ref_whose_version_is_gone_is_excluded(stack: Any, s3: Any, minio: Minio) -> None:
+    # GIVEN a window with a ref whose landing version was deleted for good
+    gone = upload(s3, "acme/gone.bin", b"g" * 100_000)
+    s3.delete_object(Bucket=LANDING, Key="acme/gone.bin", VersionId=gone["version_id"])
+    key = stage(s3, [gone, upload(s3, "acme/here.txt", b"here")])
+    # WHEN delivered
+    deliver(key)
+    # THEN the rest is delivered and the loss is recorded with its reason
+    assert delivered(minio, stack.bucket) == [("acme/here.txt", b"here")]
+    [(manifest, _, _)] = archives(minio, stack.bucket).values()
+    assert [(x["key"], x["reason"]) for x in manifest["excluded"]] == [
+        ("acme/gone.bin", "version-gone")
+    ]
+    assert ledger().get_window(window_id(key)).exclusions[0].reason == "version-gone"
+
+
+def test_minio_unreachable_then_redriven(stack: Any, s3: Any, minio: Minio) -> None:
+    # GIVEN MinIO unreachable (the secret points at a closed port)
+    set_secret("127.0.0.1:9", stack.access_key, stack.secret_key, stack.bucket)
+    key = stage(s3, [upload(s3, "acme/wait.txt", b"waited")])
+    # WHEN delivery runs THEN it raises, and nothing is marked delivered
+    with pytest.raises(Exception):  # noqa: B017, PT011  # any transport error: Lambda retries
+        deliver(key)
+    assert ledger().get_window(window_id(key)).state is WindowState.CLAIMED
+    assert archives(minio, stack.bucket) == {}
+    # GIVEN the on-failure record in the delivery DLQ and MinIO back
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.get_queue_url(QueueName=DELIVERY_DLQ_NAME)["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(on_failure_record(key)))
+    set_secret(stack.endpoint, stack.access_key, stack.secret_key, stack.bucket)
+    # WHEN redrive runs (its async invoke stands in for Lambda's, which cannot run here)
+    report = run_redrive(
+        invoke=lambda event: handler.lambda_handler(event, LocalLambdaContext("delivery", 120))
+    )
+    # THEN the window is delivered and the DLQ is empty
+    assert report["dlq_redriven"] == 1
+    assert delivered(minio, stack.bucket) == [("acme/wait.txt", b"waited")]
+    assert "Messages" not in sqs.receive_message(QueueUrl=dlq)
+
+
+def test_wrong_credentials_then_rotated_secret(stack: Any, s3: Any, minio: Minio) -> None:
+    # GIVEN the cached secret holds a wrong key, and the secret has since been rotated
+    set_secret(stack.endpoint, stack.access_key, "wrong-secret", stack.bucket)
+    key = stage(s3, [upload(s3, "acme/rotated.txt", b"rotated")])
+    assert handler.dependencies().minio.settings.secret_key == "wrong-secret"  # now cached
+    set_secret(stack.endpoint, stack.access_key, stack.secret_key, stack.bucket)
+    # WHEN delivery runs THEN the authentication failure refetches the secret once and succeeds
+    deliver(key)
+    assert delivered(minio, stack.bucket) == [("acme/rotated.txt", b"rotated")]
+
+
+@pytest.mark.parametrize("parts", ["single", "multi"])
+def test_corrupted_upload_is_caught_deleted_and_retried(
+    stack: Any,
+    s3: Any,
+    minio: Minio,
+    tunables_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    parts: str,
+) -> None:
+    # GIVEN bytes corrupted between Sluice's hashing and the minio client on the first attempt
+    # (single part: the server's BadDigest; multipart: Sluice's own ETag check)
+    tunables_path(min_part_size_bytes=5 * 1024 * 1024)
+    size = 100 if parts == "single" else 12 * 1024 * 1024
+    body = bytes(range(256)) * (size // 256)
+    key = stage(s3, [upload(s3, "acme/corrupt-me.bin", body)])
+    corruptions = {"left": 1}
+
+    class FlipFirstByte(io.RawIOBase):
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.flipped = inner, False
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            data = self.inner.read(size)
+            if data and not self.flipped:
+                self.flipped = True
+                return bytes([data[0] ^ 0xFF]) + data[1:]
+            return data
+
+    def corrupt(reader: Any) -> Any:
+        if corruptions["left"] > 0:
+            corruptions["left"] -= 1
+            return FlipFirstByte(reader)
+        return reader
+
+    monkeypatch.setattr(handler, "dependencies", _with_corrupt(handler.dependencies(), corrupt))
+    # WHEN delivered
+    deliver(key)
+    # THEN the retry uploaded good bytes: the archive verifies and holds the file intact
+    assert corruptions["left"] == 0
+    assert delivered(minio, stack.bucket) == [("acme/corrupt-me.bin", body)]
+
+
+def test_window_redriven_past_the_limit_is_parked(stack: Any, s3: Any) -> None:
+    # GIVEN a window that keeps failing (MinIO unreachable) and keeps coming back from the DLQ
+    set_secret("127.0.0.1:9", stack.access_key, stack.secret_key, stack.bucket)
+    key = stage(s3, [upload(s3, "acme/doomed.txt", b"d")])
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq = sqs.get_queue_url(QueueName=DELIVERY_DLQ_NAME)["QueueUrl"]
+    max_redrives = load_tunables().redrive.max_redrives
+    # WHEN redrive sees its on-failure record max_redrives + 1 times (MinIO health faked up)
+    for _ in range(max_redrives + 1):
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(on_failure_record(key)))
+        run_redrive(invoke=lambda event: None, healthy=True)
+    # THEN the window is PARKED, alarmed, and its message no longer circulates
+    assert ledger().get_window(window_id(key)).state is WindowState.PARKED
+    assert "Messages" not in sqs.receive_message(QueueUrl=dlq)
+
+
+def test_files_through_every_function(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN producers uploading files of every kind to the landing bucket
+    uploads = {
+        "acme/2026/report one.json": b'{"r": 1}',
+        "acme/prices+fx.csv": b"ccy,rate\nEUR,1.17\n",
+        "globex/ünï/日本.txt": "こんにちは".encode(),
+        "globex/blob.bin": bytes(range(256)) * 3,
+        "initech/big.json": b'{"x": "' + b"y" * 100_000 + b'"}',
+        "orders/2026-11-25.ndjson": b'{"order_id": "A", "amount_pence": 1, "currency": "GBP"}\n',
+    }
+    records = [put_and_notify(s3, LANDING, k, b) for k, b in uploads.items()]
+    firehose = InProcessFirehose.for_streams(
+        STREAMS,
+        staging_bucket=STAGING,
+        s3=s3,
+        processor=processor.lambda_handler,
+        tunables=load_tunables().firehose,
+    )
+    monkeypatch.setattr(clients, "firehose", lambda: firehose)
+    # WHEN they go through forwarder -> Firehose -> processor -> staging -> delivery
+    response = forwarder.lambda_handler(
+        sqs_event(*(notification(r) for r in records)), LocalLambdaContext("forwarder")
+    )
+    assert response["batchItemFailures"] == []
+    for staged_key in firehose.flush():
+        if staged_key.startswith("buffers/"):
+            deliver(staged_key)
+    # THEN every file is in MinIO exactly once, byte for byte
+    assert delivered(minio, stack.bucket) == sorted(uploads.items())
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _raise(message: str) -> Callable[..., Any]:
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(message)
+
+    return fail
+
+
+def _with_corrupt(deps: Any, corrupt: Callable[[Any], Any]) -> Callable[[], Any]:
+    import dataclasses  # noqa: PLC0415  # only this helper needs it
+
+    patched = dataclasses.replace(deps, corrupt=corrupt)
+    return lambda: patched
+
+
+def on_failure_record(staged_key: str) -> dict[str, Any]:
+    """What Lambda sends the on-failure destination after delivery's async retries."""
+    return {
+        "version": "1.0",
+        "timestamp": "2026-11-25T12:10:00.000Z",
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": "arn:aws:lambda:eu-west-2:123456789012:function:sluice-delivery:live",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": staged_event(STAGING, staged_key),
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "7",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"},
+    }
+
+
+def run_redrive(
+    invoke: Callable[[dict[str, Any]], Any], healthy: bool | None = None
+) -> dict[str, Any]:
+    import dataclasses  # noqa: PLC0415  # only this helper needs it
+
+    deps = redrive.dependencies()
+    changes: dict[str, Any] = {"invoke": invoke, "sleep": lambda _: None}
+    if healthy is not None:
+        changes["minio_healthy"] = lambda: healthy
+    tunables = dataclasses.replace(deps.tunables, min_age_seconds=0)
+    patched = dataclasses.replace(deps, tunables=tunables, **changes)
+    original = redrive.dependencies
+    redrive.dependencies = lambda: patched  # type: ignore[assignment]
+    try:
+        return redrive.lambda_handler(
+            {"source": "aws.scheduler"}, LocalLambdaContext("redrive", 60)
+        )
+    finally:
+        redrive.dependencies = original  # type: ignore[assignment]
+        redrive.dependencies.cache_clear()
