@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff (style, bugs) and mypy (strict types)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-demo: $(STAMP) ## Sample files through forwarder -> window assembly -> processor, in process
+demo: $(STAMP) ## Sample files through every function into SeaweedFS as MinIO, in process
 	$(BIN)/python -m infrastructure.local.demo
 
 clean: ## Remove the virtualenv and caches
