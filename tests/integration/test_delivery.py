@@ -243,10 +243,10 @@ def test_two_windows_sharing_a_file_concurrently(
     stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN DynamoDB's one-call-at-a-time guarantee, which moto in process lacks
-    monkeypatch.setattr(
-        clients, "dynamodb", lambda: SerializedClient(boto3.client("dynamodb", region_name=REGION))
-    )
+    serialized = SerializedClient(boto3.client("dynamodb", region_name=REGION))
+    monkeypatch.setattr(clients, "dynamodb", lambda: serialized)
     handler.dependencies.cache_clear()
+    handler.dependencies()  # built once, before the threads race to build it
     # ... and two windows that both carry the same file (a requeue or forwarder retry)
     shared = upload(s3, "acme/shared.txt", b"shared")
     first = stage(s3, [shared, upload(s3, "acme/a.txt", b"a")])
