@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from delivery.delivering import DeliveryDeps, DeliveryReport, deliver_window
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
+from delivery.window import window_name
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env
 from transform import clients, payload_schemas
@@ -69,6 +70,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if not key.startswith(BUFFERS_PREFIX):
             logger.warning("not a staged window; ignored", extra={"bucket": bucket, "key": key})
             continue
+        logger.set_correlation_id(window_name(key, deps.file_extension).window_id)
         report = deliver_window(bucket, key, deps)
         publish(report, key)
         outcomes.append({"window_id": report.window_id, "outcome": report.outcome})
@@ -76,7 +78,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def publish(report: DeliveryReport, staged_key: str) -> None:
-    logger.set_correlation_id(report.window_id)
     logger.info(
         "window handled",
         extra={
