@@ -133,13 +133,13 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     if dry_run:
         report.would_redrive += [key for _, key in keys]
         return 1
-    for bucket, raw_key in keys:
-        key = _decoded(raw_key)
-        if not _redrive_window(deps, report, bucket, key):
-            return 1  # parked or settled windows need no invocation; the message still goes
-    deps.invoke(payload)
+    needed = [_redrive_window(deps, report, bucket, _decoded(key)) for bucket, key in keys]
+    if any(needed):  # delivery returns at once for the windows of the event already settled
+        deps.invoke(payload)
+        report.dlq_redriven += 1
+    # Parked or settled windows need no invocation, and their message goes all the same: parked
+    # ones are released by `sluice redrive --window`, which invokes delivery itself.
     deps.sqs.delete_message(QueueUrl=deps.dlq_url, ReceiptHandle=message["ReceiptHandle"])
-    report.dlq_redriven += 1
     return 1
 
 
