@@ -264,7 +264,7 @@ def test_concurrent_windows_agree_on_one_owner_per_file(dynamodb: Any, clock: Cl
     def attempt(window: str, n: int) -> None:
         files = list(windows[window])
         random.Random(n).shuffle(files)  # each attempt claims in its own order
-        ledger = Ledger(SerializedClient(dynamodb, lock), TABLE, TTL, clock, sleep=no_sleep)  # type: ignore[arg-type]
+        ledger = Ledger(SerializedClient(dynamodb, lock), TABLE, TTL, clock, sleep=no_sleep)  # type: ignore[arg-type]  # a stand-in, not a DynamoDBClient
         start.wait()
         results[(window, n)] = ledger.claim_files(window, files)
 
@@ -325,7 +325,7 @@ def _client_error(code: str) -> ClientError:
 
 
 def scripted_ledger(client: ScriptedClient) -> Ledger:
-    return Ledger(client, TABLE, TTL, Clock(), sleep=no_sleep)  # type: ignore[arg-type]
+    return Ledger(client, TABLE, TTL, Clock(), sleep=no_sleep)  # type: ignore[arg-type]  # a stand-in, not a DynamoDBClient
 
 
 def test_a_cancellation_without_reasons_reads_the_owners() -> None:
