@@ -1,0 +1,421 @@
+"""What invokes Sluice's functions locally: the SQS event source mapping and the redrive schedule.
+
+`SqsEventSource` is Lambda's SQS event source mapping with `ReportBatchItemFailures`
+(https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html,
+https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html):
+- it long-polls the queue, gathering up to `batch_size` messages for at most the batching window
+  (scaled) after the first one arrives, and invokes the function synchronously with the event
+  Lambda builds (`Records[]` with `messageId`, `receiptHandle`, `body`, `attributes`,
+  `messageAttributes`, `md5OfBody`, `eventSource`, `eventSourceARN`, `awsRegion`);
+- at most `maximum_concurrency` batches are in flight (AWS allows 2-1000);
+- received messages stay invisible for the visibility timeout (scaled, but never below the
+  function's timeout plus the batching window, so that a batch in flight never reappears);
+- on success it deletes the messages not listed in `batchItemFailures`: an empty or absent list
+  deletes all; an invalid response (not an object, `batchItemFailures` not a list, an
+  `itemIdentifier` missing, empty, not a string or not in the batch) fails the whole batch
+  ("Lambda treats the whole batch as a failure"); a function error (exception, timeout, crash)
+  deletes nothing.
+Undeleted messages return when their visibility timeout ends; after `maxReceiveCount` receives
+the queue's own redrive policy moves them to its DLQ. That is SQS's (moto's) job, not ours, as in
+AWS: `ingest.max_receive_count` is the queue's setting, not the mapping's.
+
+`Schedule` is an EventBridge rule with a rate expression whose target is a function: every
+period (scaled) it invokes the function asynchronously with a `Scheduled Event`
+(https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html).
+
+Both register with their `LambdaRuntime`, whose `stop()` stops them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from infrastructure.local.lambda_runtime import LambdaRuntime
+from infrastructure.local.lambda_sandbox import ACCOUNT_ID
+from infrastructure.local.lambda_workers import FunctionError, RuntimeStoppedError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueOutputTypeDef, MessageTypeDef
+
+    from infrastructure.tunables import IngestTunables, RedriveTunables
+
+log = logging.getLogger(__name__)
+
+POLL_WAIT_SECONDS: Final = 1
+"""Long-poll wait of each receive while no batch is being gathered; also bounds how long
+`stop()` waits for the poller."""
+
+SQS_RECEIVE_MAX: Final = 10
+RECEIVE_ERROR_BACKOFF_SECONDS: Final = 1.0
+JOIN_SECONDS: Final = 10.0
+
+
+def batch_item_failures(result: Any, message_ids: Sequence[str]) -> set[str] | None:
+    """The message ids a partial batch response reports as failed; None if the response is
+    invalid, which fails the whole batch.
+
+    Success and failure conditions of
+    https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html: a null response,
+    a response without `batchItemFailures` (null) or with an empty list is complete success; an
+    `itemIdentifier` that is null, empty, under another key name, or not a message id of the batch
+    fails the whole batch, as does a response that is not a JSON object.
+    """
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else result
+    if failures is None:
+        return set()
+    if not isinstance(result, dict) or not isinstance(failures, list):
+        return None
+    known = set(message_ids)
+    identifiers = [
+        item.get("itemIdentifier") if isinstance(item, dict) else None for item in failures
+    ]
+    if not all(isinstance(i, str) and i in known for i in identifiers):
+        return None
+    return {str(i) for i in identifiers}
+
+
+def _attribute(value: MessageAttributeValueOutputTypeDef) -> dict[str, Any]:
+    """A message attribute as Lambda's SQS event spells it (binary values base64-encoded)."""
+    attribute: dict[str, Any] = {}
+    if "StringValue" in value:
+        attribute["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    attribute["stringListValues"] = list(value.get("StringListValues", []))
+    attribute["binaryListValues"] = [
+        base64.b64encode(item).decode() for item in value.get("BinaryListValues", [])
+    ]
+    attribute["dataType"] = value["DataType"]
+    return attribute
+
+
+def sqs_record(message: MessageTypeDef, queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of the event Lambda's SQS event source mapping sends, from a received message."""
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes", {})),
+        "messageAttributes": {
+            name: _attribute(value) for name, value in message.get("MessageAttributes", {}).items()
+        },
+        "md5OfBody": message["MD5OfBody"],
+    }
+    if "MD5OfMessageAttributes" in message:
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    record.update({"eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region})
+    return record
+
+
+@dataclass
+class SourceStats:
+    batches: int = 0
+    messages: int = 0
+    deleted: int = 0
+    function_errors: int = 0
+    invalid_responses: int = 0
+    reported_failures: int = 0
+
+
+class SqsEventSource:
+    """Lambda's SQS event source mapping for one queue and one function."""
+
+    def __init__(
+        self,
+        runtime: LambdaRuntime,
+        function: str,
+        queue_url: str,
+        ingest: IngestTunables,
+        time_scale: float | None = None,
+        *,
+        report_batch_item_failures: bool = True,
+        sqs: SQSClient | None = None,
+    ) -> None:
+        config = runtime.functions.get(function)
+        if config is None:
+            raise ValueError(f"no function named {function!r}")
+        scale = runtime.time_scale if time_scale is None else time_scale
+        if scale <= 0:
+            raise ValueError("time_scale must be positive")
+        # CreateEventSourceMapping's checks for a standard queue
+        if not 1 <= ingest.batch_size <= 10_000:
+            raise ValueError("BatchSize must be 1-10000")
+        if ingest.batch_size > SQS_RECEIVE_MAX and ingest.batching_window_seconds < 1:
+            raise ValueError("a batch size over 10 needs a batching window of at least 1 s")
+        if not 0 <= ingest.batching_window_seconds <= 300:
+            raise ValueError("MaximumBatchingWindowInSeconds must be 0-300")
+        if not 2 <= ingest.maximum_concurrency <= 1000:
+            raise ValueError("ScalingConfig.MaximumConcurrency must be 2-1000")
+        if ingest.visibility_timeout_seconds < config.timeout_seconds:
+            raise ValueError(
+                f"queue visibility timeout {ingest.visibility_timeout_seconds} s is less than "
+                f"function {function}'s timeout {config.timeout_seconds} s"
+            )
+        self.runtime = runtime
+        self.function = function
+        self.queue_url = queue_url
+        self.batch_size = ingest.batch_size
+        self.batching_window_seconds = ingest.batching_window_seconds / scale
+        self.maximum_concurrency = ingest.maximum_concurrency
+        self.visibility_timeout_seconds = max(
+            math.ceil(ingest.visibility_timeout_seconds / scale),
+            math.ceil(config.timeout_seconds + self.batching_window_seconds),
+        )
+        self.report_batch_item_failures = report_batch_item_failures
+        self.stats = SourceStats()
+        self._sqs = sqs or runtime.sqs_client()
+        self._slots = threading.BoundedSemaphore(self.maximum_concurrency)
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._batches: set[threading.Thread] = set()
+        self._poller: threading.Thread | None = None
+        self._queue_arn = ""
+        self._region = runtime.region
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> SqsEventSource:
+        if self._poller is not None:
+            raise RuntimeError("this event source mapping is already started")
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )
+        self._queue_arn = attributes["Attributes"]["QueueArn"]
+        self._region = self._queue_arn.split(":")[3] or self.runtime.region
+        self.runtime.register(self)
+        self._poller = threading.Thread(target=self._poll, name=f"esm-{self.function}", daemon=True)
+        self._poller.start()
+        return self
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if self._poller is not None:
+            self._poller.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            batches = list(self._batches)
+        for thread in batches:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        """Stop polling and wait for the batches in flight (at most the function's timeout)."""
+        self.request_stop()
+        self.join(self.runtime.functions[self.function].timeout_seconds + JOIN_SECONDS)
+
+    @property
+    def running(self) -> bool:
+        return self._poller is not None and self._poller.is_alive()
+
+    # ------------------------------------------------------------------ polling
+
+    def _poll(self) -> None:
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=0.2):
+                continue
+            try:
+                messages = self._gather()
+            except Exception:
+                self._slots.release()
+                log.exception("receiving from %s failed", self.queue_url)
+                self._stopping.wait(RECEIVE_ERROR_BACKOFF_SECONDS)
+                continue
+            if not messages:
+                self._slots.release()
+                continue
+            thread = threading.Thread(
+                target=self._process,
+                args=(messages,),
+                name=f"esm-{self.function}-batch",
+                daemon=True,
+            )
+            with self._lock:
+                self._batches.add(thread)
+            thread.start()
+
+    def _receive(self, count: int, wait_seconds: int) -> list[MessageTypeDef]:
+        response = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(count, SQS_RECEIVE_MAX),
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=self.visibility_timeout_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages", []))
+
+    def _gather(self) -> list[MessageTypeDef]:
+        """One batch: the first receive waits for messages; then more are gathered until the
+        batch is full or the batching window, counted from the first message, has passed."""
+        batch = self._receive(self.batch_size, POLL_WAIT_SECONDS)
+        if not batch:
+            return []
+        window_end = time.monotonic() + self.batching_window_seconds
+        while len(batch) < self.batch_size and not self._stopping.is_set():
+            remaining = window_end - time.monotonic()
+            if remaining <= 0:
+                break
+            more = self._receive(self.batch_size - len(batch), min(int(remaining), 20))
+            batch.extend(more)
+            if not more and remaining < 1:
+                self._stopping.wait(min(remaining, 0.05))
+        return batch
+
+    # ------------------------------------------------------------------ one batch
+
+    def _process(self, messages: list[MessageTypeDef]) -> None:
+        try:
+            self._invoke(messages)
+        except Exception:
+            log.exception("a batch of %s failed unexpectedly", self.function)
+        finally:
+            self._slots.release()
+            with self._lock:
+                self._batches.discard(threading.current_thread())
+
+    def _invoke(self, messages: list[MessageTypeDef]) -> None:
+        event = {"Records": [sqs_record(m, self._queue_arn, self._region) for m in messages]}
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.messages += len(messages)
+        try:
+            result = self.runtime.invoke(self.function, event)
+        except RuntimeStoppedError:
+            return
+        except FunctionError as err:
+            with self._lock:
+                self.stats.function_errors += 1
+            log.warning("%s failed a batch of %d: %s", self.function, len(messages), err)
+            return
+        ids = [m["MessageId"] for m in messages]
+        failed = batch_item_failures(result, ids) if self.report_batch_item_failures else set()
+        if failed is None:
+            with self._lock:
+                self.stats.invalid_responses += 1
+            log.warning(
+                "%s returned an invalid partial batch response: %.200r", self.function, result
+            )
+            return
+        with self._lock:
+            self.stats.reported_failures += len(failed)
+        self._delete([m for m in messages if m["MessageId"] not in failed])
+
+    def _delete(self, messages: list[MessageTypeDef]) -> None:
+        for start in range(0, len(messages), SQS_RECEIVE_MAX):
+            chunk = messages[start : start + SQS_RECEIVE_MAX]
+            response = self._sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+                ],
+            )
+            failed = response.get("Failed", [])
+            if failed:
+                # The message comes back after its visibility timeout: at least once, as in AWS.
+                log.warning(
+                    "could not delete %d messages from %s: %s", len(failed), self.queue_url, failed
+                )
+            with self._lock:
+                self.stats.deleted += len(chunk) - len(failed)
+
+
+def scheduled_event(rule_arn: str, region: str) -> dict[str, Any]:
+    """The event an EventBridge schedule rule sends its target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class Schedule:
+    """An EventBridge `rate(...)` rule invoking a function asynchronously every period (scaled);
+    the first invocation one period after `start()`."""
+
+    def __init__(
+        self,
+        runtime: LambdaRuntime,
+        function: str,
+        every_seconds: float,
+        time_scale: float | None = None,
+        *,
+        rule_name: str | None = None,
+    ) -> None:
+        if function not in runtime.functions:
+            raise ValueError(f"no function named {function!r}")
+        scale = runtime.time_scale if time_scale is None else time_scale
+        if every_seconds <= 0 or scale <= 0:
+            raise ValueError("the period and the time scale must be positive")
+        self.runtime = runtime
+        self.function = function
+        self.every_seconds = every_seconds
+        self.period_seconds = every_seconds / scale
+        rule = rule_name or f"{function}-schedule"
+        self.rule_arn = f"arn:aws:events:{runtime.region}:{ACCOUNT_ID}:rule/{rule}"
+        self.request_ids: list[str] = []
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_redrive(
+        cls,
+        runtime: LambdaRuntime,
+        redrive: RedriveTunables,
+        time_scale: float | None = None,
+        *,
+        function: str = "redrive",
+    ) -> Schedule:
+        """The redrive schedule as Terraform sets it: `rate(schedule_minutes minutes)`."""
+        return cls(runtime, function, redrive.schedule_minutes * 60, time_scale)
+
+    @property
+    def fired(self) -> int:
+        return len(self.request_ids)
+
+    def start(self) -> Schedule:
+        if self._thread is not None:
+            raise RuntimeError("this schedule is already started")
+        self.runtime.register(self)
+        self._thread = threading.Thread(
+            target=self._run, name=f"schedule-{self.function}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self.request_stop()
+        self.join(JOIN_SECONDS)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.period_seconds):
+            try:
+                event = scheduled_event(self.rule_arn, self.runtime.region)
+                self.request_ids.append(self.runtime.invoke_async(self.function, event))
+            except RuntimeStoppedError:
+                return
+            except Exception:
+                log.exception("the schedule of %s could not invoke it", self.function)

@@ -1,0 +1,171 @@
+"""What runs inside a local Lambda worker process: the execution environment of one function.
+
+Started by `lambda_workers.WorkerPool` with multiprocessing's *spawn* method, `serve` replaces the
+process's whole environment with the function's (nothing of the parent's survives), imports the
+handler's module once (the cold start), and then serves invocations sent over its pipe:
+`(request_id, event_json, deadline, crash)` in, `("ok", result_json)` or `("error", payload)`
+out, where the payload is what Lambda's Python runtime reports for an exception (`errorMessage`,
+`errorType`, `requestId`, `stackTrace`). Each invocation gets a `LocalLambdaContext` whose
+remaining time runs down to the deadline the parent enforces, and a fresh, unsampled
+`_X_AMZN_TRACE_ID`, as Lambda sets one per invocation.
+
+Chaos (DESIGN §6, "a crash is the worker killed after N SDK calls"): when an invocation carries
+`crash = (n, phase)`, the worker counts botocore's `before-call` events — one per API call,
+whatever the retries — and calls `os._exit(CRASH_EXIT_CODE)`:
+- `phase="before"`: at the n-th call's `before-call`: it never leaves the process, so n - 1
+  calls reached AWS;
+- `phase="after"`: at the n-th call's `after-call`: AWS acted and answered, the handler never
+  learns of it.
+The counter is appended to botocore's `BUILTIN_HANDLERS` before the handler is imported, so every
+botocore session the function creates registers it: boto3's default session (`boto3.client`)
+and those Powertools creates for itself. Calls made while importing are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Final, Literal
+
+ACCOUNT_ID: Final = "123456789012"
+FUNCTION_VERSION: Final = "$LATEST"
+CRASH_EXIT_CODE: Final = 86
+"""Exit status of a worker killed by a crash it was armed with, told from other deaths."""
+
+CrashPhase = Literal["before", "after"]
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What a worker needs to become the function: plain values, pickled to the new process."""
+
+    name: str
+    handler: str
+    timeout_seconds: float
+    memory_mb: int
+    region: str
+    variables: dict[str, str]
+    """The worker's whole environment (but `_X_AMZN_TRACE_ID`, set per invocation)."""
+
+
+class _SdkCallCounter:
+    """Counts botocore API calls of the current invocation; exits the process at the armed one."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.crash_at: int | None = None
+        self.phase: CrashPhase = "before"
+
+    def install(self) -> None:
+        """Register on every botocore session created from now on (boto3's default one and
+        those Powertools creates): botocore registers its `BUILTIN_HANDLERS` on each new session."""
+        from botocore import handlers  # noqa: PLC0415  # imported in the worker, after its env is set
+
+        handlers.BUILTIN_HANDLERS.append(("before-call", self._before_call))
+        handlers.BUILTIN_HANDLERS.append(("after-call", self._after_call))
+
+    def arm(self, crash: tuple[int, CrashPhase] | None) -> None:
+        self.calls = 0
+        self.crash_at, self.phase = crash if crash else (None, "before")
+
+    def _before_call(self, **_: Any) -> None:
+        self.calls += 1
+        if self.phase == "before" and self.calls == self.crash_at:
+            os._exit(CRASH_EXIT_CODE)
+
+    def _after_call(self, **_: Any) -> None:
+        if self.phase == "after" and self.calls == self.crash_at:
+            os._exit(CRASH_EXIT_CODE)
+
+
+def _error_payload(exc: BaseException, request_id: str | None) -> dict[str, Any]:
+    """What Lambda's Python runtime returns for an exception raised by the handler."""
+    payload: dict[str, Any] = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+    if request_id is not None:
+        payload["requestId"] = request_id
+    payload["stackTrace"] = traceback.format_list(traceback.extract_tb(exc.__traceback__))
+    return payload
+
+
+def _load_handler(handler: str) -> tuple[Callable[[Any, Any], Any] | None, dict[str, Any] | None]:
+    import importlib  # noqa: PLC0415  # worker side only
+
+    module_name, _, attribute = handler.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001  # any import failure is the function's init error
+        message = f"Unable to import module '{module_name}': {exc}"
+        return None, {"errorMessage": message, "errorType": "Runtime.ImportModuleError"}
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        message = f"Handler '{attribute}' missing on module '{module_name}'"
+        return None, {"errorMessage": message, "errorType": "Runtime.HandlerNotFound"}
+    return function, None
+
+
+def _trace_header() -> str:
+    """A new `_X_AMZN_TRACE_ID`, not sampled: nothing is sent to X-Ray (there is none here)."""
+    epoch = f"{int(time.time()):08x}"
+    return f"Root=1-{epoch}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+
+
+def serve(conn: Connection, spec: SandboxSpec) -> None:
+    """Entry point of a worker process (spawned): become the function's environment, import its
+    handler (the cold start), then serve invocations until the pipe closes or `None` arrives."""
+    from infrastructure.local.lambda_context import LocalLambdaContext  # noqa: PLC0415  # light
+
+    os.environ.clear()
+    os.environ.update(spec.variables)
+    counter = _SdkCallCounter()
+    counter.install()
+    handler, init_error = _load_handler(spec.handler)
+    if handler is None:
+        conn.send(("init_error", init_error))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        request_id, event_json, deadline, crash = message
+        os.environ["_X_AMZN_TRACE_ID"] = _trace_header()
+        context = LocalLambdaContext(
+            function_name=spec.name,
+            timeout_seconds=spec.timeout_seconds,
+            memory_limit_in_mb=spec.memory_mb,
+            function_version=FUNCTION_VERSION,
+            region=spec.region,
+            account_id=ACCOUNT_ID,
+            aws_request_id=request_id,
+            log_group_name=spec.variables.get("AWS_LAMBDA_LOG_GROUP_NAME", ""),
+            log_stream_name=spec.variables.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
+            _started=deadline - spec.timeout_seconds,  # time.monotonic is system-wide
+        )
+        counter.arm(crash)
+        try:
+            result = handler(json.loads(event_json), context)
+        except Exception as exc:  # noqa: BLE001  # the handler's error is the invocation's result
+            conn.send(("error", _error_payload(exc, request_id)))
+            continue
+        finally:
+            counter.arm(None)
+        try:
+            answer = json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            marshal_error = {
+                "errorMessage": f"Unable to marshal response: {exc}",
+                "errorType": "Runtime.MarshalError",
+                "requestId": request_id,
+            }
+            conn.send(("error", marshal_error))
+        else:
+            conn.send(("ok", answer))
