@@ -212,12 +212,20 @@ def worker_environment(config: FunctionConfig, region: str) -> dict[str, str]:
 class _Worker:
     process: BaseProcess
     conn: Connection
+    _kill_lock: threading.Lock = field(default_factory=threading.Lock)
+    _killed: bool = False
 
     @property
     def pid(self) -> int | None:
         return self.process.pid
 
     def kill(self) -> None:
+        """Idempotent and thread-safe: `stop()` and the invoking thread may both get here, and a
+        pipe closed twice at once fails with EBADF."""
+        with self._kill_lock:
+            if self._killed:
+                return
+            self._killed = True
         if self.process.is_alive():
             self.process.kill()
         self.process.join(STOP_JOIN_SECONDS)
