@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aws_lambda_powertools import Logger
+from minio.error import S3Error
 
 from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
@@ -93,7 +94,7 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
     name = window_name(staged_key, deps.file_extension)
     existing = deps.ledger.get_window(name.window_id)
     if existing is not None:
-        settled = _settled(existing, deps)
+        settled = _settled(existing, staging_bucket, staged_key, deps)
         if settled is not None:
             return settled
     with tempfile.TemporaryDirectory(prefix="sluice-", dir=deps.spool_dir) as tmp:
@@ -142,33 +143,54 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
     return report
 
 
-def _settled(existing: WindowRecord, deps: DeliveryDeps) -> DeliveryReport | None:
-    """A report when the window needs no work (rule 5), else None."""
+def _settled(
+    existing: WindowRecord, staging_bucket: str, staged_key: str, deps: DeliveryDeps
+) -> DeliveryReport | None:
+    """A report when the window needs no work (rule 5), else None.
+
+    A settled window is tagged again: a tag that failed after DELIVERED or EMPTY would
+    otherwise keep the staged window forever.
+    """
     if existing.state is WindowState.EMPTY:
+        _tag_delivered(deps, staging_bucket, staged_key)
         return DeliveryReport(existing.window_id, outcome="empty")
     if existing.state is WindowState.PARKED:
         logger.warning("window is parked; `sluice redrive --window` releases it")
         return DeliveryReport(existing.window_id, outcome="parked")
     if existing.state is WindowState.DELIVERED:
-        if all(_intact(part, deps) for part in existing.parts):
+        changed = [part.minio_key for part in existing.parts if not _intact(part, deps)]
+        if not changed:
+            _tag_delivered(deps, staging_bucket, staged_key)
             return DeliveryReport(
                 existing.window_id,
                 outcome="already-delivered",
                 parts=list(existing.parts),
                 files_delivered=existing.file_count,
             )
-        logger.warning("delivered window's archive is missing or changed in MinIO; rebuilding")
+        logger.warning(
+            "delivered window's archive is missing or changed in MinIO; rebuilding",
+            extra={"minio_keys": changed},
+        )
     return None
 
 
+MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchObject"})
+
+
 def _intact(part: PartRecord, deps: DeliveryDeps) -> bool:
+    """Whether MinIO still holds the part as recorded. Only an answer that it is missing (or
+    different) means rebuild: any other error raises, because a rebuild whose upload then fails
+    verification deletes what it uploaded — on an unversioned bucket, the good archive."""
+
     def stat(client: Any, settings: Any) -> Any:
         return client.stat_object(settings.bucket, part.minio_key)
 
     try:
         stat_result = deps.minio.call(stat)
-    except Exception:  # noqa: BLE001  # any failure to find it means: rebuild (same bytes)
-        return False
+    except S3Error as err:
+        if err.code in MISSING_CODES:
+            return False
+        raise
     return bool(stat_result.size == part.size and stat_result.etag == part.etag)
 
 

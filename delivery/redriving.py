@@ -66,6 +66,8 @@ class RedriveReport:
     unrecorded_redriven: int = 0
     stale_redriven: int = 0
     oldest_undelivered_age_seconds: float | None = None
+    invoke_failures: int = 0
+    """Invocations Lambda refused; their windows are tried again on a later run."""
     would_redrive: list[str] = field(default_factory=list)
     """With dry_run: the staged keys a run would redrive."""
 
@@ -133,9 +135,16 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     if dry_run:
         report.would_redrive += [key for _, key in keys]
         return 1
-    needed = [_redrive_window(deps, report, bucket, _decoded(key)) for bucket, key in keys]
-    if any(needed):  # delivery returns at once for the windows of the event already settled
-        deps.invoke(payload)
+    windows = [(bucket, _decoded(key)) for bucket, key in keys]
+    needed = [(b, k) for b, k in windows if _needs_redrive(deps, report, b, k)]
+    if needed:  # delivery returns at once for the windows of the event already settled
+        try:
+            deps.invoke(payload)
+        except Exception as err:  # noqa: BLE001  # the message stays; a later run retries it
+            _invoke_failed(report, [k for _, k in needed], err)
+            return 1
+        for _, key in needed:
+            _count_redrive(deps, key)
         report.dlq_redriven += 1
     # Parked or settled windows need no invocation, and their message goes all the same: parked
     # ones are released by `sluice redrive --window`, which invokes delivery itself.
@@ -143,22 +152,40 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     return 1
 
 
-def _redrive_window(deps: RedriveDeps, report: RedriveReport, bucket: str, key: str) -> bool:
-    """Count a redrive of the window; False (and the message settled) when none is needed."""
+def _invoke_failed(report: RedriveReport, keys: list[str], err: Exception) -> None:
+    logger.error(
+        "delivery could not be invoked; left for the next run",
+        extra={"staged_keys": keys, "error": f"{type(err).__name__}: {err}"},
+    )
+    report.invoke_failures += 1
+
+
+def _count_redrive(deps: RedriveDeps, key: str) -> None:
+    """Counted once Lambda accepted the invocation, so refusals never park a window."""
+    deps.ledger.record_redrive(window_name(key, deps.file_extension).window_id, key)
+
+
+def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: str) -> bool:
+    """Whether to invoke delivery for the window; parks it once redriven `max_redrives` times."""
     try:
         window_id = window_name(key, deps.file_extension).window_id
     except WindowKeyError:
         logger.error(  # noqa: TRY400  # the key says it all; a traceback adds nothing
             "DLQ record names no staged window", extra={"bucket": bucket, "key": key}
         )
-        return True
+        return False
     record = deps.ledger.get_window(window_id)
-    if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+    if record is not None and record.state in (
+        WindowState.DELIVERED,
+        WindowState.EMPTY,
+        WindowState.PARKED,
+    ):
         report.dlq_settled += 1
         return False
-    count = deps.ledger.record_redrive(window_id, key)
-    if count > deps.tunables.max_redrives:
-        deps.ledger.mark_parked(window_id, f"redriven {count - 1} times without success")
+    if record is not None and record.redrive_count >= deps.tunables.max_redrives:
+        deps.ledger.mark_parked(
+            window_id, f"redriven {record.redrive_count} times without success"
+        )
         logger.error(
             "window parked after too many redrives",
             extra={"alarm": "WindowsParked", "window_id": window_id, "staged_key": key},
@@ -199,10 +226,15 @@ def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_ru
         if dry_run:
             report.would_redrive.append(key)
             continue
-        if not _redrive_window(deps, report, deps.staging_bucket, key):
+        if not _needs_redrive(deps, report, deps.staging_bucket, key):
             continue
         deps.sleep(deps.jitter() * deps.tunables.jitter_seconds / max(1, budget))
-        deps.invoke(staged_event(deps.staging_bucket, key))
+        try:
+            deps.invoke(staged_event(deps.staging_bucket, key))
+        except Exception as err:  # noqa: BLE001  # one refusal must not stop the sweep
+            _invoke_failed(report, [key], err)
+            continue
+        _count_redrive(deps, key)
         if kind == "unrecorded":
             report.unrecorded_redriven += 1
         else:

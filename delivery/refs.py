@@ -67,7 +67,9 @@ def digest_ref(
         )
     digest = hashlib.sha256()
     size = 0
-    lines = _LineSplitter() if rule is not None and rule.format == "ndjson" else None
+    lines = (
+        _LineSplitter(max_json_bytes) if rule is not None and rule.format == "ndjson" else None
+    )
     whole = io.BytesIO() if rule is not None and rule.format == "json" else None
     body = response["Body"]
     try:
@@ -137,19 +139,45 @@ def _exclude(entry: WindowEntry, reason: str, detail: str) -> Exclusion:
 
 
 class _LineSplitter:
-    """Splits a byte stream into lines without holding more than one partial line."""
+    """Splits a byte stream into lines, holding at most one partial line of `max_line_bytes`.
 
-    def __init__(self) -> None:
-        self._partial = b""
+    The partial line is kept as pieces (joined once, when its newline arrives), so a long line
+    costs linear time; a line longer than the limit fails the file's payload check rather than
+    growing memory with the file (an NDJSON file with no newline at all would otherwise be read
+    whole).
+    """
+
+    def __init__(self, max_line_bytes: int) -> None:
+        self._pieces: list[bytes] = []
+        self._pending = 0
+        self._max = max_line_bytes
         self.line_number = 0
 
     def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
-        data = self._partial + chunk
-        *complete, self._partial = data.split(b"\n")
-        return self._number(complete)
+        *complete, rest = chunk.split(b"\n")
+        lines = []
+        if complete:
+            lines.append(b"".join([*self._pieces, complete[0]]))
+            lines.extend(complete[1:])
+            self._pieces, self._pending = [], 0
+        for index, line in enumerate(lines):
+            if len(line) > self._max:
+                self._too_long(self.line_number + index + 1)
+        if rest:
+            self._pieces.append(rest)
+            self._pending += len(rest)
+            if self._pending > self._max:
+                self._too_long(self.line_number + len(lines) + 1)
+        return self._number(lines)
+
+    def _too_long(self, line_number: int) -> None:
+        raise PayloadSchemaError(
+            f"line {line_number} is longer than max_json_validation_bytes ({self._max})"
+        )
 
     def finish(self) -> list[tuple[int, bytes]]:
-        rest, self._partial = self._partial, b""
+        rest = b"".join(self._pieces)
+        self._pieces, self._pending = [], 0
         return self._number([rest] if rest.strip() else [])
 
     def _number(self, lines: list[bytes]) -> list[tuple[int, bytes]]:

@@ -407,17 +407,23 @@ def test_an_unreadable_dlq_message_stays_in_the_queue(rd: Redrive) -> None:
     assert rd.dlq_count() == 2
 
 
-def test_a_refused_invocation_propagates_and_keeps_the_message(rd: Redrive) -> None:
+def test_a_refused_invocation_keeps_the_message_and_counts_no_redrive(rd: Redrive) -> None:
     # GIVEN a failed delivery in the DLQ, and Lambda refusing async invocations
-    rd.fail(hour_ago_key(rd.clock, 1))
+    key = hour_ago_key(rd.clock, 1)
+    rd.fail(key)
     rd.refuse_invocations = True
 
     # WHEN redrive runs
-    # THEN the refusal propagates (the run fails; the schedule runs it again)
-    with pytest.raises(InvokeRefused):
-        rd.run()
+    report = rd.run()
+
+    # THEN the run goes on and reports the refusal ...
+    assert report.invoke_failures == 1
+    assert report.dlq_redriven == 0
     # AND the message is not lost: it is still in the DLQ for the next run
     assert rd.dlq_count() == 1
+    # AND the refusal did not count towards parking the window
+    record = rd.ledger.get_window(key.rsplit("/", 1)[1].removesuffix(".json.gz"))
+    assert record is None or record.redrive_count == 0
 
 
 def test_a_window_redriven_from_the_dlq_is_not_invoked_again_by_the_sweep(rd: Redrive) -> None:

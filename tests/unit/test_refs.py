@@ -497,3 +497,19 @@ def test_open_ref_streams_the_exact_version_after_an_overwrite(
     # THEN each yields its own version's bytes
     assert first_bytes == b"\x00first version\xff" * 1000
     assert second_bytes == b"second"
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, CHUNK])
+def test_an_ndjson_line_longer_than_the_limit_is_excluded_not_held(
+    s3: Any, buckets: dict[str, str], chunk_bytes: int
+) -> None:
+    # GIVEN an orders/ ref whose second line is longer than max_json_bytes (no newline for long)
+    body = order(1) + b"\n" + b"x" * 300 + b"\n" + order(3) + b"\n"
+    entry = put(s3, "orders/long-line.ndjson", body)
+
+    # WHEN it is digested with a 200-byte line limit
+    result = digest(s3, entry, shipped_rules(), chunk_bytes=chunk_bytes, max_json_bytes=200)
+
+    # THEN it is excluded for its payload schema, naming line 2 and the limit
+    detail = excluded(result, entry, "payload-schema").detail
+    assert "line 2 is longer than max_json_validation_bytes (200)" in detail
