@@ -183,9 +183,7 @@ def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: s
         report.dlq_settled += 1
         return False
     if record is not None and record.redrive_count >= deps.tunables.max_redrives:
-        deps.ledger.mark_parked(
-            window_id, f"redriven {record.redrive_count} times without success"
-        )
+        deps.ledger.mark_parked(window_id, f"redriven {record.redrive_count} times without success")
         logger.error(
             "window parked after too many redrives",
             extra={"alarm": "WindowsParked", "window_id": window_id, "staged_key": key},

@@ -67,9 +67,7 @@ def digest_ref(
         )
     digest = hashlib.sha256()
     size = 0
-    lines = (
-        _LineSplitter(max_json_bytes) if rule is not None and rule.format == "ndjson" else None
-    )
+    lines = _LineSplitter(max_json_bytes) if rule is not None and rule.format == "ndjson" else None
     whole = io.BytesIO() if rule is not None and rule.format == "json" else None
     body = response["Body"]
     try:
