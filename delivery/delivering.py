@@ -116,8 +116,16 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
             report.outcome = "empty"
             return report
         digests, exclusions = _check_refs(owned, owned_bad, existing, deps)
-        record = deps.ledger.begin(name.window_id, staged_key, [_to_record(x) for x in exclusions])
+        record = deps.ledger.begin(
+            name.window_id, staged_key, [_to_record(x) for x in exclusions], _plan(deps.tunables)
+        )
+        persisted = {x.file_id for x in record.exclusions}
+        found_now = [x for x in exclusions if x.file_id not in persisted]
+        # Found only on a retry (a ref deleted between attempts): persisted, so later attempts
+        # build without it too.
+        deps.ledger.add_exclusions(name.window_id, [_to_record(x) for x in found_now])
         exclusions = _merge(record.exclusions, exclusions)
+        plan = record.plan or _plan(deps.tunables)
         excluded_ids = {x.file_id for x in exclusions}
         members = [e for e in owned if e.file_id not in excluded_ids]
         bodies = InlineBodies(spooled)
@@ -131,6 +139,8 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
                 bodies=bodies,
                 workdir=Path(tmp),
                 deps=deps,
+                plan=plan,
+                retry=existing is not None,
             )
         finally:
             bodies.close()
@@ -270,9 +280,13 @@ def _deliver_parts(
     bodies: InlineBodies,
     workdir: Path,
     deps: DeliveryDeps,
+    plan: dict[str, int],
+    retry: bool,
 ) -> list[PartRecord]:
     names = safe_member_names([(entry.file_id, entry.key) for entry in members])
-    planned = plan_parts(members, deps.tunables.archive_max_input_bytes)
+    planned = plan_parts(members, plan["archive_max_input_bytes"])
+    if retry:
+        _remove_unplanned(name, len(planned), deps)
     entries = {entry.file_id: entry for entry in members}
 
     @contextmanager
@@ -298,8 +312,8 @@ def _deliver_parts(
         key = archive_key(deps.tunables.archive_prefix, name, number, len(planned))
         writer = SpoolWriter(
             dir=workdir,
-            min_part_size=deps.tunables.min_part_size_bytes,
-            max_parts=deps.tunables.max_parts,
+            min_part_size=plan["min_part_size_bytes"],
+            max_parts=plan["max_parts"],
         )
         with writer:
             archive.write_archive(
@@ -307,7 +321,7 @@ def _deliver_parts(
                 manifest,
                 files,
                 open_body,
-                gzip_level=deps.tunables.gzip_level,
+                gzip_level=plan["gzip_level"],
                 chunk_bytes=deps.tunables.read_chunk_bytes,
             )
         spooled = writer.result
@@ -335,6 +349,39 @@ def _deliver_parts(
             extra={"part": number, "parts": len(planned), "minio_key": key, "files": len(files)},
         )
     return records
+
+
+def _plan(tunables: DeliveryTunables) -> dict[str, int]:
+    """What decides an archive's bytes besides the window itself (persisted at `begin`)."""
+    return {
+        "archive_max_input_bytes": tunables.archive_max_input_bytes,
+        "gzip_level": tunables.gzip_level,
+        "min_part_size_bytes": tunables.min_part_size_bytes,
+        "max_parts": tunables.max_parts,
+    }
+
+
+def _remove_unplanned(name: WindowName, parts: int, deps: DeliveryDeps) -> None:
+    """On a retry, remove archives an earlier attempt left under the window's name that this
+    plan will not write (its exclusions changed): no file may sit in two of them."""
+    prefix_setting = deps.tunables.archive_prefix
+    planned = {archive_key(prefix_setting, name, n, parts) for n in range(1, parts + 1)}
+    planned |= {sidecar_key(key) for key in planned}
+    prefix = archive_key(prefix_setting, name, 1, 1).removesuffix("tar.gz")
+
+    def remove(client: Any, settings: Any) -> list[str]:
+        stale = [
+            obj.object_name
+            for obj in client.list_objects(settings.bucket, prefix=prefix)
+            if obj.object_name not in planned
+        ]
+        for key in stale:
+            client.remove_object(settings.bucket, key)
+        return stale
+
+    removed = deps.minio.call(remove)
+    if removed:
+        logger.warning("removed archives of an earlier attempt's plan", extra={"keys": removed})
 
 
 def _archive_file(

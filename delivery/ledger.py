@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -120,6 +120,9 @@ class WindowRecord:
     delivered_at_ms: int | None
     parked_reason: str | None
     file_count: int
+    plan: dict[str, int] = field(default_factory=dict)
+    """The archive settings of the first attempt (part cap, gzip level, part size, max parts):
+    every retry builds with them, so a deploy between attempts cannot change the bytes."""
 
 
 class LedgerError(Exception):
@@ -319,7 +322,11 @@ class Ledger:
     # -- window records -------------------------------------------------------------------
 
     def begin(
-        self, window_id: str, staged_key: str, exclusions: Sequence[ExclusionRecord]
+        self,
+        window_id: str,
+        staged_key: str,
+        exclusions: Sequence[ExclusionRecord],
+        plan: Mapping[str, int] | None = None,
     ) -> WindowRecord:
         """The window's record, created in CLAIMED with `exclusions` if absent.
 
@@ -336,16 +343,22 @@ class Ledger:
                 "SET #state = if_not_exists(#state, :claimed), "
                 "staged_key = if_not_exists(staged_key, :key), "
                 "exclusions = if_not_exists(exclusions, :exclusions), "
+                "#plan = if_not_exists(#plan, :plan), "
                 "redrive_count = if_not_exists(redrive_count, :zero), "
                 "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
                 "updated_at_ms = if_not_exists(updated_at_ms, :now), "
                 "#exp = if_not_exists(#exp, :exp)"
             ),
-            ExpressionAttributeNames={"#state": "state", "#exp": LEDGER_TTL_ATTRIBUTE},
+            ExpressionAttributeNames={
+                "#state": "state",
+                "#exp": LEDGER_TTL_ATTRIBUTE,
+                "#plan": "plan",
+            },
             ExpressionAttributeValues={
                 ":claimed": {"S": WindowState.CLAIMED},
                 ":key": {"S": staged_key},
                 ":exclusions": _serializer.serialize([asdict(e) for e in exclusions]),
+                ":plan": _serializer.serialize(dict(plan or {})),
                 ":zero": {"N": "0"},
                 ":now": {"N": str(int(now * 1000))},
                 ":exp": {"N": str(int(now) + self._ttl_seconds)},
@@ -353,6 +366,28 @@ class Ledger:
             ReturnValues="ALL_NEW",
         )
         return _window_record(response["Attributes"])
+
+    def add_exclusions(self, window_id: str, exclusions: Sequence[ExclusionRecord]) -> None:
+        """Append exclusions found only on a retry (a ref deleted between attempts), so later
+        attempts build from them too. Only while the window is CLAIMED."""
+        if not exclusions:
+            return
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_window_key(window_id),
+                UpdateExpression="SET exclusions = list_append(exclusions, :new)",
+                ConditionExpression="#state = :claimed",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":new": _serializer.serialize([asdict(e) for e in exclusions]),
+                    ":claimed": {"S": WindowState.CLAIMED},
+                },
+            )
+        except ClientError as err:
+            if _error_code(err) == "ConditionalCheckFailedException":
+                raise WindowStateError(window_id, "add exclusions", None, "not CLAIMED") from err
+            raise
 
     def get_window(self, window_id: str) -> WindowRecord | None:
         response = self._dynamodb.get_item(
@@ -605,6 +640,7 @@ def _window_record(item: Mapping[str, Any]) -> WindowRecord:
         delivered_at_ms=_optional_int(plain.get("delivered_at_ms")),
         parked_reason=plain.get("parked_reason"),
         file_count=int(plain.get("file_count", 0)),
+        plan={str(k): int(v) for k, v in (plain.get("plan") or {}).items()},
     )
 
 

@@ -296,6 +296,53 @@ def test_crash_after_upload_before_delivered(
     assert [k for k, _ in delivered(minio, stack.bucket)] == [f"acme/c{i}.txt" for i in range(5)]
 
 
+def test_archive_settings_changed_between_attempts_do_not_change_the_plan(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
+) -> None:
+    # GIVEN a first attempt with a 1 MiB part cap that uploads its parts, then dies
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    bodies = {f"acme/plan{i}.bin": bytes([i]) * 400_000 for i in range(6)}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "mark_delivered", _raise("killed"))
+        with pytest.raises(RuntimeError, match="killed"):
+            deliver(key)
+    first = sorted(archives(minio, stack.bucket))
+    # WHEN a deploy raises the part cap before the retry
+    tunables_path()
+    deliver(key)
+    # THEN the retry builds the same parts (the plan persisted at the first attempt)
+    assert sorted(archives(minio, stack.bucket)) == first
+    assert len(first) == 3
+    assert dict(delivered(minio, stack.bucket)) == bodies
+
+
+def test_ref_gone_between_attempts_leaves_no_file_in_two_archives(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
+) -> None:
+    # GIVEN a first attempt of two parts that uploads them, then dies
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    records = [upload(s3, f"acme/g{i}.bin", bytes([i]) * 400_000) for i in range(3)]
+    key = stage(s3, records)
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "mark_delivered", _raise("killed"))
+        with pytest.raises(RuntimeError, match="killed"):
+            deliver(key)
+    assert len(archives(minio, stack.bucket)) == 2
+    # WHEN the first file's version is deleted for good before the retry
+    s3.delete_object(Bucket=LANDING, Key="acme/g0.bin", VersionId=records[0]["version_id"])
+    deliver(key)
+    # THEN the earlier attempt's parts are gone, each file is in one archive at most, and the
+    # lost one is excluded with its reason, in the manifest and in the ledger
+    assert [k for k, _ in delivered(minio, stack.bucket)] == ["acme/g1.bin", "acme/g2.bin"]
+    [(name, (manifest, _, _))] = archives(minio, stack.bucket).items()
+    assert name.endswith(f"{window_id(key)}.tar.gz")
+    assert [(x["key"], x["reason"]) for x in manifest["excluded"]] == [
+        ("acme/g0.bin", "version-gone")
+    ]
+    assert [x.reason for x in ledger().get_window(window_id(key)).exclusions] == ["version-gone"]
+
+
 def test_crash_between_claims(
     stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
