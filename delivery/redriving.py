@@ -193,8 +193,21 @@ def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: s
     return True
 
 
+def _oldest_in_ledger(deps: RedriveDeps, now: float) -> float | None:
+    """Age of the oldest CLAIMED or PARKED window the ledger knows, whatever its hour: the
+    sweep only lists `lookback_hours`, and an alarm must not clear by a window ageing out."""
+    oldest: float | None = None
+    for state in (WindowState.CLAIMED, WindowState.PARKED):
+        for record in deps.ledger.windows_in_state(state, limit=1000):
+            started_ms = record.claimed_at_ms or record.updated_at_ms
+            age = now - started_ms / 1000
+            oldest = age if oldest is None else max(oldest, age)
+    return oldest
+
+
 def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: bool) -> None:
     now = deps.clock()
+    report.oldest_undelivered_age_seconds = _oldest_in_ledger(deps, now)
     unrecorded_after = deps.destination_buffer_seconds + deps.tunables.unrecorded_grace_seconds
     invocations: list[str] = []
     for key, modified in _staged_windows(deps, now):

@@ -457,6 +457,20 @@ def test_the_same_bytes_uploaded_again_record_the_new_version(ledger: Ledger) ->
     assert record.parts == (part(version="v2"),)
 
 
+def test_a_kms_target_rebuild_with_a_new_etag_is_the_same_bytes(ledger: Ledger) -> None:
+    # GIVEN a window delivered to an SSE-KMS target (checked by read-back; ETags are not MD5s)
+    ledger.begin("w1", "buffers/w1.json.gz", [])
+    first = PartRecord(**{**part().__dict__, "check": "read-back", "etag": "kms-etag-1"})
+    ledger.mark_delivered("w1", [first], file_count=3)
+    # WHEN a rebuild of the same bytes gets another ETag and version
+    again = PartRecord(**{**first.__dict__, "etag": "kms-etag-2", "minio_version": "v2"})
+    ledger.mark_delivered("w1", [again], file_count=3)
+    # THEN it is accepted as the same archive, and the new object is recorded
+    record = ledger.get_window("w1")
+    assert record is not None
+    assert record.parts == (again,)
+
+
 def test_other_parts_on_a_delivered_window_are_refused(ledger: Ledger) -> None:
     # GIVEN a delivered window
     ledger.begin("w1", "buffers/w1.json.gz", [])

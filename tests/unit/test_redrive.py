@@ -675,3 +675,17 @@ def test_oldest_undelivered_age_is_none_with_nothing_staged(rd: Redrive) -> None
     # THEN it reports MinIO healthy, did nothing, and has no age to report
     assert report == RedriveReport(minio_healthy=True)
     assert rd.invoked == []
+
+
+def test_oldest_undelivered_age_counts_windows_older_than_the_lookback(rd: Redrive) -> None:
+    # GIVEN a window CLAIMED long before the hours the sweep lists (its partition aged out)
+    key = hour_ago_key(rd.clock, 1)
+    age = (rd.tunables.lookback_hours + 24) * HOUR
+    rd.claimed(key, seconds_ago=age)
+
+    # WHEN redrive runs
+    report = rd.run()
+
+    # THEN its age still drives the oldest-undelivered figure, so the alarm cannot clear itself
+    assert report.oldest_undelivered_age_seconds is not None
+    assert report.oldest_undelivered_age_seconds >= age
