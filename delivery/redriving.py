@@ -135,7 +135,7 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     if dry_run:
         report.would_redrive += [key for _, key in keys]
         return 1
-    windows = [(bucket, _decoded(key)) for bucket, key in keys]
+    windows = [(bucket, unquote_plus(key)) for bucket, key in keys]  # keys arrive URL-encoded
     needed = [(b, k) for b, k in windows if _needs_redrive(deps, report, b, k)]
     if needed:  # delivery returns at once for the windows of the event already settled
         try:
@@ -266,7 +266,3 @@ def _staged_windows(deps: RedriveDeps, now: float) -> Iterator[tuple[str, float]
         for page in paginator.paginate(Bucket=deps.staging_bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
                 yield obj["Key"], obj["LastModified"].timestamp()
-
-
-def _decoded(key: str) -> str:
-    return unquote_plus(key)  # S3 event keys arrive URL-encoded

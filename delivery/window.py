@@ -10,7 +10,6 @@ an exclusion with its reason and line number, and the window goes on.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -20,12 +19,12 @@ from typing import TYPE_CHECKING, Final
 
 from delivery.archive import Exclusion
 from transform import envelope
+from transform.quarantine import raw_record_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _PARTITION: Final = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
-_FILE_ID: Final = re.compile(r"^[0-9a-f]{64}(#r[A-Za-z0-9_.:-]{1,128})?$")
 
 
 class WindowKeyError(ValueError):
@@ -150,9 +149,9 @@ def _best_id(line: bytes) -> str:
         candidate = json.loads(line).get("file_id")
     except (ValueError, AttributeError):
         candidate = None
-    if isinstance(candidate, str) and _FILE_ID.match(candidate):
+    if isinstance(candidate, str) and envelope.FILE_ID_PATTERN.fullmatch(candidate):
         return candidate
-    return "raw-" + hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+    return raw_record_id(line.rstrip(b"\n"))
 
 
 class InlineBodies:

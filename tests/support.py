@@ -10,7 +10,8 @@ import uuid
 from typing import Any
 from urllib.parse import quote_plus
 
-from tests.conftest import load_event
+from delivery.redriving import staged_event
+from tests.conftest import STAGING, load_event
 
 
 def created_record(
@@ -94,3 +95,24 @@ class SerializedClient:
                 return attribute(*args, **kwargs)
 
         return call
+
+
+def on_failure_record(staged_key: str) -> dict[str, Any]:
+    """What Lambda sends the on-failure destination once delivery's async retries are spent."""
+    return {
+        "version": "1.0",
+        "timestamp": "2026-11-25T12:10:00.000Z",
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": "arn:aws:lambda:eu-west-2:123456789012:function:sluice-delivery:live",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
+        "requestPayload": staged_event(STAGING, staged_key),
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "7",
+            "functionError": "Unhandled",
+        },
+        "responsePayload": {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"},
+    }

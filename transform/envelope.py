@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -26,6 +27,9 @@ PARSED_SCHEMA: Final[dict[str, Any]] = fastavro.parse_schema(  # type: ignore[as
 REQUIRED_FIELDS: Final = tuple(
     field["name"] for field in PARSED_SCHEMA["fields"] if "default" not in field
 )
+FILE_ID_PATTERN: Final = re.compile(r"[0-9a-f]{64}(#r[A-Za-z0-9_.:-]{1,128})?")
+"""A well-formed file_id (a forced replay's `#r<replay_id>` included): only such an id may name
+a reason file or an exclusion, since a broken record's "file_id" could be any string."""
 ENRICHMENT_FIELDS: Final = ("firehose_arrival_ms", "content_kind")
 """Fields only the processor writes; the forwarder never sets them."""
 

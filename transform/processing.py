@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,8 +27,6 @@ MAX_GROWTH_BYTES: Final = 512
 outgrow Lambda's 6 MB response."""
 MAX_DETAIL_CHARS: Final = 4_000
 _JSON_WHITESPACE: Final = b" \t\r\n"
-# Only a well-formed file_id names a reason file: a broken record's "file_id" could be any string.
-_FILE_ID: Final = re.compile(r"[0-9a-f]{64}(#r[A-Za-z0-9_.:-]{1,128})?")
 _KIND_BY_SUFFIX: Final = {
     ".json": "json",
     ".ndjson": "ndjson",
@@ -165,7 +162,7 @@ def rejection(data_b64: str, data: bytes | None, error: Exception) -> Quarantine
     file_id = fields.get("file_id")
     return QuarantineEntry(
         file_id=file_id
-        if isinstance(file_id, str) and _FILE_ID.fullmatch(file_id)
+        if isinstance(file_id, str) and envelope.FILE_ID_PATTERN.fullmatch(file_id)
         else raw_record_id(data if data is not None else data_b64.encode("ascii", "replace")),
         reason=reason,
         detail=detail,

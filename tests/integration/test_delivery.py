@@ -40,7 +40,13 @@ from tests.conftest import (
     STAGING,
     STREAMS,
 )
-from tests.support import SerializedClient, notification, put_and_notify, sqs_event
+from tests.support import (
+    SerializedClient,
+    notification,
+    on_failure_record,
+    put_and_notify,
+    sqs_event,
+)
 from transform import clients, forwarder, processor
 from transform.envelope import Envelope, file_id
 
@@ -627,27 +633,6 @@ def _with_corrupt(deps: Any, corrupt: Callable[[Any], Any]) -> Callable[[], Any]
 
     patched = dataclasses.replace(deps, corrupt=corrupt)
     return lambda: patched
-
-
-def on_failure_record(staged_key: str) -> dict[str, Any]:
-    """What Lambda sends the on-failure destination after delivery's async retries."""
-    return {
-        "version": "1.0",
-        "timestamp": "2026-11-25T12:10:00.000Z",
-        "requestContext": {
-            "requestId": str(uuid.uuid4()),
-            "functionArn": "arn:aws:lambda:eu-west-2:123456789012:function:sluice-delivery:live",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3,
-        },
-        "requestPayload": staged_event(STAGING, staged_key),
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "7",
-            "functionError": "Unhandled",
-        },
-        "responsePayload": {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"},
-    }
 
 
 def run_redrive(

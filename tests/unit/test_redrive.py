@@ -38,6 +38,7 @@ from delivery.window import window_name
 from infrastructure.local import provision
 from infrastructure.tunables import RedriveTunables
 from tests.conftest import DELIVERY_DLQ_NAME, LEDGER_TABLE, REGION, STAGING, STREAMS
+from tests.support import on_failure_record
 
 EXTENSION = ".json.gz"
 LEDGER_TTL_SECONDS = 3_456_000
@@ -181,27 +182,6 @@ def part_record(window_id: str) -> PartRecord:
         file_count=1,
         check="etag-md5",
     )
-
-
-def on_failure_record(staged_key: str) -> dict[str, Any]:
-    """What Lambda sends the on-failure destination once delivery's async retries are spent."""
-    return {
-        "version": "1.0",
-        "timestamp": "2026-03-14T12:10:00.000Z",
-        "requestContext": {
-            "requestId": str(uuid.uuid4()),
-            "functionArn": "arn:aws:lambda:eu-west-2:123456789012:function:sluice-delivery:live",
-            "condition": "RetriesExhausted",
-            "approximateInvokeCount": 3,
-        },
-        "requestPayload": staged_event(STAGING, staged_key),
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "7",
-            "functionError": "Unhandled",
-        },
-        "responsePayload": {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"},
-    }
 
 
 def hour_ago_key(clock: Clock, n: int) -> str:
