@@ -240,24 +240,6 @@ def _scaled(tunables: FirehoseTunables, time_scale: float) -> FirehoseTunables:
     return dataclasses.replace(tunables, **changes)
 
 
-# WindowAssembler exposes no public view of its configuration or clock; the server reads (and,
-# for the time scale, swaps) them here, in one place.
-def _tunables_of(assembler: WindowAssembler) -> FirehoseTunables:
-    return assembler._tunables
-
-
-def _set_tunables(assembler: WindowAssembler, tunables: FirehoseTunables) -> None:
-    assembler._tunables = tunables
-
-
-def _clock_of(assembler: WindowAssembler) -> Callable[[], float]:
-    return assembler._clock
-
-
-def _region_of(assembler: WindowAssembler) -> str:
-    return assembler._region
-
-
 # -- the server --------------------------------------------------------------------------------
 
 
@@ -276,7 +258,7 @@ class FirehoseServer:
     ) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be positive, not {time_scale!r}")
-        regions = {_region_of(assembler) for assembler in streams.values()}
+        regions = {assembler.region for assembler in streams.values()}
         if len(regions) > 1:
             raise ValueError(f"all streams must be in one region, not {sorted(regions)}")
         for name, assembler in streams.items():
@@ -300,7 +282,7 @@ class FirehoseServer:
         self._streams = {
             name: _Stream(
                 assembler=assembler,
-                tunables=_tunables_of(assembler),
+                tunables=assembler.tunables,
                 requests=bucket(quotas.requests_per_second),
                 records=bucket(quotas.records_per_second),
                 bytes=bucket(quotas.bytes_per_second, 0.0),
@@ -335,7 +317,7 @@ class FirehoseServer:
             (self._host, self._port), self
         )  # binds: may fail, changes nothing
         for stream in self._streams.values():
-            _set_tunables(stream.assembler, _scaled(stream.tunables, self.time_scale))
+            stream.assembler.tunables = _scaled(stream.tunables, self.time_scale)
         self._serving = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -401,7 +383,7 @@ class FirehoseServer:
                         stream.assembler.flush()
                     except Exception as err:  # noqa: BLE001  # reported below, after the others
                         failures.append((name, err))
-            _set_tunables(stream.assembler, stream.tunables)
+            stream.assembler.tunables = stream.tunables
         if failures:
             names = ", ".join(name for name, _ in failures)
             raise RuntimeError(f"could not write the buffers of {names}") from failures[0][1]
@@ -450,7 +432,7 @@ class FirehoseServer:
     def _tick_loop(self, name: str, stream: _Stream) -> None:
         """Run `tick` when the assembler says something is due, or when a put woke us."""
         assembler = stream.assembler
-        clock = _clock_of(assembler)
+        clock = assembler.clock
         while not self._stopping.is_set():
             stream.wake.clear()
             failed = False

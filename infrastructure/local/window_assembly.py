@@ -246,11 +246,12 @@ class WindowAssembler:
         self._bucket = staging_bucket
         self._s3 = s3
         self._processor = processor
-        self._tunables = tunables
-        self._clock = clock
+        self.tunables = tunables
+        """Buffers, retries, prefixes; the local Firehose swaps in scaled intervals."""
+        self.clock = clock
         self._version = stream_version
         self._processor_arn = processor_arn
-        self._region = region
+        self.region = region
         self._context_factory = context_factory or (
             lambda: LocalLambdaContext(
                 function_name=_function_name(processor_arn), region=region, account_id=account_id
@@ -267,7 +268,7 @@ class WindowAssembler:
 
     def put(self, records: Sequence[bytes]) -> list[str]:
         """Accept already-validated records; their arrival time is `clock()` now."""
-        now = self._clock()
+        now = self.clock()
         accepted = [_Record(f"{uuid.uuid4().int:056d}", bytes(data), now) for data in records]
         self.stats.records_in += len(accepted)
         if self._processor is None:  # no transformation: every record is delivered as is
@@ -302,21 +303,21 @@ class WindowAssembler:
     def next_due(self) -> float | None:
         """The clock time at which `tick` next has something to do by age (None: nothing)."""
         if self._sealed:
-            return self._clock()
+            return self.clock()
         times = []
         if self._incoming:
-            times.append(self._incoming.oldest().arrival + self._tunables.processor_buffer_seconds)
+            times.append(self._incoming.oldest().arrival + self.tunables.processor_buffer_seconds)
         if self._outgoing:
             times.append(
-                self._outgoing.oldest().buffered_at + self._tunables.destination_buffer_seconds
+                self._outgoing.oldest().buffered_at + self.tunables.destination_buffer_seconds
             )
         return min(times, default=None)
 
     # -- buffers -------------------------------------------------------------------------------
 
     def _run(self, *, force: bool) -> list[str]:
-        now = self._clock()
-        t = self._tunables
+        now = self.clock()
+        t = self.tunables
         for batch in self._incoming.due(
             t.processor_buffer_bytes,
             lambda r: now - r.arrival >= t.processor_buffer_seconds,
@@ -346,7 +347,7 @@ class WindowAssembler:
 
     def _name(self, oldest: datetime) -> str:
         return object_name(
-            self.stream_name, self._version, oldest, self._tunables.file_extension, uuid.uuid4()
+            self.stream_name, self._version, oldest, self.tunables.file_extension, uuid.uuid4()
         )
 
     def _write_sealed(self, *, raise_errors: bool) -> list[str]:
@@ -379,7 +380,7 @@ class WindowAssembler:
         """Invoke the processor for one batch, with retries, and route what it returns."""
         if processor is None:  # unreachable: without a processor nothing enters _incoming
             raise RuntimeError(f"{self.stream_name}: a processor batch but no processor")
-        attempts = 1 + self._tunables.processor_retries
+        attempts = 1 + self.tunables.processor_retries
         failure = _Failure(FUNCTION_ERROR)
         for attempt in range(1, attempts + 1):
             self.stats.invocations += 1
@@ -407,7 +408,7 @@ class WindowAssembler:
         event = {
             "invocationId": str(uuid.uuid4()),
             "deliveryStreamArn": self.stream_arn,
-            "region": self._region,
+            "region": self.region,
             "records": [
                 {
                     "recordId": r.record_id,
@@ -432,7 +433,7 @@ class WindowAssembler:
     def _apply(
         self, batch: list[_Record], results: dict[str, tuple[str, bytes]], attempt: int
     ) -> None:
-        now = self._clock()
+        now = self.clock()
         failed: list[tuple[_Record, dict[str, Any]]] = []
         for record in batch:
             result, data = results[record.record_id]
@@ -455,7 +456,7 @@ class WindowAssembler:
             "arrivalTimestamp": _epoch_ms(record.arrival),
             "errorCode": failure.code,
             "errorMessage": failure.message,
-            "attemptEndingTimestamp": _epoch_ms(self._clock()),
+            "attemptEndingTimestamp": _epoch_ms(self.clock()),
             "rawData": base64.b64encode(record.data).decode("ascii"),
             "lambdaArn": self._processor_arn,
         }
