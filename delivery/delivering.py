@@ -31,6 +31,7 @@ from minio.error import S3Error
 
 from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
+from delivery.latency import LatencyHistogram
 from delivery.ledger import ExclusionRecord, Ledger, PartRecord, WindowRecord, WindowState
 from delivery.minio_access import MinioAccess
 from delivery.names import safe_member_names
@@ -144,12 +145,17 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
             )
         finally:
             bodies.close()
-    deps.ledger.mark_delivered(name.window_id, report.parts, file_count=len(members))
-    _tag_delivered(deps, staging_bucket, staged_key)
     now_ms = int(deps.clock() * 1000)
+    report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
+    deps.ledger.mark_delivered(
+        name.window_id,
+        report.parts,
+        file_count=len(members),
+        latency=LatencyHistogram.of(report.latencies_ms),
+    )
+    _tag_delivered(deps, staging_bucket, staged_key)
     report.files_delivered = len(members)
     report.excluded = exclusions
-    report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
     return report
 
 

@@ -8,7 +8,8 @@ One table, key `pk` (S), TTL attribute `expires_at` (epoch seconds):
   `claimed_at_ms` and the TTL, never the owner).
 - `WIN#<window_id>`: `state` (CLAIMED | DELIVERED | EMPTY | PARKED), `staged_key`, the persisted
   `exclusions` (so every attempt builds the same bytes, rule 3), the verified archive `parts`
-  (rule 4), `redrive_count`, `parked_reason`, timestamps, `file_count`, `expires_at`.
+  (rule 4), `redrive_count`, `parked_reason`, timestamps, `file_count`, the first delivery's
+  `latency_ms` histogram (delivery.latency), `expires_at`.
 
 States move CLAIMED -> DELIVERED | EMPTY | PARKED, and PARKED -> CLAIMED only by `unpark`
 (the operator's `sluice redrive --window`). DELIVERED and EMPTY are final: nothing moves a
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from delivery.latency import LatencyHistogram
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -123,6 +126,8 @@ class WindowRecord:
     plan: dict[str, int] = field(default_factory=dict)
     """The archive settings of the first attempt (part cap, gzip level, part size, max parts):
     every retry builds with them, so a deploy between attempts cannot change the bytes."""
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """End-to-end latency of the window's files at its first delivery (empty before)."""
 
 
 class LedgerError(Exception):
@@ -396,15 +401,23 @@ class Ledger:
         item = response.get("Item")
         return None if item is None else _window_record(item)
 
-    def mark_delivered(self, window_id: str, parts: Sequence[PartRecord], file_count: int) -> None:
+    def mark_delivered(
+        self,
+        window_id: str,
+        parts: Sequence[PartRecord],
+        file_count: int,
+        latency: LatencyHistogram | None = None,
+    ) -> None:
         """DELIVERED with its verified parts (rule 4); from CLAIMED, or PARKED (see module doc).
+        `latency` is kept from the first delivery only, like `delivered_at_ms`.
 
         On a DELIVERED window: the same parts and count are a no-op; the same bytes uploaded
         again (a rebuild after the object went missing from MinIO: every field equal but the
         MinIO version) replace the recorded versions; anything else raises WindowStateError.
         """
+        histogram = latency or LatencyHistogram()
         old = self._set_delivered(
-            window_id, parts, file_count, WindowState.CLAIMED, WindowState.PARKED
+            window_id, parts, file_count, histogram, WindowState.CLAIMED, WindowState.PARKED
         )
         if old is None:
             return
@@ -417,7 +430,9 @@ class Ledger:
                 window_id, "mark DELIVERED", state, "with other parts or file count than recorded"
             )
         if recorded.parts != tuple(parts):  # same bytes, uploaded again: record the new versions
-            again = self._set_delivered(window_id, parts, file_count, WindowState.DELIVERED)
+            again = self._set_delivered(
+                window_id, parts, file_count, histogram, WindowState.DELIVERED
+            )
             if again is not None:
                 raise WindowStateError(window_id, "mark DELIVERED", _state_of(again))
 
@@ -426,6 +441,7 @@ class Ledger:
         window_id: str,
         parts: Sequence[PartRecord],
         file_count: int,
+        latency: LatencyHistogram,
         *from_states: WindowState,
     ) -> dict[str, Any] | None:
         # DynamoDB refuses expression values the expressions do not use: one per state.
@@ -436,6 +452,7 @@ class Ledger:
             update=(
                 "SET #state = :delivered, parts = :parts, file_count = :count, "
                 "delivered_at_ms = if_not_exists(delivered_at_ms, :now), updated_at_ms = :now, "
+                "latency_ms = if_not_exists(latency_ms, :latency), "
                 "#exp = :exp REMOVE parked_reason"
             ),
             condition=f"#state IN ({', '.join(states)})",
@@ -444,6 +461,7 @@ class Ledger:
                 ":delivered": {"S": WindowState.DELIVERED},
                 ":parts": _serializer.serialize([asdict(part) for part in parts]),
                 ":count": {"N": str(file_count)},
+                ":latency": _serializer.serialize(latency.to_item()),
                 **self._times(self._clock()),
             },
         )
@@ -641,6 +659,7 @@ def _window_record(item: Mapping[str, Any]) -> WindowRecord:
         parked_reason=plain.get("parked_reason"),
         file_count=int(plain.get("file_count", 0)),
         plan={str(k): int(v) for k, v in (plain.get("plan") or {}).items()},
+        latency=LatencyHistogram.from_item(plain.get("latency_ms") or {}),
     )
 
 

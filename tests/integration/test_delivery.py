@@ -225,8 +225,10 @@ def test_window_is_delivered_byte_for_byte(stack: Any, s3: Any, minio: Minio) ->
     sidecar = minio.get_object(stack.bucket, name.removesuffix(".tar.gz") + ".manifest.json").read()
     assert json.loads(sidecar) == manifest
     assert name == f"sluice/dt=2026-11-25/hour=12/{window_id(key)}.tar.gz"
-    # ... the ledger says DELIVERED and the staged window is tagged for expiry
-    assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
+    # ... the ledger says DELIVERED, with every file's latency, and the staged window is tagged
+    record = ledger().get_window(window_id(key))
+    assert record.state is WindowState.DELIVERED
+    assert record.latency.files == len(bodies)
     tags = s3.get_object_tagging(Bucket=STAGING, Key=key)["TagSet"]
     assert {"Key": "sluice-delivered", "Value": "true"} in tags
     # AND delivering it again returns at once

@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.dynamodb import models as moto_dynamodb
 
+from delivery.latency import LatencyHistogram
 from delivery.ledger import (
     ExclusionRecord,
     Ledger,
@@ -443,6 +444,20 @@ def test_a_window_is_delivered_once_and_marking_again_is_harmless(
     assert record.parts == tuple(parts)
     assert record.file_count == 6
     assert record.delivered_at_ms == int((T0 + 5) * 1000)
+
+
+def test_the_first_deliverys_latency_is_kept(ledger: Ledger) -> None:
+    # GIVEN a window delivered with its files' latencies
+    ledger.begin("w1", "buffers/w1.json.gz", [])
+    first = LatencyHistogram.of([61_200, 62_000, 75_500])
+    ledger.mark_delivered("w1", [part()], file_count=3, latency=first)
+    # WHEN a retry marks it delivered again, later
+    ledger.mark_delivered("w1", [part()], file_count=3, latency=LatencyHistogram.of([900_000] * 3))
+    # THEN the ledger keeps the first delivery's histogram
+    record = ledger.get_window("w1")
+    assert record is not None
+    assert record.latency == first
+    assert record.latency.counts == {62_000: 2, 76_000: 1}
 
 
 def test_the_same_bytes_uploaded_again_record_the_new_version(ledger: Ledger) -> None:
