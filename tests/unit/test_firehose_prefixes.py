@@ -1,4 +1,8 @@
-"""Firehose's S3 key namespaces: prefix expressions and the object name suffix."""
+"""Firehose's S3 key namespaces: prefix expressions and the object name suffix.
+
+Each test of an emulated AWS behaviour cites, in its docstring, the AWS page that documents it;
+where it checks a choice of the stand-in that AWS does not document, the docstring says so.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ WHEN = datetime(2025, 3, 4, 9, 5, 7, tzinfo=UTC)
 
 
 def test_repository_prefixes_render_dt_and_hour() -> None:
+    """Sluice's configured prefixes evaluate as documented: timestamp patterns in UTC, and
+    !{firehose:error-output-type} to processing-failed for a data transformation failure.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
     # GIVEN the prefixes tunables.json configures
     firehose = load_tunables().firehose
     # WHEN they are evaluated for an object whose oldest record arrived at WHEN
@@ -46,6 +54,12 @@ def test_repository_prefixes_render_dt_and_hour() -> None:
     ],
 )
 def test_timestamp_patterns_and_quoted_literals(template: str, expected: str) -> None:
+    """!{timestamp:...} values are Java DateTimeFormatter patterns; text in single quotes is
+    literal. The last two cases (no timestamp expression) render as given, the stand-in's choice:
+    AWS appends !{timestamp:yyyy/MM/dd/HH/} to such a Prefix (s3-prefixes.html, "Semantic rules").
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    https://docs.oracle.com/javase/8/docs/api/java/time/format/DateTimeFormatter.html
+    """
     # GIVEN a prefix with Java DateTimeFormatter patterns, quoted literals and punctuation
     # WHEN it is rendered
     rendered = KeyPrefix(template).render(WHEN)
@@ -54,6 +68,10 @@ def test_timestamp_patterns_and_quoted_literals(template: str, expected: str) ->
 
 
 def test_every_timestamp_expression_is_the_same_instant() -> None:
+    """If the timestamp namespace is used more than once in a prefix, every instance evaluates to
+    the same instant.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
     # GIVEN a prefix that uses the timestamp namespace twice
     prefix = KeyPrefix("!{timestamp:yyyy}/!{timestamp:yyyy-MM-dd-HH}/")
     # WHEN it is rendered
@@ -62,6 +80,10 @@ def test_every_timestamp_expression_is_the_same_instant() -> None:
 
 
 def test_random_string_is_eleven_alphanumerics_each_time() -> None:
+    """!{firehose:random-string} evaluates to a random string of 11 characters. The alphabet
+    (letters and digits) is the stand-in's: AWS gives none (its examples are hex, one with a '-').
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
     # GIVEN a prefix with the random-string expression
     prefix = KeyPrefix("r=!{firehose:random-string}/")
     # WHEN it is rendered twice
@@ -72,12 +94,43 @@ def test_random_string_is_eleven_alphanumerics_each_time() -> None:
     assert first != second
 
 
+def test_random_string_twice_in_one_prefix_is_two_strings() -> None:
+    """If random-string is used more than once in the same expression, every instance evaluates to
+    a new random string.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
+    # GIVEN a prefix with the random-string expression twice, and a source of distinct strings
+    draws = iter(["aaaaaaaaaaa", "bbbbbbbbbbb"])
+    prefix = KeyPrefix("!{firehose:random-string}/!{firehose:random-string}/")
+    # WHEN it is rendered once
+    rendered = prefix.render(WHEN, random=lambda: next(draws))
+    # THEN each instance drew its own string
+    assert rendered == "aaaaaaaaaaa/bbbbbbbbbbb/"
+
+
 def test_random_string_source_is_injectable() -> None:
     prefix = KeyPrefix("!{firehose:random-string}")
     assert prefix.render(WHEN, random=lambda: "abcdefghijk") == "abcdefghijk"
 
 
+def test_error_output_type_is_one_string_at_every_instance() -> None:
+    """!{firehose:error-output-type} evaluates to the failure's type (processing-failed for a
+    transformation failure); used more than once, every instance evaluates to the same string.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
+    # GIVEN an error prefix that uses the error output type twice
+    prefix = KeyPrefix(
+        "e/!{firehose:error-output-type}/!{timestamp:yyyy}/!{firehose:error-output-type}",
+        error_prefix=True,
+    )
+    # WHEN it is rendered for a processing failure
+    rendered = prefix.render(WHEN, error_output_type="processing-failed")
+    # THEN both instances are that type
+    assert rendered == "e/processing-failed/2025/processing-failed"
+
+
 def test_error_output_type_needs_a_value_at_render_time() -> None:
+    """The stand-in's guard, not an AWS behaviour: Firehose always knows why a record failed."""
     # GIVEN an error prefix
     prefix = KeyPrefix("errors/!{firehose:error-output-type}/", error_prefix=True)
     # WHEN it is rendered without saying which error output it is for
@@ -103,6 +156,11 @@ def test_error_output_type_needs_a_value_at_render_time() -> None:
     ],
 )
 def test_unsupported_expressions_fail_when_parsed(template: str, match: str) -> None:
+    """Documented: the firehose namespace has only error-output-type and random-string, Prefix can't
+    contain error-output-type, and `!{` only opens an expression. The stand-in's: rejecting dynamic
+    partitioning namespaces and Java letters outside its subset, and doing so at parse time.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
     # GIVEN a template with an expression Firehose (or this stand-in) does not evaluate
     # WHEN it is parsed, as the assembler does at construction
     # THEN a PrefixError names the problem
@@ -116,6 +174,10 @@ def test_parse_date_pattern_rejects_an_unsupported_letter_by_name() -> None:
 
 
 def test_object_name_is_stream_version_timestamp_uuid_extension() -> None:
+    """The suffix is <stream name>-<stream version>-<year>-<month>-<day>-<hour>-<minute>-<second>-
+    <uuid><file extension>, appended to the evaluated prefix.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-object-name.html
+    """
     # GIVEN a stream, its version, the oldest arrival, an extension and an object id
     object_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
     # WHEN the object name suffix is made

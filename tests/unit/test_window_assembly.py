@@ -3,6 +3,9 @@
 Processor stand-ins here are plain Python functions written for these tests (the real
 `transform.processor` is tested on its own). Time is a fake clock the tests advance: no sleeps.
 S3 is moto in process; objects are read back and gunzipped for real.
+
+Each test of an emulated AWS behaviour cites, in its docstring, the AWS page that documents it;
+where it checks a choice of the stand-in that AWS does not document, the docstring says so.
 """
 
 from __future__ import annotations
@@ -146,6 +149,10 @@ def error_lines(s3: Any) -> list[dict[str, Any]]:
 def test_nothing_is_processed_or_written_before_size_or_interval(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """With transformation enabled Firehose buffers incoming data and invokes the processor with
+    each buffered batch once the processor buffer's size or interval hint is reached, not before.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html
+    """
     # GIVEN records well under the processor buffer's size
     processor = per_record(newline_ok)
     fh = assembler(s3, processor, clock := FakeClock())
@@ -163,6 +170,10 @@ def test_nothing_is_processed_or_written_before_size_or_interval(
 def test_processor_invoked_when_its_buffer_reaches_the_size_hint(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """The processor buffer is released when it reaches its size hint (BufferSizeInMBs), before its
+    interval. Cutting a batch at most at the hint is the stand-in's choice (AWS: hints are hints).
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html
+    """
     # GIVEN 1,200 bytes of input against a 1,000-byte processor buffer
     processor = per_record(newline_ok)
     fh = assembler(s3, processor, clock := FakeClock())
@@ -180,6 +191,10 @@ def test_processor_invoked_when_its_buffer_reaches_the_size_hint(
 def test_processor_invoked_when_the_oldest_record_reaches_the_interval(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """The processor buffer is released when its interval hint (IntervalInSeconds) is reached;
+    that the interval runs from the oldest buffered record is the stand-in's reading of the page.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html
+    """
     # GIVEN one record, and another five seconds later
     processor = per_record(newline_ok)
     fh = assembler(s3, processor, clock := FakeClock())
@@ -201,6 +216,10 @@ def test_processor_invoked_when_the_oldest_record_reaches_the_interval(
 
 
 def test_invocation_event_and_context_have_lambdas_shape(buckets: dict[str, str], s3: Any) -> None:
+    """Firehose invokes the processor with {invocationId, deliveryStreamArn, region, records:
+    [{recordId, approximateArrivalTimestamp (epoch ms), data (base64)}]} (a Direct PUT source).
+    https://docs.aws.amazon.com/lambda/latest/dg/services-kinesisfirehose.html
+    """
     # GIVEN a record accepted at START
     processor = per_record(newline_ok)
     fh = assembler(s3, processor, FakeClock())
@@ -246,6 +265,12 @@ def test_context_factory_is_used_when_given(buckets: dict[str, str], s3: Any) ->
 
 
 def test_destination_written_when_its_interval_is_up(buckets: dict[str, str], s3: Any) -> None:
+    """Transformed data goes to the destination when the destination buffer's size or interval
+    hint is reached; that the interval runs from when the output entered that buffer is the
+    stand-in's reading (DESIGN §4: both buffers count toward latency).
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html
+    https://docs.aws.amazon.com/firehose/latest/dev/buffering-hints.html
+    """
     # GIVEN a record processed when its processor interval ran out (START + 10 s)
     fh = assembler(s3, per_record(newline_ok), clock := FakeClock())
     fh.put([b"only"])
@@ -265,6 +290,11 @@ def test_destination_written_when_its_interval_is_up(buckets: dict[str, str], s3
 def test_destination_written_when_its_buffer_reaches_the_size_hint(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """The first buffer condition met (here the size hint, counted before compression) triggers
+    delivery. Cutting an object at most at the hint is the stand-in's choice (AWS: hints are hints).
+    https://docs.aws.amazon.com/firehose/latest/dev/buffering-hints.html
+    https://docs.aws.amazon.com/firehose/latest/dev/limits.html
+    """
     # GIVEN no processor and 1,200 bytes against a 1,000-byte destination buffer
     fh = assembler(s3, None, FakeClock(), destination_buffer_bytes=1_000)
     fh.put([b"a" * 400, b"b" * 400, b"c" * 400])
@@ -277,6 +307,11 @@ def test_destination_written_when_its_buffer_reaches_the_size_hint(
 
 
 def test_object_is_gzip_of_the_data_concatenated_as_given(buckets: dict[str, str], s3: Any) -> None:
+    """Firehose concatenates records into one S3 object without any delimiter, GZIP-compressed
+    when the destination says GZIP. The zero GZIP mtime (byte-stable objects) is the stand-in's.
+    https://docs.aws.amazon.com/firehose/latest/dev/basic-deliver.html
+    https://docs.aws.amazon.com/firehose/latest/dev/create-destination.html
+    """
     # GIVEN a processor that returns data without newlines
     fh = assembler(s3, per_record(lambda data: ("Ok", data)), FakeClock())
     fh.put([b"one", b"two", b'{"three": 3}'])
@@ -291,6 +326,12 @@ def test_object_is_gzip_of_the_data_concatenated_as_given(buckets: dict[str, str
 def test_key_and_partition_come_from_the_oldest_records_arrival(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """Prefix timestamps are the UTC approximate arrival time of the oldest record in the object;
+    the name is <stream>-<version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><ext>. AWS does not say which
+    instant the name's timestamp is: the same one is the stand-in's choice.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-object-name.html
+    """
     # GIVEN records on both sides of 11:00 UTC
     fh = assembler(s3, per_record(newline_ok), clock := FakeClock())
     fh.put([b"at 10:59:50"])
@@ -310,6 +351,9 @@ def test_key_and_partition_come_from_the_oldest_records_arrival(
 def test_no_processor_means_records_go_straight_to_the_destination(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """Without transformation, records are buffered for the destination and concatenated as sent.
+    https://docs.aws.amazon.com/firehose/latest/dev/basic-deliver.html
+    """
     fh = assembler(s3, None, FakeClock())
     fh.put([b"raw-1", b"raw-2"])
     (key,) = fh.flush()
@@ -321,6 +365,10 @@ def test_no_processor_means_records_go_straight_to_the_destination(
 
 
 def test_dropped_records_are_discarded(buckets: dict[str, str], s3: Any) -> None:
+    """result Dropped: dropped intentionally by the processor and counted as successfully
+    processed, so it is neither delivered nor written as an error.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-status-model.html
+    """
     # GIVEN a processor that drops one of three records
     fh = assembler(s3, per_record(by_content), FakeClock())
     fh.put([b"keep-1", b"drop-me", b"keep-2"])
@@ -335,6 +383,13 @@ def test_dropped_records_are_discarded(buckets: dict[str, str], s3: Any) -> None
 def test_processing_failed_record_goes_to_errors_with_its_original_data(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """A ProcessingFailed record is unsuccessfully processed: it goes to the processing-failed
+    output with exactly attemptsMade, arrivalTimestamp, errorCode, errorMessage,
+    attemptEndingTimestamp, rawData (base64) and lambdaArn; Ok records go on. Not documented, so
+    the stand-in's: the code Lambda.ProcessingFailed, epoch-ms numbers, GZIP, writing at once.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-failure-handling.html
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-status-model.html
+    """
     # GIVEN a processor that fails one record of three (and transforms the others)
     fh = assembler(s3, per_record(by_content), clock := FakeClock())
     fh.put([b"ok-1", b"fail: bad schema", b"ok-2"])
@@ -354,7 +409,7 @@ def test_processing_failed_record_goes_to_errors_with_its_original_data(
         "attemptsMade": 1,
         "arrivalTimestamp": int(START * 1000),
         "errorCode": "Lambda.ProcessingFailed",
-        "errorMessage": line["errorMessage"],
+        "errorMessage": "The Lambda function returned ProcessingFailed for this record.",
         "attemptEndingTimestamp": int((START + 10) * 1000),
         "rawData": _b64(b"fail: bad schema"),
         "lambdaArn": PROCESSOR_ARN,
@@ -370,6 +425,13 @@ def test_processing_failed_record_goes_to_errors_with_its_original_data(
 def test_raising_processor_is_retried_then_the_whole_batch_goes_to_errors(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """A failed invocation is retried (three times by default, ProcessorParameter NumberOfRetries);
+    then the whole batch is skipped and every record goes to processing-failed. The stand-in's:
+    retrying a handler error too (the page names timeouts and limits), a new invocationId each time.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-failure-handling.html
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_ProcessorParameter.html
+    """
+
     # GIVEN a processor that always raises, and processor_retries = 3
     def crash(event: dict[str, Any], context: Any) -> Any:
         raise RuntimeError("boom")
@@ -398,6 +460,10 @@ def test_raising_processor_is_retried_then_the_whole_batch_goes_to_errors(
 def test_processor_recovering_within_its_retries_delivers_the_batch(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """A failed invocation is retried; a retry that succeeds delivers the batch, and nothing is an
+    error.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-failure-handling.html
+    """
     # GIVEN a processor that raises twice and then answers
     attempts: list[int] = []
 
@@ -475,6 +541,15 @@ BROKEN_RESPONSES: list[tuple[str, Callable[[list[dict[str, Any]]], Any], str]] =
 def test_a_response_breaking_the_contract_fails_the_whole_batch(
     buckets: dict[str, str], s3: Any, build: Callable[[list[dict[str, Any]]], Any], code: str
 ) -> None:
+    """Each returned record needs recordId (every input id, once), result Ok | Dropped |
+    ProcessingFailed and base64 data, else it is a transformation failure, logged as
+    Lambda.MissingRecordId / DuplicatedRecordId / JsonProcessingException; responses over 6 MB are
+    not allowed (data-transformation.html). Failing the whole batch for any breach, and the codes
+    Lambda.ResponseSizeExceeded and Lambda.FunctionError (unserialisable), are the stand-in's.
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-status-model.html
+    https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-logs.html
+    https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html
+    """
     # GIVEN a processor whose response breaks Firehose's status model, and one retry
     processor = _respond(build)
     fh = assembler(s3, processor, FakeClock(), processor_retries=1)
@@ -491,6 +566,9 @@ def test_a_response_breaking_the_contract_fails_the_whole_batch(
 
 
 def test_record_ids_that_were_never_sent_are_ignored(buckets: dict[str, str], s3: Any) -> None:
+    """Not documented by AWS: ignoring a returned recordId that was never sent is what Firehose was
+    observed to do (see the module docstring of window_assembly), so a stand-in decision.
+    """
     # GIVEN a processor that answers every record and adds one it invented
     processor = _respond(lambda rs: {"records": [*map(_ok, rs), _ok(rs[0], recordId="invented")]})
     fh = assembler(s3, processor, FakeClock())
@@ -514,6 +592,11 @@ def test_record_ids_that_were_never_sent_are_ignored(buckets: dict[str, str], s3
     ],
 )
 def test_a_bad_prefix_fails_at_construction(s3: Any, overrides: dict[str, str]) -> None:
+    """Documented: Prefix can't contain !{firehose:error-output-type} (s3-prefixes.html, semantic
+    rules). The stand-in's: rejecting partitionKeyFromLambda and Java letters outside its subset
+    (QQ), which AWS accepts, and failing when the assembler is built.
+    https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html
+    """
     with pytest.raises(PrefixError):
         assembler(s3, None, FakeClock(), **overrides)
 
@@ -542,6 +625,11 @@ class FlakyS3:
 def test_a_failed_staging_write_is_retried_with_the_same_key(
     buckets: dict[str, str], s3: Any
 ) -> None:
+    """When delivery to S3 fails, Firehose keeps retrying (for up to 24 hours) until it succeeds.
+    Keeping the sealed object's key, so that a retry replaces rather than duplicates, is the
+    stand-in's choice.
+    https://docs.aws.amazon.com/firehose/latest/dev/retry.html
+    """
     # GIVEN S3 failing the first write
     flaky = FlakyS3(s3, failures=1)
     fh = assembler(flaky, None, clock := FakeClock())
@@ -559,6 +647,7 @@ def test_a_failed_staging_write_is_retried_with_the_same_key(
 
 
 def test_flush_raises_when_objects_cannot_be_written(buckets: dict[str, str], s3: Any) -> None:
+    """The stand-in's shutdown contract (flush), with no AWS counterpart."""
     # GIVEN S3 failing every write
     fh = assembler(FlakyS3(s3, failures=99), None, FakeClock())
     fh.put([b"data"])
@@ -602,6 +691,12 @@ def facade(s3: Any, clock: FakeClock, processor: Handler | None = None) -> InPro
 def test_put_record_batch_enforces_firehose_limits(
     buckets: dict[str, str], s3: Any, records: list[dict[str, Any]], code: str
 ) -> None:
+    """PutRecordBatch takes 1 to 500 records of at most 1,000 KiB each (before base64) and at most
+    4 MiB per call; nothing of a refused call is accepted. The codes (ValidationException for model
+    constraints, InvalidArgumentException for the call size) are as seen from the real service.
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html
+    https://docs.aws.amazon.com/firehose/latest/dev/limits.html
+    """
     # GIVEN a call outside PutRecordBatch's limits
     firehose = facade(s3, FakeClock())
     # WHEN it is made
@@ -613,6 +708,10 @@ def test_put_record_batch_enforces_firehose_limits(
 
 
 def test_limits_are_inclusive(buckets: dict[str, str], s3: Any) -> None:
+    """The limits are maxima: 500 records, and four records of 1,000 KiB (4,096,000 bytes, within
+    4 MiB), are accepted.
+    https://docs.aws.amazon.com/firehose/latest/dev/limits.html
+    """
     firehose = facade(s3, FakeClock())
     response = firehose.put_record_batch(
         DeliveryStreamName=STREAM, Records=[{"Data": b"x" * (1_000 * 1024)}] * 4
@@ -623,6 +722,9 @@ def test_limits_are_inclusive(buckets: dict[str, str], s3: Any) -> None:
 
 
 def test_unknown_stream_is_resource_not_found(buckets: dict[str, str], s3: Any) -> None:
+    """A stream that does not exist: ResourceNotFoundException.
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html
+    """
     firehose = facade(s3, FakeClock())
     with pytest.raises(ClientError) as caught:
         firehose.put_record_batch(DeliveryStreamName="nope", Records=[{"Data": b"x"}])
@@ -630,6 +732,10 @@ def test_unknown_stream_is_resource_not_found(buckets: dict[str, str], s3: Any) 
 
 
 def test_put_record_batch_answers_like_aws(buckets: dict[str, str], s3: Any) -> None:
+    """The response has FailedPutCount, Encrypted and RequestResponses, one entry per record in
+    request order, each accepted one with a RecordId; accepted records are delivered.
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html
+    """
     firehose = facade(s3, FakeClock())
     response = firehose.put_record_batch(
         DeliveryStreamName=STREAM, Records=[{"Data": b"a"}, {"Data": "b"}]
@@ -642,6 +748,10 @@ def test_put_record_batch_answers_like_aws(buckets: dict[str, str], s3: Any) -> 
 
 
 def test_throttled_calls_raise_and_accept_nothing(buckets: dict[str, str], s3: Any) -> None:
+    """A call can fail as a whole with ServiceUnavailableException (back off and retry), accepting
+    nothing. The message "Slow down." is as seen from the service; the switch is the stand-in's.
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html
+    """
     # GIVEN the stand-in set to throttle the next two calls
     firehose = facade(s3, FakeClock())
     firehose.throttle_next_calls = 2
@@ -662,6 +772,10 @@ def test_throttled_calls_raise_and_accept_nothing(buckets: dict[str, str], s3: A
 
 
 def test_failed_entries_are_reported_and_not_assembled(buckets: dict[str, str], s3: Any) -> None:
+    """A successful call can have FailedPutCount > 0: entry i answers record i, and a failed one has
+    ErrorCode (ServiceUnavailableException or InternalFailure) and ErrorMessage instead of RecordId.
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html
+    """
     # GIVEN the stand-in set to fail the next three entries
     firehose = facade(s3, FakeClock())
     firehose.fail_next_entries = 3
@@ -685,6 +799,10 @@ def test_failed_entries_are_reported_and_not_assembled(buckets: dict[str, str], 
 
 
 def test_put_record(buckets: dict[str, str], s3: Any) -> None:
+    """PutRecord answers RecordId and Encrypted; with no per-entry answer, it fails as a whole
+    (ServiceUnavailableException) and the record is not accepted.
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecord.html
+    """
     firehose = facade(s3, FakeClock())
     firehose.fail_next_entries = 1
     with pytest.raises(ClientError) as caught:
