@@ -1,0 +1,199 @@
+"""moto in server mode for the local stack and the tests: a subprocess on 127.0.0.1.
+
+    moto = start_moto(log_path)      # waits until moto answers
+    ... moto.endpoint ...            # AWS_ENDPOINT_URL for every SDK client
+    moto.stop()                      # its whole process group
+
+Why a launcher of our own rather than `python -m moto.server`: moto's server is threaded, and
+moto 5.2.5's DynamoDB backend is not safe under concurrent requests (a transaction copies the
+table and writes it back, so two at once can lose each other's items). The launcher wraps moto's
+WSGI application so that DynamoDB requests run one at a time; every other service stays
+concurrent, so an SQS long poll never holds up anything else.
+
+It also makes moto's S3 event notifications carry what real S3's do and moto 5.2.5's lack
+(DESIGN §6): the object's `versionId` in a versioned bucket and a `sequencer`
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html).
+Without a version id the forwarder must list the key's versions to find the one the event
+announced, which moto answers by scanning the whole bucket: the local stack would slow down
+as files accumulate, and would exercise a path AWS never takes. (In-process `mock_aws` tests
+keep moto's plain events, so that fallback stays tested.) Everything else is moto's own
+server, as `moto.server.main` sets it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+STARTUP_TIMEOUT_SECONDS: Final = 30.0
+STOP_TIMEOUT_SECONDS: Final = 10.0
+DYNAMODB_TARGET_PREFIX: Final = "DynamoDB_"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class SerializedDynamoDB:
+    """WSGI middleware: DynamoDB requests (by their `X-Amz-Target`) one at a time."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET_PREFIX):
+            return self._app(environ, start_response)
+        with self._lock:
+            # The body is produced inside the lock: moto may do its work lazily while iterating.
+            return list(self._app(environ, start_response))
+
+
+def aws_shaped_s3_events() -> None:
+    """Add `versionId` (versioned buckets) and `sequencer` to the S3 events moto sends."""
+    from moto.s3 import notifications  # noqa: PLC0415  # only the server process imports moto
+
+    original = notifications._get_s3_event
+    sequence = itertools.count(1)
+    lock = threading.Lock()
+
+    def event(event_name: str, bucket: Any, key: Any, notification_id: str) -> Any:
+        body = original(event_name, bucket, key, notification_id)
+        described = body["Records"][0]["s3"]["object"]
+        with lock:
+            described["sequencer"] = f"{next(sequence):018X}"
+        if getattr(bucket, "is_versioned", False) and key.version_id:
+            described["versionId"] = key.version_id
+        return body
+
+    notifications._get_s3_event = event  # send_event looks the function up at each call
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class MotoServer:
+    process: subprocess.Popen[bytes]
+    endpoint: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the server and anything it started (its process group); idempotent."""
+        if self.process.poll() is None:
+            stop_process_group(self.process.pid)
+        self.process.wait()
+
+
+def stop_process_group(pid: int) -> None:
+    """SIGTERM the group `pid` leads, then SIGKILL it if it has not gone within 10 s."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        try:  # reap it if it is our child; a zombie would still count as alive
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def start_moto(log_path: Path, *, port: int | None = None) -> MotoServer:
+    """Start moto on 127.0.0.1 (`port`, or a free one) in its own process group, logging to
+    `log_path`; return once it answers, or raise RuntimeError naming the log."""
+    port = port or free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603  # fixed argv, no shell
+            [sys.executable, "-m", __name__, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() stops its children too
+        )
+    server = MotoServer(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until_ready(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_until_ready(server: MotoServer, timeout: float = STARTUP_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if not server.running():
+            raise RuntimeError(
+                f"moto server exited with {server.process.returncode}; see {server.log_path}"
+            )
+        try:
+            urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=1).close()  # noqa: S310  # loopback http
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"moto server not ready on {server.endpoint} after {timeout:.0f} s; "
+                    f"see {server.log_path}"
+                ) from None
+            time.sleep(0.1)
+        else:
+            return
+
+
+def main(argv: list[str] | None = None) -> None:
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415  # only the server process pays for moto
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple  # noqa: PLC0415  # as above
+
+    parser = argparse.ArgumentParser(description="moto server, DynamoDB serialized")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds queue URLs with it
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    aws_shaped_s3_events()
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(
+        args.host,
+        args.port,
+        SerializedDynamoDB(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()
