@@ -7,7 +7,10 @@ https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html):
   (scaled) after the first one arrives, and invokes the function synchronously with the event
   Lambda builds (`Records[]` with `messageId`, `receiptHandle`, `body`, `attributes`,
   `messageAttributes`, `md5OfBody`, `eventSource`, `eventSourceARN`, `awsRegion`);
-- at most `maximum_concurrency` batches are in flight (AWS allows 2-1000);
+- at most `maximum_concurrency` batches are in flight (AWS allows 2-1000), and never more than
+  the function has workers: Lambda scales out to run every batch its pollers hold at once, so
+  a batch never waits for an execution environment while its visibility timeout runs (here a
+  batch queued behind busy workers would reappear and be processed twice);
 - received messages stay invisible for the visibility timeout (scaled, but never below the
   function's timeout plus the batching window, so that a batch in flight never reappears);
 - on success it deletes the messages not listed in `batchItemFailures`: an empty or absent list
@@ -166,7 +169,7 @@ class SqsEventSource:
         self.queue_url = queue_url
         self.batch_size = ingest.batch_size
         self.batching_window_seconds = ingest.batching_window_seconds / scale
-        self.maximum_concurrency = ingest.maximum_concurrency
+        self.maximum_concurrency = min(ingest.maximum_concurrency, runtime.workers_per_function)
         self.visibility_timeout_seconds = max(
             math.ceil(ingest.visibility_timeout_seconds / scale),
             math.ceil(config.timeout_seconds + self.batching_window_seconds),

@@ -36,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import boto3
@@ -210,9 +211,11 @@ class LambdaRuntime:
         region: str = DEFAULT_REGION,
         endpoint_url: str | None = None,
         async_configs: Mapping[str, AsyncInvokeConfig] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         """`endpoint_url` is where the runtime itself sends on-failure records and where event
-        sources poll SQS (moto); the functions reach AWS through their own environment."""
+        sources poll SQS (moto); the functions reach AWS through their own environment.
+        `log_dir`: where each function's workers append their output (`<function>.log`)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
@@ -220,7 +223,9 @@ class LambdaRuntime:
         self.endpoint_url = endpoint_url
         self.workers_per_function = workers_per_function
         self._pools = {
-            config.name: WorkerPool(config, size=workers_per_function, region=region)
+            config.name: WorkerPool(
+                config, size=workers_per_function, region=region, log_dir=log_dir
+            )
             for config in functions
         }
         self._async_configs = dict(async_configs or {})

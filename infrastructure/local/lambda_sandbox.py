@@ -23,8 +23,10 @@ and those Powertools creates for itself. Calls made while importing are not coun
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import time
 import traceback
 import uuid
@@ -52,6 +54,9 @@ class SandboxSpec:
     region: str
     variables: dict[str, str]
     """The worker's whole environment (but `_X_AMZN_TRACE_ID`, set per invocation)."""
+    log_path: str | None = None
+    """Where the worker's stdout and stderr go (appended), as CloudWatch Logs takes a function's
+    output; None: the parent's."""
 
 
 class _SdkCallCounter:
@@ -115,11 +120,25 @@ def _trace_header() -> str:
     return f"Root=1-{epoch}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
 
 
+def _redirect_output(path: str) -> None:
+    """Point file descriptors 1 and 2 at `path`, so that everything the handler, its libraries
+    and the import print lands there, line by line."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
+
+
 def serve(conn: Connection, spec: SandboxSpec) -> None:
     """Entry point of a worker process (spawned): become the function's environment, import its
     handler (the cold start), then serve invocations until the pipe closes or `None` arrives."""
     from infrastructure.local.lambda_context import LocalLambdaContext  # noqa: PLC0415  # light
 
+    if spec.log_path is not None:
+        _redirect_output(spec.log_path)
     os.environ.clear()
     os.environ.update(spec.variables)
     counter = _SdkCallCounter()

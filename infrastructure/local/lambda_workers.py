@@ -256,7 +256,10 @@ class WorkerPool:
     """The execution environments of one function: at most `size` workers, each one invocation
     at a time. An invocation waits for a free worker (rather than being throttled)."""
 
-    def __init__(self, config: FunctionConfig, *, size: int, region: str) -> None:
+    def __init__(
+        self, config: FunctionConfig, *, size: int, region: str, log_dir: Path | None = None
+    ) -> None:
+        """`log_dir`: where each worker appends its output, to `<function>.log`; None: inherited."""
         if size < 1:
             raise ValueError("a function needs at least one worker")
         self.config = config
@@ -269,6 +272,7 @@ class WorkerPool:
             memory_mb=config.memory_mb,
             region=region,
             variables=worker_environment(config, region),
+            log_path=None if log_dir is None else str(log_dir / f"{config.name}.log"),
         )
         self._context = multiprocessing.get_context("spawn")
         self._slots = threading.BoundedSemaphore(size)

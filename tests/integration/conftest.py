@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
 
 from infrastructure.local.seaweedfs import SeaweedFS, SeaweedFSServer, start_seaweedfs
 from tests.conftest import REGION
+from tests.integration.runtime_support import start_runtime  # noqa: F401  # a fixture
 from tests.servers import moto_server  # noqa: F401  # a fixture, used by name
 
 

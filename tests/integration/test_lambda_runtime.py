@@ -15,11 +15,10 @@ import hashlib
 import json
 import os
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -43,10 +42,8 @@ from infrastructure.tunables import IngestTunables, parse_tunables, read_tunable
 from tests.conftest import REGION, load_event
 from tests.integration.handlers import _log
 from tests.integration.handlers.invalid_response import KINDS
+from tests.integration.runtime_support import HANDLERS, function, wait_until
 
-T = TypeVar("T")
-
-HANDLERS = "tests.integration.handlers"
 RESOURCES = {
     environment.STAGING_BUCKET: "staging",
     environment.IDEMPOTENCY_TABLE: "idempotency",
@@ -56,18 +53,6 @@ RESOURCES = {
     environment.DELIVERY_DLQ_URL: "http://127.0.0.1:1/123456789012/delivery-dlq",
     environment.DELIVERY_FUNCTION: "delivery:live",
 }
-
-
-def function(
-    name: str, module: str, *, timeout: float = 3.0, env: dict[str, str] | None = None
-) -> FunctionConfig:
-    return FunctionConfig(
-        name=name,
-        handler=f"{HANDLERS}.{module}.lambda_handler",
-        timeout_seconds=timeout,
-        memory_mb=256,
-        environment=env or {},
-    )
 
 
 def ingest(
@@ -86,17 +71,6 @@ def ingest(
         batching_window_seconds=window,
         maximum_concurrency=concurrency,
     )
-
-
-def wait_until(condition: Callable[[], T], *, what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def warm(runtime: LambdaRuntime, name: str, workers: int) -> None:
@@ -133,21 +107,6 @@ def spawned_children() -> list[int]:
 
 def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
-
-
-@pytest.fixture
-def start_runtime() -> Iterator[Callable[..., LambdaRuntime]]:
-    """`start_runtime(*functions, **options)`; every runtime started is stopped afterwards."""
-    runtimes: list[LambdaRuntime] = []
-
-    def start(*functions: FunctionConfig, **options: Any) -> LambdaRuntime:
-        runtime = LambdaRuntime(functions, **options)
-        runtimes.append(runtime)
-        return runtime
-
-    yield start
-    for runtime in runtimes:
-        runtime.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""Helpers for tests of the local Lambda runtime and what runs on it: test-double functions
+(tests/integration/handlers/), waiting for a state, and runtimes stopped after each test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from infrastructure.local.lambda_runtime import LambdaRuntime
+from infrastructure.local.lambda_workers import FunctionConfig
+
+T = TypeVar("T")
+
+HANDLERS = "tests.integration.handlers"
+
+
+def function(
+    name: str, module: str, *, timeout: float = 3.0, env: dict[str, str] | None = None
+) -> FunctionConfig:
+    return FunctionConfig(
+        name=name,
+        handler=f"{HANDLERS}.{module}.lambda_handler",
+        timeout_seconds=timeout,
+        memory_mb=256,
+        environment=env or {},
+    )
+
+
+def wait_until(condition: Callable[[], T], *, what: str, timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def start_runtime() -> Iterator[Callable[..., LambdaRuntime]]:
+    """`start_runtime(*functions, **options)`; every runtime started is stopped afterwards."""
+    runtimes: list[LambdaRuntime] = []
+
+    def start(*functions: FunctionConfig, **options: Any) -> LambdaRuntime:
+        runtime = LambdaRuntime(functions, **options)
+        runtimes.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in runtimes:
+        runtime.stop()
