@@ -9,7 +9,11 @@ STAMP  := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow lint demo clean
+TIME_SCALE ?= 1
+RATE ?= 10
+DURATION ?= 60
+
+.PHONY: help install run load test test-slow lint demo clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,6 +25,12 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 install: $(STAMP) ## Create .venv/ with Sluice (editable) and its dev dependencies
+
+run: $(STAMP) ## The whole pipeline locally, in the foreground (TIME_SCALE=10 shortens waits); Ctrl-C stops
+	$(BIN)/sluice up --time-scale $(TIME_SCALE)
+
+load: $(STAMP) ## RATE files/s for DURATION s into the running stack, then what arrived in MinIO
+	$(BIN)/sluice load --rate $(RATE) --seconds $(DURATION)
 
 test: $(STAMP) ## Unit and in-process tests (moto in process, real gzip and fastavro); < 10 min
 	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS)
@@ -37,5 +47,5 @@ demo: $(STAMP) ## Sample files through every function into SeaweedFS as MinIO, i
 	$(BIN)/python -m infrastructure.local.demo
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .sluice .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

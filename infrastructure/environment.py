@@ -49,3 +49,7 @@ RESOURCE_VARIABLES: Final = frozenset(
     }
 )
 """The names `resource_environment` in tunables.json may list."""
+
+ROOT: Final = "SLUICE_ROOT"
+"""The `sluice` command's project root, where `.sluice/` (the local stack's state) lives;
+defaults to the checkout Sluice runs from, else the current directory. Not a function's."""

@@ -40,7 +40,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from infrastructure.local.lambda_runtime import LambdaRuntime
 from infrastructure.local.lambda_sandbox import ACCOUNT_ID
@@ -333,6 +333,40 @@ class SqsEventSource:
                 self.stats.deleted += len(chunk) - len(failed)
 
 
+class RuntimeLoop:
+    """A background loop that its LambdaRuntime stops: `start()` registers it and runs `_run` in
+    a daemon thread, which should return soon after `self._stopping` is set."""
+
+    thread_name = "runtime-loop"
+
+    def __init__(self, runtime: LambdaRuntime) -> None:
+        self.runtime = runtime
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError(f"{self.thread_name} is already started")
+        self.runtime.register(self)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self.request_stop()
+        self.join(JOIN_SECONDS)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
 def scheduled_event(rule_arn: str, region: str) -> dict[str, Any]:
     """The event an EventBridge schedule rule sends its target."""
     return {
@@ -348,7 +382,7 @@ def scheduled_event(rule_arn: str, region: str) -> dict[str, Any]:
     }
 
 
-class Schedule:
+class Schedule(RuntimeLoop):
     """An EventBridge `rate(...)` rule invoking a function asynchronously every period (scaled);
     the first invocation one period after `start()`."""
 
@@ -366,15 +400,14 @@ class Schedule:
         scale = runtime.time_scale if time_scale is None else time_scale
         if every_seconds <= 0 or scale <= 0:
             raise ValueError("the period and the time scale must be positive")
-        self.runtime = runtime
+        super().__init__(runtime)
+        self.thread_name = f"schedule-{function}"
         self.function = function
         self.every_seconds = every_seconds
         self.period_seconds = every_seconds / scale
         rule = rule_name or f"{function}-schedule"
         self.rule_arn = f"arn:aws:events:{runtime.region}:{ACCOUNT_ID}:rule/{rule}"
         self.request_ids: list[str] = []
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @classmethod
     def for_redrive(
@@ -391,27 +424,6 @@ class Schedule:
     @property
     def fired(self) -> int:
         return len(self.request_ids)
-
-    def start(self) -> Schedule:
-        if self._thread is not None:
-            raise RuntimeError("this schedule is already started")
-        self.runtime.register(self)
-        self._thread = threading.Thread(
-            target=self._run, name=f"schedule-{self.function}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def request_stop(self) -> None:
-        self._stopping.set()
-
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def stop(self) -> None:
-        self.request_stop()
-        self.join(JOIN_SECONDS)
 
     def _run(self) -> None:
         while not self._stopping.wait(self.period_seconds):

@@ -29,7 +29,9 @@ def function(
     )
 
 
-def wait_until(condition: Callable[[], T], *, what: str, timeout: float = 60.0) -> T:
+def wait_until(
+    condition: Callable[[], T], *, what: str, timeout: float = 60.0, every: float = 0.05
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -37,7 +39,7 @@ def wait_until(condition: Callable[[], T], *, what: str, timeout: float = 60.0) 
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 @pytest.fixture

@@ -397,7 +397,7 @@ def test_requests_must_be_sigv4_signed_for_firehose_in_the_streams_region(serve:
         endpoint_url=server.endpoint,
         region_name=REGION,
         aws_access_key_id="AKIDANYONE",
-        aws_secret_access_key="any-secret",  # noqa: S106  # not verified: any key is accepted
+        aws_secret_access_key="any-secret",  # not verified: any key is accepted
     )
     assert (
         anyone.put_record_batch(DeliveryStreamName=STREAM, Records=records(b"x"))["FailedPutCount"]

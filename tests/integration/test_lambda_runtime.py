@@ -725,6 +725,35 @@ def test_maximum_concurrency_bounds_the_batches_in_flight(
     assert max(entry["overlapping"] for entry in entries) == 2
 
 
+@pytest.mark.slow
+def test_a_batch_never_waits_for_a_worker_while_its_visibility_timeout_runs(
+    moto_server: str, sqs: Any, start_runtime: Callable[..., LambdaRuntime], tmp_path: Path
+) -> None:
+    """Lambda scales out to run every batch its pollers hold, so a received batch is never left
+    waiting for an execution environment. Here the workers are the function's concurrency: a
+    mapping allowed more batches than there are workers must not receive them, or they would
+    wait, reappear after their visibility timeout and run twice."""
+    # GIVEN 4 one-message batches of 2 s each, a visibility timeout of 3 s, one worker, and a
+    # mapping of maximum concurrency 4
+    url, _ = create_queue(sqs, "ingest")
+    running, log = tmp_path / "running", str(tmp_path / "log")
+    running.mkdir()
+    for i in range(4):
+        body = {"dir": str(running), "log": log, "seconds": 2.0, "i": i}
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+    runtime = start_runtime(
+        function("forwarder", "overlap"), workers_per_function=1, endpoint_url=moto_server
+    )
+    warm(runtime, "forwarder", 1)
+    # WHEN the mapping runs
+    SqsEventSource(
+        runtime, "forwarder", url, ingest(batch_size=1, concurrency=4, visibility=3)
+    ).start()
+    wait_until(lambda: queue_depth(sqs, url) == 0, what="the queue to empty")
+    # THEN each message ran exactly once
+    assert len(_log.read(log)) == 4
+
+
 # ================================================================== schedule and stop
 
 

@@ -1,0 +1,1 @@
+"""The `sluice` command: the local stack and, later, operating a deployment."""

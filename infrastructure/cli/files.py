@@ -1,0 +1,191 @@
+"""`sluice put` and `sluice load`: files into the running stack's landing bucket.
+
+`put` uploads the files it is given. `load` writes a realistic mix (infrastructure.local.workload)
+at a steady rate for a while, then waits for every file to arrive in MinIO and reports what
+arrived — matched by key and sha256 against the archives' manifests — with the latency
+percentiles of the windows that carried them (from the ledger, as the status line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from minio import Minio
+
+from delivery.latency import LatencyHistogram
+from delivery.ledger import Ledger
+from infrastructure.cli.figures import PERCENTILES, seconds_text
+from infrastructure.local import workload
+from infrastructure.local.arrivals import ManifestReader
+from infrastructure.local.stack_file import StackFile, read_stack
+
+PUT_THREADS: Final = 8
+POLL_SECONDS: Final = 2.0
+WAIT_SLACK_SECONDS: Final = 120.0
+
+
+# ---------------------------------------------------------------------- put
+
+
+def put(args: argparse.Namespace, root: Path) -> int:
+    stack = read_stack(root)
+    uploads: list[tuple[Path, str]] = []
+    for name in args.files:
+        path = Path(name)
+        if path.is_dir():
+            uploads.extend(
+                (file, args.prefix + file.relative_to(path).as_posix())
+                for file in sorted(path.rglob("*"))
+                if file.is_file()
+            )
+        elif path.is_file():
+            uploads.append((path, args.prefix + path.name))
+        else:
+            print(
+                f"sluice put: {name}: no such file or directory; nothing uploaded",
+                file=sys.stderr,
+            )
+            return 2
+    s3 = stack.s3()
+    for path, key in uploads:
+        with path.open("rb") as body:
+            response = s3.put_object(Bucket=stack.landing_bucket, Key=key, Body=body)
+        version = response.get("VersionId", "-")
+        size = path.stat().st_size
+        print(f"s3://{stack.landing_bucket}/{key}  version {version}  ({size} bytes)")
+    wait = stack.buffer_seconds / stack.time_scale
+    print(f"{len(uploads)} file(s) landed; expect the archive in MinIO within about {wait:.0f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadReport:
+    sent: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(key, sha256) -> kind of every file landed."""
+    send_errors: list[str] = field(default_factory=list)
+    arrived: Counter[tuple[str, str]] = field(default_factory=Counter)
+    windows: set[str] = field(default_factory=set)
+    started: float = 0.0
+    sending_seconds: float = 0.0
+
+    @property
+    def missing(self) -> int:
+        return sum(1 for file in self.sent if file not in self.arrived)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(1 for file, count in self.arrived.items() if count > 1)
+
+
+def load(args: argparse.Namespace, root: Path) -> int:
+    if args.rate <= 0 or args.seconds <= 0:
+        print("sluice load: --rate and --seconds must be positive", file=sys.stderr)
+        return 2
+    stack = read_stack(root)
+    run_id = f"run-{uuid.uuid4().hex[:8]}"
+    report = LoadReport(started=time.monotonic())
+    total = round(args.rate * args.seconds)
+    print(f"sluice load: {total} files at {args.rate:g}/s for {args.seconds:g} s ({run_id})")
+    _send(stack, run_id, args, total, report)
+    print(
+        f"sent {len(report.sent)} in {report.sending_seconds:.1f} s "
+        f"({len(report.sent) / max(report.sending_seconds, 1e-9):.1f} files/s), "
+        f"{len(report.send_errors)} failed to land"
+    )
+    wait = args.wait if args.wait is not None else _default_wait(stack)
+    _await_arrivals(stack, report, wait)
+    return _summarise(stack, report)
+
+
+def _default_wait(stack: StackFile) -> float:
+    return 2 * stack.buffer_seconds / stack.time_scale + WAIT_SLACK_SECONDS
+
+
+def _send(
+    stack: StackFile, run_id: str, args: argparse.Namespace, total: int, report: LoadReport
+) -> None:
+    s3 = stack.s3()
+    lock = threading.Lock()
+
+    def land(file: workload.WorkloadFile) -> None:
+        try:
+            s3.put_object(Bucket=stack.landing_bucket, Key=file.key, Body=file.body)
+        except Exception as err:  # noqa: BLE001  # counted and reported, the run goes on
+            with lock:
+                report.send_errors.append(f"{file.key}: {err}")
+            return
+        with lock:
+            report.sent[(file.key, file.sha256)] = file.kind
+
+    start = time.monotonic()
+    futures: list[Future[None]] = []
+    with ThreadPoolExecutor(PUT_THREADS) as pool:
+        for number, file in enumerate(workload.files(run_id, args.seed)):
+            if number >= total:
+                break
+            delay = start + number / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(land, file))
+            if number and number % max(1, round(args.rate * 10)) == 0:
+                print(f"  {number} sent", flush=True)
+    for future in futures:
+        future.result()
+    report.sending_seconds = time.monotonic() - start
+
+
+def _minio(stack: StackFile) -> Minio:
+    m = stack.minio
+    return Minio(m.endpoint, access_key=m.access_key, secret_key=m.secret_key, secure=m.secure)
+
+
+def _await_arrivals(stack: StackFile, report: LoadReport, wait: float) -> None:
+    reader = ManifestReader(_minio(stack), stack.minio.bucket)
+    deadline = time.monotonic() + wait
+    print(f"waiting up to {wait:.0f} s for the files in MinIO")
+    while True:
+        for arrival in reader.new_arrivals():
+            file = (arrival.key, arrival.sha256)
+            if file in report.sent:
+                report.arrived[file] += 1
+                report.windows.add(arrival.window_id)
+        arrived = sum(1 for file in report.sent if file in report.arrived)
+        print(f"  {arrived}/{len(report.sent)} in MinIO", flush=True)
+        if arrived == len(report.sent) or time.monotonic() > deadline:
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def _summarise(stack: StackFile, report: LoadReport) -> int:
+    histogram = LatencyHistogram()
+    ledger = Ledger(stack.dynamodb(), stack.ledger_table, 1)
+    for window_id in sorted(report.windows):
+        record = ledger.get_window(window_id)
+        if record is not None:
+            histogram.add(record.latency)
+    latency = " ".join(f"{name} {seconds_text(histogram.percentile(q))}" for name, q in PERCENTILES)
+    kinds = Counter(report.sent.values())
+    arrived = sum(1 for file in report.sent if file in report.arrived)
+    print(
+        f"result: {arrived}/{len(report.sent)} arrived in MinIO, byte-identical by sha256 "
+        f"({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}); "
+        f"missing {report.missing}, delivered twice {report.duplicated}, "
+        f"failed to land {len(report.send_errors)}; {len(report.windows)} windows; "
+        f"latency {latency}"
+    )
+    for error in report.send_errors[:10]:
+        print(f"  not landed: {error}", file=sys.stderr)
+    failed = report.missing or report.duplicated or report.send_errors
+    return 1 if failed else 0

@@ -1,0 +1,376 @@
+"""The local stack (DESIGN §6): Sluice whole on one machine, on the real protocols.
+
+    stack = LocalStack(StackOptions(root=Path.cwd(), time_scale=10)).start()
+    ... stack.file (what `.sluice/stack.json` says) ...
+    stack.stop()     # flush Firehose, let in-flight work finish, stop everything
+
+What runs, and who reaches it how:
+
+- moto in server mode (moto_service.py): S3 with notifications to SQS, SQS with redrive,
+  DynamoDB, Secrets Manager — every function's `AWS_ENDPOINT_URL`.
+- The local Firehose (firehose_server.py) for every stream of the tunables, its processor
+  invoked through the local Lambda runtime — `AWS_ENDPOINT_URL_FIREHOSE`.
+- The local Lambda runtime (lambda_runtime.py): the five functions from `tunables.json`'s
+  `local` profile, with the environment Terraform gives them; the ingest queue's event source
+  mapping; staging `buffers/` → delivery and `errors/` → requeue as S3's asynchronous
+  invocations (s3_notifications.py); delivery's async configuration with the delivery DLQ as
+  its on-failure destination; the redrive schedule; and Lambda's Invoke API for redrive
+  (lambda_api.py) — `AWS_ENDPOINT_URL_LAMBDA`.
+- SeaweedFS as MinIO (seaweedfs.py), or a real MinIO given by the caller; the MinIO secret in
+  Secrets Manager points at it.
+
+State lives in `<root>/.sluice/`: `stack.json` (stack_file.py) while the stack is up, `logs/`
+(moto, SeaweedFS's directory, one file per function) and SeaweedFS's data, both from the last
+run only. moto keeps everything in memory: a stack's AWS-side state ends with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+from minio import Minio
+
+from infrastructure.cli.figures import queue_depth
+from infrastructure.local.event_sources import Schedule, SqsEventSource
+from infrastructure.local.firehose_server import FirehoseServer
+from infrastructure.local.lambda_api import LambdaApiServer
+from infrastructure.local.lambda_runtime import ALIAS, AsyncInvokeConfig, LambdaRuntime
+from infrastructure.local.lambda_workers import LOCAL_CREDENTIALS, function_configs
+from infrastructure.local.moto_service import MotoServer, start_moto
+from infrastructure.local.s3_notifications import S3NotificationInvoker
+from infrastructure.local.seaweedfs import SeaweedFSServer, start_seaweedfs
+from infrastructure.local.stack_file import STATE_DIR, MinioEndpoint, StackFile, stack_path
+from infrastructure.local.stack_resources import StackNames, StackResources, provision_stack
+from infrastructure.local.window_assembly import WindowAssembler
+from infrastructure.tunables import Tunables, parse_tunables, read_tunables_document
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+
+PROFILE: Final = "local"
+PREFIX: Final = "sluice-local"
+ARCHIVE_BUCKET: Final = "sluice-archive"
+DELIVERY: Final = "delivery"
+MAX_BUFFER_SECONDS: Final = 900
+"""Firehose's largest buffering interval."""
+DRAIN_POLL_SECONDS: Final = 0.5
+
+
+class StackError(RuntimeError):
+    """The local stack could not start, or could not stop cleanly."""
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    root: Path
+    """Project root: state goes to `<root>/.sluice/`."""
+    time_scale: float = 1.0
+    """Divides every wait (buffers, batching windows, retry delays, schedules); not timeouts."""
+    buffer_seconds: int | None = None
+    """Firehose's destination buffer interval, before scaling; None: the tunables' (60 s)."""
+    minio: MinioEndpoint | None = None
+    """A real MinIO to deliver to; None: SeaweedFS, started here."""
+    workers_per_function: int = 2
+    drain_seconds: float | None = None
+    """How long `stop` waits for in-flight deliveries; None: delivery's timeout plus 30 s."""
+
+    def __post_init__(self) -> None:
+        if not self.time_scale > 0:
+            raise ValueError(f"--time-scale must be positive, not {self.time_scale!r}")
+        if self.buffer_seconds is not None and not 0 < self.buffer_seconds <= MAX_BUFFER_SECONDS:
+            raise ValueError(
+                f"--buffer-seconds must be within (0, {MAX_BUFFER_SECONDS}] as Firehose "
+                f"allows, not {self.buffer_seconds!r}"
+            )
+        if self.workers_per_function < 1:
+            raise ValueError("--workers must be at least 1")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+
+def local_tunables(buffer_seconds: int | None) -> Tunables:
+    """The `local` profile, with Firehose's buffer interval replaced when asked (the processor
+    buffer never waits longer than the destination's)."""
+    tunables = parse_tunables(read_tunables_document(), PROFILE)
+    if buffer_seconds is None:
+        return tunables
+    firehose = dataclasses.replace(
+        tunables.firehose,
+        destination_buffer_seconds=buffer_seconds,
+        processor_buffer_seconds=min(tunables.firehose.processor_buffer_seconds, buffer_seconds),
+    )
+    return dataclasses.replace(tunables, firehose=firehose)
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.tunables = local_tunables(options.buffer_seconds)
+        self.file: StackFile | None = None
+        self.resources: StackResources | None = None
+        self.runtime: LambdaRuntime | None = None
+        self.firehose: FirehoseServer | None = None
+        self.ingest: SqsEventSource | None = None
+        self._moto: MotoServer | None = None
+        self._seaweedfs: SeaweedFSServer | None = None
+        self._lambda_api: LambdaApiServer | None = None
+        self._notifications: list[S3NotificationInvoker] = []
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, progress: Any = None) -> LocalStack:
+        """Start and provision everything, check that each service answers, then write
+        `stack.json`. On any failure, stop what was started and raise StackError."""
+        say = progress or (lambda _text: None)
+        try:
+            self._start(say)
+        except BaseException:
+            self.stop(flush=False)
+            raise
+        return self
+
+    def _start(self, say: Any) -> None:
+        options, tunables = self.options, self.tunables
+        state = options.state_dir
+        run_dir = state / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)  # the last run's data and logs
+        logs = run_dir / "logs"
+        logs.mkdir(parents=True)
+        say("starting moto (S3, SQS, DynamoDB, Secrets Manager)")
+        self._moto = start_moto(logs / "moto.log")
+        endpoint = self._moto.endpoint
+        minio = options.minio
+        if minio is None:
+            say("starting SeaweedFS as MinIO")
+            self._seaweedfs = start_seaweedfs(run_dir / "seaweedfs", tls=False)
+            minio = MinioEndpoint(
+                endpoint=self._seaweedfs.endpoint,
+                access_key=self._seaweedfs.access_key,
+                secret_key=self._seaweedfs.secret_key,
+                bucket=ARCHIVE_BUCKET,
+                secure=False,
+            )
+        _ensure_bucket(minio)
+        say("provisioning buckets, queues, tables and the MinIO secret")
+        names = StackNames.for_prefix(PREFIX, tunables.firehose.stream_count)
+        self.resources = resources = provision_stack(
+            s3=self._client("s3"),
+            sqs=self._client("sqs"),
+            dynamodb=self._client("dynamodb"),
+            secrets=self._client("secretsmanager"),
+            names=names,
+            tunables=tunables,
+            minio_secret={
+                "endpoint": minio.endpoint,
+                "access_key": minio.access_key,
+                "secret_key": minio.secret_key,
+                "bucket": minio.bucket,
+                "secure": minio.secure,
+                "region": tunables.region,
+            },
+        )
+        say("starting the local Firehose and Lambda")
+        # Started before the runtime: its endpoint goes into the functions' environment, and
+        # no record can reach the processor before the forwarder runs.
+        self.firehose = self._firehose(names).start()
+        self._lambda_api = LambdaApiServer()
+        configs = function_configs(
+            tunables,
+            resources=resources.function_bindings(f"{DELIVERY}:{ALIAS}"),
+            endpoints={
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ENDPOINT_URL_FIREHOSE": self.firehose.endpoint,
+                "AWS_ENDPOINT_URL_LAMBDA": self._lambda_api.endpoint,
+                # Powertools' get_secret reads only the service-specific variable (DESIGN §6).
+                "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+            },
+        )
+        self.runtime = runtime = LambdaRuntime(
+            configs,
+            workers_per_function=options.workers_per_function,
+            time_scale=options.time_scale,
+            region=tunables.region,
+            endpoint_url=endpoint,
+            async_configs={
+                DELIVERY: AsyncInvokeConfig.for_delivery(
+                    tunables.delivery, on_failure=resources.delivery_dlq_url
+                )
+            },
+            log_dir=logs,
+        )
+        self._lambda_api.start(runtime)
+        self.ingest = SqsEventSource(
+            runtime, "forwarder", resources.ingest_queue_url, tunables.ingest
+        ).start()
+        self._notifications = [
+            S3NotificationInvoker(runtime, DELIVERY, resources.buffers_events_url).start(),
+            S3NotificationInvoker(runtime, "requeue", resources.errors_events_url).start(),
+        ]
+        Schedule.for_redrive(runtime, tunables.redrive).start()
+        say("checking that every service answers")
+        self._check_ready(names, self.firehose.endpoint, self._lambda_api.endpoint)
+        self.file = StackFile(
+            aws_endpoint=endpoint,
+            region=tunables.region,
+            landing_bucket=names.landing_bucket,
+            staging_bucket=names.staging_bucket,
+            ingest_queue_url=resources.ingest_queue_url,
+            ingest_dlq_url=resources.ingest_dlq_url,
+            delivery_dlq_url=resources.delivery_dlq_url,
+            idempotency_table=names.idempotency_table,
+            ledger_table=names.ledger_table,
+            streams=list(names.streams),
+            firehose_endpoint=self.firehose.endpoint,
+            lambda_endpoint=self._lambda_api.endpoint,
+            minio=minio,
+            pids=self._pids(),
+            time_scale=options.time_scale,
+            buffer_seconds=tunables.firehose.destination_buffer_seconds,
+            started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            logs=str(logs),
+        )
+        self.file.write(stack_path(options.root))
+
+    def _firehose(self, names: StackNames) -> FirehoseServer:
+        s3 = self._client("s3")
+        assemblers = {
+            stream: WindowAssembler(
+                stream_name=stream,
+                staging_bucket=names.staging_bucket,
+                s3=s3,
+                processor=self._invoke_processor,
+                tunables=self.tunables.firehose,
+                processor_arn=(
+                    f"arn:aws:lambda:{self.tunables.region}:123456789012:function:processor:{ALIAS}"
+                ),
+                region=self.tunables.region,
+            )
+            for stream in names.streams
+        }
+        return FirehoseServer(assemblers, time_scale=self.options.time_scale)
+
+    def _invoke_processor(self, event: dict[str, Any], _context: Any) -> Any:
+        if self.runtime is None:
+            raise StackError("the Lambda runtime is not running")
+        return self.runtime.invoke("processor", event)
+
+    def _check_ready(self, names: StackNames, firehose: str, functions: str) -> None:
+        """Each service answers a real request over its protocol."""
+        firehose_client = self._client("firehose", firehose)
+        for stream in names.streams:
+            status = firehose_client.describe_delivery_stream(DeliveryStreamName=stream)
+            if status["DeliveryStreamDescription"]["DeliveryStreamStatus"] != "ACTIVE":
+                raise StackError(f"Firehose stream {stream} is not ACTIVE")
+        lambda_client = self._client("lambda", functions)
+        for function in self.tunables.functions:
+            lambda_client.invoke(FunctionName=function, InvocationType="DryRun")
+        self._client("s3").head_bucket(Bucket=names.landing_bucket)
+        self._client("dynamodb").describe_table(TableName=names.ledger_table)
+
+    def _client(self, service: str, endpoint: str | None = None) -> Any:
+        """A client of `service` at `endpoint` (default: moto), with the local credentials."""
+        if endpoint is None:
+            if self._moto is None:
+                raise StackError("moto is not running")
+            endpoint = self._moto.endpoint
+        return boto3.client(
+            service,  # type: ignore[call-overload]  # one helper for several services
+            region_name=self.tunables.region,
+            endpoint_url=endpoint,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def _pids(self) -> dict[str, int]:
+        pids = {"sluice": os.getpid()}
+        if self._moto is not None:
+            pids["moto"] = self._moto.pid
+        if self._seaweedfs is not None:
+            pids["seaweedfs"] = self._seaweedfs.pid
+        return pids
+
+    # ------------------------------------------------------------------ stop
+
+    def stop(self, *, flush: bool = True, progress: Any = None) -> list[str]:
+        """Stop taking work, write Firehose's buffers (`flush`), wait for the deliveries they
+        start (up to `drain_seconds`), then stop every thread and process. Returns what was
+        left unfinished (empty when everything drained). Idempotent."""
+        say = progress or (lambda _text: None)
+        stack_path(self.options.root).unlink(missing_ok=True)
+        left: list[str] = []
+        if self.ingest is not None:
+            say("stopping the ingest queue's event source (in-flight batches finish)")
+            self.ingest.stop()
+            self.ingest = None
+        if self.firehose is not None:
+            say("flushing the Firehose buffers" if flush else "stopping the local Firehose")
+            try:
+                self.firehose.stop(flush=flush)
+            except RuntimeError as err:
+                left.append(f"Firehose: {err}")
+            self.firehose = None
+        if flush and self.runtime is not None and self.resources is not None:
+            say("waiting for the deliveries under way")
+            left.extend(self._drain(self.runtime, self.resources))
+        if self.runtime is not None:
+            self.runtime.stop()
+            self.runtime = None
+        if self._lambda_api is not None:
+            self._lambda_api.stop()
+            self._lambda_api = None
+        if self._seaweedfs is not None:
+            self._seaweedfs.stop()
+            self._seaweedfs = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        return left
+
+    def _drain(self, runtime: LambdaRuntime, resources: StackResources) -> list[str]:
+        """Wait until the staging notifications are consumed and no async invocation waits or
+        runs; what is still pending at the deadline."""
+        timeout = self.options.drain_seconds
+        if timeout is None:
+            timeout = self.tunables.functions[DELIVERY].timeout_seconds + 30
+        sqs: SQSClient = self._client("sqs")
+        queues = {
+            "staging notifications to delivery": resources.buffers_events_url,
+            "staging notifications to requeue": resources.errors_events_url,
+        }
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [name for name, url in queues.items() if queue_depth(sqs, url) > 0]
+            if not runtime.async_idle():
+                pending.append("asynchronous invocations")
+            if not pending or time.monotonic() > deadline:
+                return pending
+            time.sleep(DRAIN_POLL_SECONDS)
+
+
+def _ensure_bucket(minio: MinioEndpoint) -> None:
+    client = Minio(
+        minio.endpoint,
+        access_key=minio.access_key,
+        secret_key=minio.secret_key,
+        secure=minio.secure,
+    )
+    try:
+        if not client.bucket_exists(minio.bucket):
+            client.make_bucket(minio.bucket)
+    except Exception as err:
+        raise StackError(
+            f"MinIO at {minio.endpoint} (bucket {minio.bucket!r}) is not usable: {err}"
+        ) from err

@@ -1,0 +1,121 @@
+"""`.sluice/stack.json`: where a running local stack is, for `sluice put`, `load`, `down` and the
+tests. `sluice up` writes it atomically once every service has answered, and removes it when it
+stops; its presence means "a stack is up", its `pids.sluice` which process runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+STATE_DIR: Final = ".sluice"
+STACK_FILE: Final = "stack.json"
+
+
+class NoStackError(RuntimeError):
+    """No local stack is running (no stack file)."""
+
+
+@dataclass(frozen=True)
+class MinioEndpoint:
+    endpoint: str
+    """`host:port`, no scheme."""
+    access_key: str
+    secret_key: str = field(repr=False)
+    bucket: str
+    secure: bool
+
+
+@dataclass(frozen=True)
+class StackFile:
+    aws_endpoint: str
+    region: str
+    landing_bucket: str
+    staging_bucket: str
+    ingest_queue_url: str
+    ingest_dlq_url: str
+    delivery_dlq_url: str
+    idempotency_table: str
+    ledger_table: str
+    streams: list[str]
+    firehose_endpoint: str
+    lambda_endpoint: str
+    minio: MinioEndpoint
+    pids: dict[str, int]
+    """The processes `sluice up` started: `sluice` (itself), `moto`, `seaweedfs` (unless a real
+    MinIO is used); the Lambda workers are its children and end with it."""
+    time_scale: float
+    buffer_seconds: int
+    started_at: str
+    logs: str
+    """Directory of the stack's logs: moto, SeaweedFS, one file per function."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> StackFile:
+        raw: dict[str, Any] = json.loads(text)
+        raw["minio"] = MinioEndpoint(**raw["minio"])
+        return cls(**raw)
+
+    def write(self, path: Path) -> None:
+        """Atomically: readers see the whole file or none."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".stack-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(self.to_json())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def s3(self) -> S3Client:
+        return boto3.client("s3", **self._client_arguments())
+
+    def sqs(self) -> SQSClient:
+        return boto3.client("sqs", **self._client_arguments())
+
+    def dynamodb(self) -> DynamoDBClient:
+        return boto3.client("dynamodb", **self._client_arguments())
+
+    def _client_arguments(self) -> dict[str, Any]:
+        """The stack's moto, with the local credentials (moto accepts any)."""
+        return {
+            "region_name": self.region,
+            "endpoint_url": self.aws_endpoint,
+            "aws_access_key_id": "local",
+            "aws_secret_access_key": "local",
+        }
+
+
+def stack_path(root: Path) -> Path:
+    return root / STATE_DIR / STACK_FILE
+
+
+def read_stack(root: Path) -> StackFile:
+    """The running stack's file under `root`, or NoStackError saying how to start one."""
+    path = stack_path(root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NoStackError(
+            f"no local stack is running ({path} does not exist); start one with `make run` "
+            "or `sluice up`"
+        ) from None
+    try:
+        return StackFile.from_json(text)
+    except (ValueError, TypeError, KeyError) as err:
+        raise NoStackError(f"{path} is not a stack file ({err}); remove it") from err

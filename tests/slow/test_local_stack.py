@@ -1,0 +1,288 @@
+"""The local stack end to end (DESIGN §6, `make run`): files in the landing bucket come out of
+MinIO exactly once, byte for byte; starting and stopping leaves no process and no port.
+
+The clock is compressed (`time_scale`): Firehose's 60 s buffer is written after 3 s. Latency
+percentiles are printed (run with `-s` to see them), never asserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+from minio import Minio
+
+from infrastructure.cli import figures
+from infrastructure.local import workload
+from infrastructure.local.arrivals import ManifestReader
+from infrastructure.local.seaweedfs import start_seaweedfs
+from infrastructure.local.stack import LocalStack, StackOptions
+from infrastructure.local.stack_file import MinioEndpoint, StackFile, read_stack, stack_path
+from tests.integration.runtime_support import wait_until as waiting
+
+pytestmark = pytest.mark.slow
+
+T = TypeVar("T")
+TIME_SCALE = 20.0
+AWKWARD_KEYS = {
+    "acme/2026/11/25/daily report.json": b'{"report": "daily", "rows": 3}',
+    "acme/prices+fx 100%.csv": b"currency,rate\nEUR,1.17\n",
+    "globex/ünïcødé/日本語.txt": "こんにちは, Sluice".encode(),
+    "initech/a/b/c/d/e/deep #1.bin": bytes(range(256)) * 3,
+    "umbrella/empty.txt": b"",
+}
+
+
+def wait_until(condition: Callable[[], T], *, what: str) -> T:
+    return waiting(condition, what=what, timeout=240, every=0.5)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, by walking /proc's parent links; but multiprocessing's
+    resource tracker, which belongs to the interpreter (it lives as long as pytest does)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rpartition(")")[2].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {p for p in found if b"resource_tracker" not in _cmdline(p)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def listening(endpoint: str) -> bool:
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) == 0
+
+
+def endpoints(file: StackFile) -> list[str]:
+    return [file.aws_endpoint, file.firehose_endpoint, file.lambda_endpoint, file.minio.endpoint]
+
+
+def minio_client(file: StackFile) -> Minio:
+    m = file.minio
+    return Minio(m.endpoint, access_key=m.access_key, secret_key=m.secret_key, secure=m.secure)
+
+
+def delivered_files(file: StackFile) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """(key, bytes, manifest entry) of every file in every archive in MinIO, each archive read
+    whole and its members checked against its manifest's sha256."""
+    client = minio_client(file)
+    found = []
+    for obj in client.list_objects(file.minio.bucket, recursive=True):
+        if not str(obj.object_name).endswith(".tar.gz"):
+            continue
+        data = client.get_object(file.minio.bucket, str(obj.object_name)).read()
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            members = {
+                m.name: (tar.extractfile(m) or io.BytesIO()).read() for m in tar.getmembers()
+            }
+        manifest = json.loads(members["MANIFEST.json"])
+        for entry in manifest["files"]:
+            body = members[entry["member_name"]]
+            assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry
+            found.append((entry["key"], body, entry))
+    return found
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[LocalStack]:
+    started = LocalStack(StackOptions(root=tmp_path, time_scale=TIME_SCALE)).start()
+    try:
+        yield started
+    finally:
+        started.stop(flush=False)
+
+
+def test_files_come_out_of_minio_exactly_once_byte_for_byte(stack: LocalStack) -> None:
+    # GIVEN the running stack and a few hundred files of every kind, with awkward keys
+    file = stack.file
+    assert file is not None
+    sent = dict(AWKWARD_KEYS)
+    for item in itertools.islice(workload.files("e2e", seed=4), 300):
+        sent[item.key] = item.body
+    s3 = file.s3()
+    # WHEN they land in the landing bucket, as producers put them
+    for key, body in sent.items():
+        s3.put_object(Bucket=file.landing_bucket, Key=key, Body=body)
+    # THEN every one of them arrives in MinIO
+    reader = ManifestReader(minio_client(file), file.minio.bucket)
+    arrived: set[str] = set()
+
+    def all_arrived() -> bool:
+        arrived.update(arrival.key for arrival in reader.new_arrivals())
+        return arrived >= set(sent)
+
+    started = time.monotonic()
+    wait_until(all_arrived, what=f"{len(sent)} files in MinIO")
+    took = time.monotonic() - started
+    delivered = delivered_files(file)
+    # ... exactly once, byte for byte, and nothing else
+    assert Counter(key for key, _, _ in delivered) == Counter(list(sent))
+    assert {key: body for key, body, _ in delivered} == sent
+    # ... with its landing version recorded
+    versions = {
+        v["Key"]: v["VersionId"]
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=file.landing_bucket)
+        for v in page.get("Versions", [])
+    }
+    assert {key: entry["version_id"] for key, _, entry in delivered} == versions
+    found = figures.collect(file, s3=s3, sqs=file.sqs(), dynamodb=file.dynamodb())
+    assert found.files_delivered == len(sent)
+    assert found.ingest_dlq_depth == found.delivery_dlq_depth == 0
+    print(f"\n{len(sent)} files in {took:.0f} s, time scale {TIME_SCALE:g}: {found.line()}")
+
+
+def test_stopping_flushes_the_buffers_and_leaves_no_process_or_port(tmp_path: Path) -> None:
+    # GIVEN a stack delivering to a MinIO of our own (SeaweedFS started here, so it outlives the
+    # stack), with production's 60 s buffer: nothing would be written for a minute
+    minio = start_seaweedfs(tmp_path / "minio", tls=False)
+    try:
+        target = MinioEndpoint(
+            minio.endpoint, minio.access_key, minio.secret_key, "archive", secure=False
+        )
+        stack = LocalStack(StackOptions(root=tmp_path / "root", minio=target)).start()
+        try:
+            file = stack.file
+            assert file is not None
+            assert stack.runtime is not None
+            assert stack_path(tmp_path / "root").is_file()
+            assert "seaweedfs" not in file.pids
+            file.s3().put_object(Bucket=file.landing_bucket, Key="late/file.txt", Body=b"late")
+            wait_until(
+                lambda: (
+                    figures.collect(
+                        file, s3=file.s3(), sqs=file.sqs(), dynamodb=file.dynamodb()
+                    ).files_forwarded
+                ),
+                what="the file to be forwarded",
+            )
+            assert delivered_files(file) == []
+            workers = stack.runtime.worker_pids()
+            children = descendants(os.getpid())
+        finally:
+            # WHEN it stops
+            left = stack.stop()
+        # THEN the buffered file was written and delivered before the stack stopped
+        assert left == []
+        assert [(k, b) for k, b, _ in delivered_files(file)] == [("late/file.txt", b"late")]
+    finally:
+        minio.stop()
+    # ... and no process it started, nor any port it opened, is left, nor its stack file
+    assert not stack_path(tmp_path / "root").exists()
+    pids = [*file.pids.values(), *workers]
+    assert [pid for pid in pids if pid != os.getpid() and alive(pid)] == []
+    assert [pid for pid in children if alive(pid)] == []
+    assert [e for e in endpoints(file) if listening(e)] == []
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def sluice(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603  # our own command
+        [str(Path(sys.executable).with_name("sluice")), *args],
+        env={**os.environ, "SLUICE_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_up_detach_put_down_and_a_second_up_is_refused(tmp_path: Path) -> None:
+    # GIVEN a stack started in the background
+    started = sluice(tmp_path, "up", "--detach", "--time-scale", str(TIME_SCALE))
+    assert started.returncode == 0, started.stderr + started.stdout
+    assert "sluice put FILE" in started.stdout
+    file = read_stack(tmp_path)
+    up_pid = file.pids["sluice"]
+    try:
+        # WHEN another `sluice up` is tried, it says so and fails
+        second = sluice(tmp_path, "up")
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+        # ... and a file put the way the stack printed arrives in MinIO
+        upload = tmp_path / "hello world.json"
+        upload.write_bytes(b'{"hello": "world"}')
+        put = sluice(tmp_path, "put", str(upload), "--prefix", "acme/")
+        assert put.returncode == 0, put.stderr
+        wait_until(
+            lambda: [b for k, b, _ in delivered_files(file) if k == "acme/hello world.json"],
+            what="the file in MinIO",
+        )
+        processes = descendants(up_pid) | {up_pid, *file.pids.values()}
+    finally:
+        stopped = sluice(tmp_path, "down")
+    # THEN `down` stops it cleanly, leaving no process, port or stack file
+    assert stopped.returncode == 0, stopped.stderr
+    assert [pid for pid in processes if alive(pid)] == []
+    assert [e for e in endpoints(file) if listening(e)] == []
+    assert not stack_path(tmp_path).exists()
+
+
+def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    # GIVEN `sluice up` in the foreground
+    process = subprocess.Popen(  # noqa: S603  # our own command
+        [str(Path(sys.executable).with_name("sluice")), "up", "--time-scale", str(TIME_SCALE)],
+        env={**os.environ, "SLUICE_ROOT": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: stack_path(tmp_path).exists(), what="the stack file")
+        file = read_stack(tmp_path)
+        processes = descendants(process.pid) | set(file.pids.values())
+        # WHEN the user presses Ctrl-C
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # THEN it flushes, stops everything and exits 0
+    assert process.returncode == 0, output
+    assert "flushing the Firehose buffers" in output
+    assert [pid for pid in processes if alive(pid)] == []
+    assert [e for e in endpoints(file) if listening(e)] == []
+    assert not stack_path(tmp_path).exists()
