@@ -62,8 +62,10 @@ def put(args: argparse.Namespace, root: Path) -> int:
         version = response.get("VersionId", "-")
         size = path.stat().st_size
         print(f"s3://{stack.landing_bucket}/{key}  version {version}  ({size} bytes)")
-    wait = stack.buffer_seconds / stack.time_scale
-    print(f"{len(uploads)} file(s) landed; expect the archive in MinIO within about {wait:.0f} s")
+    print(
+        f"{len(uploads)} file(s) landed; the archive reaches MinIO after Firehose's buffers, "
+        f"in about {stack.expected_wait_seconds:.0f} s plus a few"
+    )
     return 0
 
 
@@ -110,7 +112,7 @@ def load(args: argparse.Namespace, root: Path) -> int:
 
 
 def _default_wait(stack: StackFile) -> float:
-    return 2 * stack.buffer_seconds / stack.time_scale + WAIT_SLACK_SECONDS
+    return 2 * stack.expected_wait_seconds + WAIT_SLACK_SECONDS
 
 
 def _send(

@@ -212,8 +212,7 @@ def how_to_upload(file: StackFile) -> str:
     return "\n".join(
         [
             "",
-            f"Sluice is up: buffers of {file.buffer_seconds:g} s at time scale "
-            f"{file.time_scale:g}. Drop files into s3://{landing}:",
+            f"Sluice is up (time scale {file.time_scale:g}). Drop files into s3://{landing}:",
             "",
             "  .venv/bin/sluice put FILE...",
             f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region {file.region} "
@@ -222,8 +221,11 @@ def how_to_upload(file: StackFile) -> str:
             f"region_name='{file.region}', aws_access_key_id='local', "
             f"aws_secret_access_key='local').upload_file('FILE', '{landing}', 'KEY')\"",
             "",
-            f"Archives arrive in MinIO at {scheme}://{minio.endpoint}, bucket {minio.bucket} "
-            f"(access key {minio.access_key}, secret key {minio.secret_key}).",
+            f"About {file.expected_wait_seconds:.0f} s later (Firehose's processor buffer of "
+            f"{file.processor_buffer_seconds} s, then its {file.buffer_seconds} s window, both "
+            f"divided by the time scale) archives arrive in MinIO at {scheme}://{minio.endpoint}, "
+            f"bucket {minio.bucket} (access key {minio.access_key}, "
+            f"secret key {minio.secret_key}).",
             f"Stack file {stack_path(Path('.'))}; logs in {file.logs}. "
             "Ctrl-C (or `sluice down`) flushes and stops.",
             "",

@@ -239,6 +239,7 @@ class LocalStack:
             pids=self._pids(),
             time_scale=options.time_scale,
             buffer_seconds=tunables.firehose.destination_buffer_seconds,
+            processor_buffer_seconds=tunables.firehose.processor_buffer_seconds,
             started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             logs=str(logs),
         )

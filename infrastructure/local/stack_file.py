@@ -57,6 +57,9 @@ class StackFile:
     MinIO is used); the Lambda workers are its children and end with it."""
     time_scale: float
     buffer_seconds: int
+    """Firehose's destination buffer interval, before scaling."""
+    processor_buffer_seconds: int
+    """Firehose's processor buffer interval, before scaling: a file waits in both."""
     started_at: str
     logs: str
     """Directory of the stack's logs: moto, SeaweedFS, one file per function."""
@@ -81,6 +84,11 @@ class StackFile:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+    @property
+    def expected_wait_seconds(self) -> float:
+        """How long a lone file waits in Firehose's two buffers, at this time scale."""
+        return (self.processor_buffer_seconds + self.buffer_seconds) / self.time_scale
 
     def s3(self) -> S3Client:
         return boto3.client("s3", **self._client_arguments())

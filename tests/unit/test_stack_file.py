@@ -33,6 +33,7 @@ def example() -> StackFile:
         pids={"sluice": 1, "moto": 2, "seaweedfs": 3},
         time_scale=10.0,
         buffer_seconds=60,
+        processor_buffer_seconds=10,
         started_at="2026-11-25T12:00:00Z",
         logs=".sluice/run/logs",
     )
@@ -57,3 +58,7 @@ def test_a_damaged_file_is_named(tmp_path: Path) -> None:
     path.write_text('{"aws_endpoint": "x"}')
     with pytest.raises(NoStackError, match="not a stack file"):
         read_stack(tmp_path)
+
+
+def test_the_expected_wait_is_both_buffers_at_the_time_scale() -> None:
+    assert example().expected_wait_seconds == 7.0
