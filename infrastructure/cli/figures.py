@@ -51,6 +51,9 @@ class Deployment(Protocol):
     @property
     def delivery_dlq_url(self) -> str: ...
 
+    @property
+    def requeue_dlq_url(self) -> str: ...
+
 
 @dataclass
 class Figures:
@@ -64,6 +67,7 @@ class Figures:
     ingest_depth: int = 0
     ingest_dlq_depth: int = 0
     delivery_dlq_depth: int = 0
+    requeue_dlq_depth: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def latency_ms(self) -> dict[str, int | None]:
@@ -80,7 +84,8 @@ class Figures:
             f"windows staged {self.windows_staged} | delivered {self.windows_delivered} "
             f"({self.files_delivered} files, {self.archives_delivered} archives{parked}) | "
             f"ingest {self.ingest_depth} dlq {self.ingest_dlq_depth} | "
-            f"delivery dlq {self.delivery_dlq_depth} | latency {percentiles}"
+            f"delivery dlq {self.delivery_dlq_depth} | requeue dlq {self.requeue_dlq_depth} | "
+            f"latency {percentiles}"
         )
 
 
@@ -98,6 +103,7 @@ def collect(
         ingest_depth=queue_depth(sqs, names.ingest_queue_url),
         ingest_dlq_depth=queue_depth(sqs, names.ingest_dlq_url),
         delivery_dlq_depth=queue_depth(sqs, names.delivery_dlq_url),
+        requeue_dlq_depth=queue_depth(sqs, names.requeue_dlq_url),
     )
     for window in _windows(dynamodb, names.ledger_table):
         state = window.get("state", {}).get("S")

@@ -14,8 +14,8 @@ What runs, and who reaches it how:
   `local` profile, with the environment Terraform gives them; the ingest queue's event source
   mapping; staging `buffers/` → delivery and `errors/` → requeue as S3's asynchronous
   invocations (s3_notifications.py); delivery's async configuration with the delivery DLQ as
-  its on-failure destination; the redrive schedule; and Lambda's Invoke API for redrive
-  (lambda_api.py) — `AWS_ENDPOINT_URL_LAMBDA`.
+  its on-failure destination (requeue's: the requeue DLQ); the redrive schedule; and Lambda's
+  Invoke API for redrive (lambda_api.py) — `AWS_ENDPOINT_URL_LAMBDA`.
 - SeaweedFS as MinIO (seaweedfs.py), or a real MinIO given by the caller; the MinIO secret in
   Secrets Manager points at it.
 
@@ -207,7 +207,9 @@ class LocalStack:
             async_configs={
                 DELIVERY: AsyncInvokeConfig.for_delivery(
                     tunables.delivery, on_failure=resources.delivery_dlq_url
-                )
+                ),
+                # Lambda's default retries and event age, as Terraform configures requeue.
+                "requeue": AsyncInvokeConfig(on_failure=resources.requeue_dlq_url),
             },
             log_dir=logs,
         )
@@ -230,6 +232,7 @@ class LocalStack:
             ingest_queue_url=resources.ingest_queue_url,
             ingest_dlq_url=resources.ingest_dlq_url,
             delivery_dlq_url=resources.delivery_dlq_url,
+            requeue_dlq_url=resources.requeue_dlq_url,
             idempotency_table=names.idempotency_table,
             ledger_table=names.ledger_table,
             streams=list(names.streams),

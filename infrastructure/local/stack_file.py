@@ -46,6 +46,7 @@ class StackFile:
     ingest_queue_url: str
     ingest_dlq_url: str
     delivery_dlq_url: str
+    requeue_dlq_url: str
     idempotency_table: str
     ledger_table: str
     streams: list[str]

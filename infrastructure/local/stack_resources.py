@@ -2,7 +2,8 @@
 
 From `tunables.json`: the versioned landing and staging buckets, the landing → ingest queue
 notification (S3 sends its test event), the ingest queue with its DLQ and `maxReceiveCount`, the
-delivery DLQ, the idempotency and ledger tables and the MinIO secret.
+delivery DLQ, the requeue DLQ (requeue's on-failure destination, as in Terraform), the
+idempotency and ledger tables and the MinIO secret.
 
 One difference, because moto cannot invoke a Lambda function without Docker: S3 notifies two
 internal queues instead of invoking delivery (on `buffers/`) and requeue (on `errors/`); the
@@ -33,6 +34,7 @@ class StackNames:
     ingest_queue: str
     ingest_dlq: str
     delivery_dlq: str
+    requeue_dlq: str
     buffers_events_queue: str
     errors_events_queue: str
     idempotency_table: str
@@ -48,6 +50,7 @@ class StackNames:
             ingest_queue=f"{prefix}-ingest",
             ingest_dlq=f"{prefix}-ingest-dlq",
             delivery_dlq=f"{prefix}-delivery-dlq",
+            requeue_dlq=f"{prefix}-requeue-dlq",
             buffers_events_queue=f"{prefix}-staging-buffers-events",
             errors_events_queue=f"{prefix}-staging-errors-events",
             idempotency_table=f"{prefix}-idempotency",
@@ -63,6 +66,7 @@ class StackResources:
     ingest_queue_url: str
     ingest_dlq_url: str
     delivery_dlq_url: str
+    requeue_dlq_url: str
     buffers_events_url: str
     errors_events_url: str
 
@@ -108,6 +112,7 @@ def provision_stack(
     delivery_dlq_url = _queue(
         sqs, names.delivery_dlq, retention=tunables.delivery.dlq_retention_seconds
     )
+    requeue_dlq_url = _queue(sqs, names.requeue_dlq, retention=ingest.dlq_retention_seconds)
     buffers_url = _queue(sqs, names.buffers_events_queue, retention=ingest.dlq_retention_seconds)
     errors_url = _queue(sqs, names.errors_events_queue, retention=ingest.dlq_retention_seconds)
     _notify(s3, names.landing_bucket, [(_arn(sqs, ingest_url), None)])
@@ -124,6 +129,7 @@ def provision_stack(
         ingest_queue_url=ingest_url,
         ingest_dlq_url=ingest_dlq_url,
         delivery_dlq_url=delivery_dlq_url,
+        requeue_dlq_url=requeue_dlq_url,
         buffers_events_url=buffers_url,
         errors_events_url=errors_url,
     )

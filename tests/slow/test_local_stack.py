@@ -181,6 +181,7 @@ def test_stopping_flushes_the_buffers_and_leaves_no_process_or_port(tmp_path: Pa
         target = MinioEndpoint(
             minio.endpoint, minio.access_key, minio.secret_key, "archive", secure=False
         )
+        before = descendants(os.getpid())  # this worker's own: other tests' servers, say
         stack = LocalStack(StackOptions(root=tmp_path / "root", minio=target)).start()
         try:
             file = stack.file
@@ -199,7 +200,7 @@ def test_stopping_flushes_the_buffers_and_leaves_no_process_or_port(tmp_path: Pa
             )
             assert delivered_files(file) == []
             workers = stack.runtime.worker_pids()
-            children = descendants(os.getpid())
+            children = descendants(os.getpid()) - before
         finally:
             # WHEN it stops
             left = stack.stop()

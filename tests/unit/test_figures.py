@@ -28,6 +28,7 @@ class Deployment:
         self.ingest_queue_url = urls["ingest"]
         self.ingest_dlq_url = urls["ingest_dlq"]
         self.delivery_dlq_url = urls["delivery_dlq"]
+        self.requeue_dlq_url = urls["requeue_dlq"]
 
 
 def part(number: int) -> PartRecord:
@@ -53,6 +54,7 @@ def deployment(aws: None) -> tuple[Deployment, dict[str, Any]]:
         "ingest": resources.ingest_queue_url,
         "ingest_dlq": resources.ingest_dlq_url,
         "delivery_dlq": resources.delivery_dlq_url,
+        "requeue_dlq": resources.requeue_dlq_url,
     }
     return Deployment(urls), clients
 
@@ -85,8 +87,10 @@ def test_figures_count_each_stage_and_merge_the_windows_latency(
     ledger.begin("w3", "buffers/w3.json.gz", [])
     ledger.mark_parked("w3", "MinIO down")
     ledger.begin("w4", "buffers/w4.json.gz", [])
-    # ... one message in the delivery DLQ
+    # ... one message in the delivery DLQ, two in requeue's
     sqs.send_message(QueueUrl=target.delivery_dlq_url, MessageBody="{}")
+    sqs.send_message(QueueUrl=target.requeue_dlq_url, MessageBody="{}")
+    sqs.send_message(QueueUrl=target.requeue_dlq_url, MessageBody="{}")
     # WHEN the figures are collected
     found = figures.collect(target, s3=s3, sqs=sqs, dynamodb=dynamodb)
     # THEN each stage is counted where its state lives
@@ -95,6 +99,7 @@ def test_figures_count_each_stage_and_merge_the_windows_latency(
     assert found.windows_parked == 1
     # ... the ingest queue holds the three files' S3 events and S3's test event
     assert (found.ingest_depth, found.ingest_dlq_depth, found.delivery_dlq_depth) == (4, 0, 1)
+    assert found.requeue_dlq_depth == 2
     # ... and the percentiles come from both windows' histograms
     assert found.latency_ms() == {"p50": 62_000, "p95": 190_000, "p99": 190_000}
     line = found.line()

@@ -24,6 +24,7 @@ def example() -> StackFile:
         ingest_queue_url="http://127.0.0.1:5000/123456789012/sluice-local-ingest",
         ingest_dlq_url="http://127.0.0.1:5000/123456789012/sluice-local-ingest-dlq",
         delivery_dlq_url="http://127.0.0.1:5000/123456789012/sluice-local-delivery-dlq",
+        requeue_dlq_url="http://127.0.0.1:5000/123456789012/sluice-local-requeue-dlq",
         idempotency_table="sluice-local-idempotency",
         ledger_table="sluice-local-ledger",
         streams=["sluice-local-0", "sluice-local-1"],
