@@ -4,6 +4,7 @@
     sluice down                                                  stop a detached stack
     sluice put FILE...                                           files into the landing bucket
     sluice load --rate R --seconds T                             a realistic load, and its result
+    sluice smoke --local | --env ENV                             a sample file through, verified
 
 Every subcommand has `--help`. The local stack's state is in `<root>/.sluice/`, where root is
 $SLUICE_ROOT, else the checkout Sluice runs from, else the current directory.
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from infrastructure import environment
-from infrastructure.cli import files, up
+from infrastructure.cli import files, smoke, up
 from infrastructure.local.stack_file import NoStackError
 
 
@@ -83,6 +84,24 @@ def parser() -> argparse.ArgumentParser:
         help="seconds to wait for arrivals after sending (default: two buffer intervals + 120)",
     )
     generate.set_defaults(run=files.load)
+
+    check = commands.add_parser(
+        "smoke",
+        help="upload a sample file, wait for its archive in MinIO and verify it",
+        description="The seeds' validation: a sample file into the landing bucket, its archive "
+        "found in MinIO through the sidecar manifests, its bytes and sha256 checked. Exit "
+        "status 1 if anything does not hold.",
+    )
+    where = check.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="the running local stack")
+    where.add_argument("--env", help="a Terraform deployment (make deploy ENV=…)")
+    check.add_argument(
+        "--timeout",
+        type=float,
+        default=smoke.DEFAULT_TIMEOUT_SECONDS,
+        help=f"seconds to wait for the archive (default {smoke.DEFAULT_TIMEOUT_SECONDS:.0f})",
+    )
+    check.set_defaults(run=smoke.smoke)
     return main
 
 

@@ -235,6 +235,7 @@ class LocalStack:
             requeue_dlq_url=resources.requeue_dlq_url,
             idempotency_table=names.idempotency_table,
             ledger_table=names.ledger_table,
+            minio_secret=names.minio_secret,
             streams=list(names.streams),
             firehose_endpoint=self.firehose.endpoint,
             lambda_endpoint=self._lambda_api.endpoint,

@@ -49,6 +49,8 @@ class StackFile:
     requeue_dlq_url: str
     idempotency_table: str
     ledger_table: str
+    minio_secret: str
+    """The Secrets Manager secret delivery reads MinIO's endpoint and keys from."""
     streams: list[str]
     firehose_endpoint: str
     lambda_endpoint: str

@@ -231,7 +231,7 @@ def sluice(root: Path, *args: str, timeout: float = 300) -> subprocess.Completed
     )
 
 
-def test_up_detach_put_down_and_a_second_up_is_refused(tmp_path: Path) -> None:
+def test_up_detach_put_smoke_down_and_a_second_up_is_refused(tmp_path: Path) -> None:
     # GIVEN a stack started in the background
     started = sluice(tmp_path, "up", "--detach", "--time-scale", str(TIME_SCALE))
     assert started.returncode == 0, started.stderr + started.stdout
@@ -252,6 +252,10 @@ def test_up_detach_put_down_and_a_second_up_is_refused(tmp_path: Path) -> None:
             lambda: [b for k, b, _ in delivered_files(file) if k == "acme/hello world.json"],
             what="the file in MinIO",
         )
+        # ... and the smoke test (the seeds' validation) passes against it
+        checked = sluice(tmp_path, "smoke", "--local", "--timeout", "120")
+        assert checked.returncode == 0, checked.stderr + checked.stdout
+        assert "smoke passed" in checked.stdout
         processes = descendants(up_pid) | {up_pid, *file.pids.values()}
     finally:
         stopped = sluice(tmp_path, "down")
@@ -288,3 +292,12 @@ def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert [pid for pid in processes if alive(pid)] == []
     assert [e for e in endpoints(file) if listening(e)] == []
     assert not stack_path(tmp_path).exists()
+
+
+def test_commands_that_need_a_stack_say_how_to_start_one(tmp_path: Path) -> None:
+    for command in (["put", __file__], ["load", "--seconds", "1"], ["smoke", "--local"]):
+        result = sluice(tmp_path, *command)
+        assert result.returncode == 1, command
+        assert "no local stack is running" in result.stderr
+        assert "make run" in result.stderr
+    assert sluice(tmp_path, "down").returncode == 0

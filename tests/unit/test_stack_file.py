@@ -27,6 +27,7 @@ def example() -> StackFile:
         requeue_dlq_url="http://127.0.0.1:5000/123456789012/sluice-local-requeue-dlq",
         idempotency_table="sluice-local-idempotency",
         ledger_table="sluice-local-ledger",
+        minio_secret="sluice-local/minio",
         streams=["sluice-local-0", "sluice-local-1"],
         firehose_endpoint="http://127.0.0.1:5001",
         lambda_endpoint="http://127.0.0.1:5002",
