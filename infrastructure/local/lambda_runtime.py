@@ -212,10 +212,12 @@ class LambdaRuntime:
         endpoint_url: str | None = None,
         async_configs: Mapping[str, AsyncInvokeConfig] | None = None,
         log_dir: Path | None = None,
+        sdk_calls_dir: Path | None = None,
     ) -> None:
         """`endpoint_url` is where the runtime itself sends on-failure records and where event
         sources poll SQS (moto); the functions reach AWS through their own environment.
-        `log_dir`: where each function's workers append their output (`<function>.log`)."""
+        `log_dir`: where each function's workers append their output (`<function>.log`);
+        `sdk_calls_dir`: where they record the SDK operations they call (`<function>.sdk.jsonl`)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
@@ -224,7 +226,11 @@ class LambdaRuntime:
         self.workers_per_function = workers_per_function
         self._pools = {
             config.name: WorkerPool(
-                config, size=workers_per_function, region=region, log_dir=log_dir
+                config,
+                size=workers_per_function,
+                region=region,
+                log_dir=log_dir,
+                sdk_calls_dir=sdk_calls_dir,
             )
             for config in functions
         }

@@ -57,6 +57,40 @@ class SandboxSpec:
     log_path: str | None = None
     """Where the worker's stdout and stderr go (appended), as CloudWatch Logs takes a function's
     output; None: the parent's."""
+    sdk_calls_path: str | None = None
+    """Where to append each distinct SDK operation the function calls (JSON lines), for the
+    least-privilege test; None: not recorded."""
+
+
+class _SdkCallRecorder:
+    """Appends `{"service", "operation", "version_id", "items"}` once per distinct call shape:
+    whether a version was named (S3 authorises that read as another action) and, for
+    TransactWriteItems, the kinds of its items (each is authorised as its own action)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._seen: set[tuple[str, str, bool, tuple[str, ...]]] = set()
+
+    def install(self) -> None:
+        from botocore import handlers  # noqa: PLC0415  # imported in the worker, after its env is set
+
+        handlers.BUILTIN_HANDLERS.append(("before-parameter-build", self._record))
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        items = tuple(sorted({kind for item in params.get("TransactItems", []) for kind in item}))
+        shape = (model.service_model.service_name, model.name, "VersionId" in params, items)
+        if shape in self._seen:
+            return
+        self._seen.add(shape)
+        service, operation, version_id = shape[:3]
+        line = json.dumps(
+            {"service": service, "operation": operation, "version_id": version_id, "items": items}
+        )
+        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
 
 
 class _SdkCallCounter:
@@ -143,6 +177,8 @@ def serve(conn: Connection, spec: SandboxSpec) -> None:
     os.environ.update(spec.variables)
     counter = _SdkCallCounter()
     counter.install()
+    if spec.sdk_calls_path is not None:
+        _SdkCallRecorder(spec.sdk_calls_path).install()
     handler, init_error = _load_handler(spec.handler)
     if handler is None:
         conn.send(("init_error", init_error))

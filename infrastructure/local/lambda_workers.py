@@ -257,9 +257,16 @@ class WorkerPool:
     at a time. An invocation waits for a free worker (rather than being throttled)."""
 
     def __init__(
-        self, config: FunctionConfig, *, size: int, region: str, log_dir: Path | None = None
+        self,
+        config: FunctionConfig,
+        *,
+        size: int,
+        region: str,
+        log_dir: Path | None = None,
+        sdk_calls_dir: Path | None = None,
     ) -> None:
-        """`log_dir`: where each worker appends its output, to `<function>.log`; None: inherited."""
+        """`log_dir`: where each worker appends its output, to `<function>.log`; None: inherited.
+        `sdk_calls_dir`: where the SDK operations it calls are recorded, `<function>.sdk.jsonl`."""
         if size < 1:
             raise ValueError("a function needs at least one worker")
         self.config = config
@@ -273,6 +280,9 @@ class WorkerPool:
             region=region,
             variables=worker_environment(config, region),
             log_path=None if log_dir is None else str(log_dir / f"{config.name}.log"),
+            sdk_calls_path=(
+                None if sdk_calls_dir is None else str(sdk_calls_dir / f"{config.name}.sdk.jsonl")
+            ),
         )
         self._context = multiprocessing.get_context("spawn")
         self._slots = threading.BoundedSemaphore(size)

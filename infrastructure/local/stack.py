@@ -84,6 +84,8 @@ class StackOptions:
     workers_per_function: int = 2
     drain_seconds: float | None = None
     """How long `stop` waits for in-flight deliveries; None: delivery's timeout plus 30 s."""
+    sdk_calls_dir: Path | None = None
+    """Record the SDK operations each function calls there (the least-privilege test)."""
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
@@ -212,6 +214,7 @@ class LocalStack:
                 "requeue": AsyncInvokeConfig(on_failure=resources.requeue_dlq_url),
             },
             log_dir=logs,
+            sdk_calls_dir=options.sdk_calls_dir,
         )
         self._lambda_api.start(runtime)
         self.ingest = SqsEventSource(

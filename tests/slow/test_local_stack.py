@@ -34,6 +34,7 @@ from infrastructure.local.seaweedfs import start_seaweedfs
 from infrastructure.local.stack import LocalStack, StackOptions
 from infrastructure.local.stack_file import MinioEndpoint, StackFile, read_stack, stack_path
 from tests.integration.runtime_support import wait_until as waiting
+from tests.slow.least_privilege import OPERATIONS_FILE, call_shape, recorded_operations
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +127,8 @@ def delivered_files(file: StackFile) -> list[tuple[str, bytes, dict[str, Any]]]:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[LocalStack]:
-    started = LocalStack(StackOptions(root=tmp_path, time_scale=TIME_SCALE)).start()
+    options = StackOptions(root=tmp_path, time_scale=TIME_SCALE, sdk_calls_dir=tmp_path)
+    started = LocalStack(options).start()
     try:
         yield started
     finally:
@@ -171,6 +173,12 @@ def test_files_come_out_of_minio_exactly_once_byte_for_byte(stack: LocalStack) -
     assert found.ingest_dlq_depth == found.delivery_dlq_depth == 0
     print(f"\n{len(sent)} files put and delivered in {took:.0f} s at time scale {TIME_SCALE:g}")
     print(found.line())
+    # ... and every SDK call a function made is one least_privilege.py checks its policy for
+    listed = json.loads(OPERATIONS_FILE.read_text())
+    for function, calls in recorded_operations(stack.options.root).items():
+        known = {json.dumps(call_shape(c)) for c in listed[function]}
+        unlisted = [c for c in calls if json.dumps(call_shape(c)) not in known]
+        assert unlisted == [], f"{function} calls what {OPERATIONS_FILE.name} does not list"
 
 
 def test_stopping_flushes_the_buffers_and_leaves_no_process_or_port(tmp_path: Path) -> None:
