@@ -1,0 +1,400 @@
+"""Build the Lambda packages: one deterministic zip per function, for python3.12 on x86_64 or arm64.
+
+    python -m infrastructure.packaging [--arch x86_64|arm64] [--out build/lambda]
+                                       [--cache build/pip-cache] [--refresh]
+
+Writes `<out>/<function>.zip` for every function in tunables.json (forwarder, processor, requeue,
+delivery, redrive), the files `infrastructure/terraform/lambda.tf` deploys; `--arch` must match
+Terraform's `lambda_architecture`.
+
+What a zip holds (each is a full, standalone package; all five are the same bytes, since every
+function runs the same code with the same dependencies and differs only in its handler):
+
+- Sluice's function code: the `transform` and `delivery` packages, and of `infrastructure` only
+  what the functions read at run time (`__init__.py`, `tunables.py`, `environment.py`,
+  `tunables.json`, `tunables.schema.json`, `schemas/`) — never `local/`, `cli/` or `terraform/`.
+- The runtime dependencies of pyproject.toml's `[project] dependencies` (read from it, not
+  repeated here), installed by pip for CPython 3.12 on manylinux2014 / manylinux_2_28 of the
+  target machine, binary wheels only.
+- Not: `__pycache__`, `*.pyc` (Lambda compiles on import), or the `bin/` console scripts pip
+  writes, whose `#!` line names the interpreter that ran the build and which no function runs.
+
+boto3 and botocore are packaged, pinned by the wheel cache, although the python3.12 runtime
+ships its own. AWS's Lambda best practices ask for it ("to have full control of the dependencies
+your function uses, package all of your dependencies with your deployment package"): the
+runtime's copy is upgraded by AWS on its own schedule, may lag behind `boto3>=1.35`, and would
+make the code that runs differ from the code the tests ran. Powertools' Tracer also patches
+botocore, so the two are best shipped as a tested pair. The cost is about 17 MB of the 25 MB zip
+(botocore's service models), well inside the limits checked below.
+
+Deterministic: the same code and the same wheels give the same bytes — entries sorted, every
+timestamp 1980-01-01 00:00, permissions 0644 (0755 for directories and executables), no extra
+fields or comments, one compression level. (Deflate's output depends on the zlib build, so
+"same" means the same machine image.)
+
+Wheels are kept per architecture under `<cache>/wheels/<arch>/` and pip's HTTP cache under
+`<cache>/http/`. A build first installs from the wheel folder alone (`--no-index`): offline and
+fast, and the folder pins the versions, so builds repeat. Only if it cannot satisfy
+pyproject.toml (first build, a raised lower bound) are the wheels downloaded from the index;
+`--refresh` downloads first, taking whatever newer releases the index has. A lock file serializes
+concurrent builds sharing a cache.
+
+Lambda's limits are checked: 50 MB zipped for a direct upload, 250 MB unzipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+"""The checkout: where pyproject.toml and the function code are."""
+
+PYTHON_VERSION: Final = "3.12"
+"""The runtime in lambda.tf (python3.12)."""
+
+ARCHITECTURES: Final = {
+    "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
+    "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
+}
+"""Lambda's architectures and the wheel platforms their runtime (Amazon Linux 2023) runs."""
+
+MAX_ZIPPED_BYTES: Final = 50 * 1024 * 1024
+"""Lambda's limit for a zip uploaded directly (Terraform's `filename`)."""
+
+MAX_UNZIPPED_BYTES: Final = 250 * 1024 * 1024
+"""Lambda's limit for a function's unzipped code and layers (262,144,000 bytes)."""
+
+CODE_PACKAGES: Final = ("transform", "delivery")
+"""Sluice packages the functions import whole."""
+
+INFRASTRUCTURE_FILES: Final = (
+    "__init__.py",
+    "environment.py",
+    "tunables.py",
+    "tunables.json",
+    "tunables.schema.json",
+)
+INFRASTRUCTURE_DIRS: Final = ("schemas",)
+"""What of `infrastructure` the functions read; the rest (local/, cli/, terraform/) stays out."""
+
+ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
+"""The earliest date a zip can hold; every entry gets it."""
+
+COMPRESS_LEVEL: Final = 6
+FILE_MODE: Final = 0o644
+EXECUTABLE_MODE: Final = 0o755
+PIP_OUTPUT_LINES: Final = 40
+PIP_LINE_CHARS: Final = 300
+"""How much of pip's output a failure shows (pip lists every release it rejected on one line)."""
+
+
+class PackagingError(Exception):
+    """A package could not be built; the message names what failed."""
+
+
+@dataclass(frozen=True)
+class Package:
+    function: str
+    path: Path
+    zipped_bytes: int
+    unzipped_bytes: int
+    sha256: str
+
+    @property
+    def source_code_hash(self) -> str:
+        """What Terraform's filebase64sha256() computes for this zip."""
+        return base64.b64encode(bytes.fromhex(self.sha256)).decode("ascii")
+
+
+def functions(root: Path = ROOT) -> dict[str, str]:
+    """Function name → handler, from tunables.json."""
+    with (root / "infrastructure" / "tunables.json").open(encoding="utf-8") as f:
+        spec = json.load(f)["functions"]
+    return {name: str(value["handler"]) for name, value in spec.items()}
+
+
+def dependencies(root: Path = ROOT) -> list[str]:
+    """The runtime requirements: pyproject.toml's `[project] dependencies`."""
+    with (root / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)["project"]
+    return [str(requirement) for requirement in project["dependencies"]]
+
+
+def build_packages(
+    arch: str,
+    out: Path,
+    cache: Path,
+    *,
+    refresh: bool = False,
+    root: Path = ROOT,
+) -> list[Package]:
+    """Build every function's zip into `out`; raises PackagingError naming what failed."""
+    if arch not in ARCHITECTURES:
+        raise PackagingError(
+            f"unknown architecture {arch!r}; expected one of {list(ARCHITECTURES)}"
+        )
+    handlers = functions(root)
+    requirements = dependencies(root)
+    started = time.monotonic()
+    _say(f"packaging {len(handlers)} functions for python{PYTHON_VERSION} on {arch}")
+    with tempfile.TemporaryDirectory(prefix="sluice-package-") as scratch:
+        tree = Path(scratch) / "tree"
+        tree.mkdir()
+        _install_dependencies(requirements, arch, tree, cache, refresh=refresh)
+        _clean(tree)
+        _copy_code(root, tree)
+        _check_handlers(handlers, tree)
+        unzipped = _unzipped_size(tree)
+        _say(f"tree: {_megabytes(unzipped)} unzipped")
+        if unzipped > MAX_UNZIPPED_BYTES:
+            raise PackagingError(
+                f"the package is {_megabytes(unzipped)} unzipped, over Lambda's limit of "
+                f"{_megabytes(MAX_UNZIPPED_BYTES)}; trim the dependencies in pyproject.toml"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        first = Path(scratch) / "package.zip"
+        _write_zip(tree, first)
+        zipped = first.stat().st_size
+        if zipped > MAX_ZIPPED_BYTES:
+            raise PackagingError(
+                f"the package is {_megabytes(zipped)} zipped, over Lambda's limit of "
+                f"{_megabytes(MAX_ZIPPED_BYTES)} for a direct upload; trim the dependencies"
+            )
+        digest = _sha256(first)
+        packages = []
+        for name in sorted(handlers):
+            target = out / f"{name}.zip"
+            partial = target.with_name(f".{target.name}.partial")
+            shutil.copyfile(first, partial)
+            partial.chmod(FILE_MODE)
+            partial.replace(target)
+            package = Package(name, target, zipped, unzipped, digest)
+            packages.append(package)
+            _say(
+                f"wrote {target}: {_megabytes(zipped)}, sha256 {digest} "
+                f"(source_code_hash {package.source_code_hash})"
+            )
+    _say(f"done in {time.monotonic() - started:.1f} s")
+    return packages
+
+
+def _install_dependencies(
+    requirements: Sequence[str], arch: str, tree: Path, cache: Path, *, refresh: bool
+) -> None:
+    wheels = cache / "wheels" / arch
+    wheels.mkdir(parents=True, exist_ok=True)
+    target = [
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        PYTHON_VERSION,
+        *(option for platform in ARCHITECTURES[arch] for option in ("--platform", platform)),
+        "--cache-dir",
+        str(cache / "http"),
+        "--disable-pip-version-check",
+        "--no-input",
+    ]
+    install = [
+        "install",
+        "--target",
+        str(tree),
+        "--no-index",
+        "--find-links",
+        str(wheels),
+        "--no-compile",
+        "--no-warn-script-location",
+        *target,
+        *requirements,
+    ]
+    download = ["download", "--dest", str(wheels), *target, *requirements]
+    with _locked(cache / f"{arch}.lock"):
+        if not refresh:
+            _say(f"installing dependencies from the wheel cache {wheels}")
+            if _pip(install).returncode == 0:
+                return
+            _say("the wheel cache cannot satisfy pyproject.toml; downloading wheels")
+            _empty(tree)
+        else:
+            _say("refreshing the wheel cache from the index")
+        _say(f"pip download for {arch} into {wheels}: {', '.join(requirements)}")
+        _check_pip(_pip(download), f"pip download of the dependencies for {arch}")
+        _say(f"installing dependencies from the wheel cache {wheels}")
+        _check_pip(_pip(install), f"pip install of the dependencies for {arch}")
+
+
+def _pip(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pip", *args]
+    try:
+        return subprocess.run(  # noqa: S603  # fixed argv from this module, no shell
+            command, capture_output=True, text=True, check=False
+        )
+    except OSError as error:
+        raise PackagingError(f"cannot run pip with {sys.executable}: {error}") from error
+
+
+def _check_pip(result: subprocess.CompletedProcess[str], what: str) -> None:
+    if result.returncode == 0:
+        return
+    output = (result.stdout + result.stderr).strip().splitlines()[-PIP_OUTPUT_LINES:]
+    raise PackagingError(
+        f"{what} failed (exit {result.returncode}):\n  $ {' '.join(map(str, result.args))}\n"
+        + "\n".join(f"  {_shorten(line)}" for line in output)
+    )
+
+
+def _shorten(line: str) -> str:
+    return line if len(line) <= PIP_LINE_CHARS else f"{line[:PIP_LINE_CHARS]}…"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialize builds that share a cache (parallel test workers, two terminals)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _empty(folder: Path) -> None:
+    shutil.rmtree(folder)
+    folder.mkdir()
+
+
+def _clean(tree: Path) -> None:
+    """Drop what no function needs and what would differ between builds."""
+    shutil.rmtree(tree / "bin", ignore_errors=True)
+    for cache in sorted(tree.rglob("__pycache__"), reverse=True):
+        shutil.rmtree(cache)
+    for compiled in tree.rglob("*.pyc"):
+        compiled.unlink()
+
+
+def _copy_code(root: Path, tree: Path) -> None:
+    for package in (*CODE_PACKAGES, "infrastructure"):
+        if (tree / package).exists():
+            raise PackagingError(f"a dependency installs a top-level {package!r}, Sluice's own")
+    for package in CODE_PACKAGES:
+        _copy_folder(root / package, tree / package)
+    source = root / "infrastructure"
+    (tree / "infrastructure").mkdir()
+    for name in INFRASTRUCTURE_FILES:
+        shutil.copyfile(source / name, tree / "infrastructure" / name)
+    for name in INFRASTRUCTURE_DIRS:
+        _copy_folder(source / name, tree / "infrastructure" / name)
+    _say(
+        f"added the function code: {', '.join(CODE_PACKAGES)}, infrastructure "
+        f"({', '.join((*INFRASTRUCTURE_FILES, *(f'{name}/' for name in INFRASTRUCTURE_DIRS)))})"
+    )
+
+
+def _copy_folder(source: Path, destination: Path) -> None:
+    if not source.is_dir():
+        raise PackagingError(f"missing function code: {source}")
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def _check_handlers(handlers: dict[str, str], tree: Path) -> None:
+    for name, handler in handlers.items():
+        module = handler.rpartition(".")[0]
+        if not (tree / (module.replace(".", "/") + ".py")).is_file():
+            raise PackagingError(
+                f"{name}'s handler {handler} has no module {module} in the package"
+            )
+
+
+def _entries(tree: Path) -> list[tuple[str, Path]]:
+    """Every folder (`name/`) and file under tree, sorted by its name in the zip."""
+    return sorted(
+        (path.relative_to(tree).as_posix() + ("/" if path.is_dir() else ""), path)
+        for path in tree.rglob("*")
+    )
+
+
+def _unzipped_size(tree: Path) -> int:
+    return sum(path.stat().st_size for path in tree.rglob("*") if path.is_file())
+
+
+def _write_zip(tree: Path, destination: Path) -> None:
+    with zipfile.ZipFile(destination, "w") as archive:
+        for name, path in _entries(tree):
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise PackagingError(f"symbolic link in the package: {name}")
+            if stat.S_ISDIR(mode):
+                info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+                info.create_system = 3  # Unix, so the permissions below apply
+                info.external_attr = ((stat.S_IFDIR | EXECUTABLE_MODE) << 16) | 0x10  # MS-DOS dir
+                archive.writestr(info, b"", compress_type=zipfile.ZIP_STORED)
+                continue
+            permissions = EXECUTABLE_MODE if mode & 0o111 else FILE_MODE
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFREG | permissions) << 16
+            archive.writestr(
+                info,
+                path.read_bytes(),
+                compress_type=zipfile.ZIP_DEFLATED,
+                compresslevel=COMPRESS_LEVEL,
+            )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _say(message: str) -> None:
+    print(f"[package] {message}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m infrastructure.packaging",
+        description="Build one deterministic zip per Lambda function (python3.12).",
+    )
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="x86_64")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "lambda")
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "pip-cache")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="download from the index first, taking newer releases (default: the wheel cache)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        build_packages(args.arch, args.out, args.cache.resolve(), refresh=args.refresh)
+    except PackagingError as error:
+        print(f"[package] FAILED: {error}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
