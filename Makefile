@@ -13,7 +13,17 @@ TIME_SCALE ?= 1
 RATE ?= 10
 DURATION ?= 60
 
-.PHONY: help install run load test test-slow lint demo clean
+# Deploying: ENV picks infrastructure/terraform/env/$(ENV).tfvars and keeps Terraform's working
+# data in build/terraform/$(ENV); the state lives in TF_STATE_BUCKET (S3, with locking).
+ENV ?= dev
+ARCH ?= x86_64
+TF_STATE_BUCKET ?=
+TF_DIR := infrastructure/terraform
+TF := TF_DATA_DIR=$(CURDIR)/build/terraform/$(ENV) terraform -chdir=$(TF_DIR)
+TF_VARS := -var-file=env/$(ENV).tfvars -var=lambda_architecture=$(ARCH)
+
+.PHONY: help install run load test test-slow tf-check lint demo package tf-init plan deploy \
+	destroy smoke clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,11 +42,15 @@ run: $(STAMP) ## The whole pipeline locally, in the foreground (TIME_SCALE=10 sh
 load: $(STAMP) ## RATE files/s for DURATION s into the running stack, then what arrived in MinIO
 	$(BIN)/sluice load --rate $(RATE) --seconds $(DURATION)
 
-test: $(STAMP) ## Unit and in-process tests (moto in process, real gzip and fastavro); < 10 min
+test: $(STAMP) ## Unit and in-process tests, and the Terraform's offline checks; < 10 min
 	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS)
+	$(TF_DIR)/check.sh
 
 test-slow: $(STAMP) ## Tests that start servers or need long clocks; < 35 min
 	$(BIN)/pytest -m slow -n $(PYTEST_WORKERS)
+
+tf-check: ## Terraform only: fmt, init (offline mirror), validate, mocked `terraform test`
+	$(TF_DIR)/check.sh
 
 lint: $(STAMP) ## ruff (style, bugs) and mypy (strict types)
 	$(BIN)/ruff check .
@@ -45,6 +59,26 @@ lint: $(STAMP) ## ruff (style, bugs) and mypy (strict types)
 
 demo: $(STAMP) ## Sample files through every function into SeaweedFS as MinIO, in process
 	$(BIN)/python -m infrastructure.local.demo
+
+package: $(STAMP) ## Deterministic Lambda zips for python3.12 on ARCH=x86_64|arm64 in build/lambda
+	$(BIN)/python -m infrastructure.packaging --arch $(ARCH) --out build/lambda
+
+tf-init:
+	@test -n "$(TF_STATE_BUCKET)" || { echo "make: set TF_STATE_BUCKET=<state bucket> (see README: Deploy to AWS)" >&2; exit 2; }
+	$(TF) init -input=false -reconfigure -lockfile=readonly \
+	  -backend-config=env/$(ENV).s3.tfbackend -backend-config="bucket=$(TF_STATE_BUCKET)"
+
+plan: package tf-init ## Terraform plan for ENV=dev|prod (TF_STATE_BUCKET=…), saved for deploy
+	$(TF) plan -input=false $(TF_VARS) -out=$(ENV).tfplan
+
+deploy: plan ## Apply the saved plan of ENV
+	$(TF) apply -input=false $(ENV).tfplan
+
+destroy: tf-init ## Destroy ENV (buckets that still hold objects refuse)
+	$(TF) destroy $(TF_VARS)
+
+smoke: $(STAMP) ## Upload a sample to ENV's landing bucket, wait for its archive in MinIO, verify it
+	$(BIN)/sluice smoke --env $(ENV)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) build .sluice .pytest_cache .mypy_cache .ruff_cache

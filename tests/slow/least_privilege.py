@@ -4,8 +4,10 @@ actions, against the policy Terraform gives that function's role.
 
 Two directions (issue 5): every action a function needs is allowed by its policy, and its policy
 allows nothing beyond what it needs — those actions, the ones the Lambda service performs with
-the role on the function's behalf (`SERVICE_ACTIONS`), and the ones below that no local run
-exercises (`UNEXERCISED`), each with its reason. Resources are not compared here.
+the role on the function's behalf (`SERVICE_ACTIONS`), and permissions that change S3's
+answers rather than allow a call (`PERMISSION_ONLY`), each with its reason. Calls the local run
+does not exercise are in the listing with a `why` naming the code that makes them. Resources
+are not compared here.
 
 The mapping from an operation to its IAM action follows the Service Authorization Reference
 (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html):
@@ -68,37 +70,11 @@ SERVICE_ACTIONS: Final[dict[str, dict[str, str]]] = {
         "sqs:SendMessage": "Lambda sends the on-failure record to the requeue DLQ with the role",
     },
 }
-UNEXERCISED: Final[dict[str, dict[str, str]]] = {
-    "forwarder": {
-        "s3:ListBucketVersions": "an event without versionId (unversioned history) is matched "
-        "by ETag among the key's versions (transform/versions.py)",
-        "s3:ListBucket": "so that a version deleted for good answers 404, not 403",
-        "s3:PutObject": "reason files of quarantined files (transform/quarantine.py)",
-        "s3:GetObject": "HeadObject/GetObject of a version",
-        "dynamodb:DeleteItem": "a claim is released when its send failed",
-        "dynamodb:GetItem": "a busy or completed claim is read back",
-        "dynamodb:UpdateItem": "claims completed one by one when a batch write fails",
-    },
-    "delivery": {
-        "s3:ListBucket": "so that a ref deleted for good answers 404, not 403",
-        "s3:PutObjectVersionTagging": "the staged window's version is tagged delivered",
-        "dynamodb:BatchGetItem": "claims settled by reading after a cancelled transaction",
-        "dynamodb:PutItem": "claims inside TransactWriteItems",
-        "dynamodb:ConditionCheckItem": "claims inside TransactWriteItems",
-    },
-    "redrive": {
-        "sqs:DeleteMessage": "DLQ records of settled windows are deleted",
-        "lambda:InvokeFunction": "delivery is invoked for windows to redrive",
-        "dynamodb:UpdateItem": "redrive counts and parked windows",
-        "dynamodb:PutItem": "redrive records a window that had no record",
-        "s3:GetObject": "the staged window's existence and age",
-    },
-    "requeue": {
-        "s3:GetObject": "the error-record object S3 notified",
-        "s3:GetObjectVersion": "the error-record object S3 notified, by version",
-        "s3:PutObject": "reason files of records given up on",
-        "firehose:PutRecordBatch": "records go back into Firehose",
-    },
+PERMISSION_ONLY: Final[dict[str, dict[str, str]]] = {
+    # Not a call: without s3:ListBucket, S3 answers 403 for a key that does not exist, and the
+    # code tells "gone" (quarantine, exclusion) from "denied" (retry) by 404 vs 403.
+    "forwarder": {"s3:ListBucket": "a landing version deleted for good must answer 404"},
+    "delivery": {"s3:ListBucket": "a ref's landing version deleted for good must answer 404"},
 }
 
 
@@ -166,7 +142,7 @@ def problems(
             needed
             | set(SERVICE_ACTIONS["*"])
             | set(SERVICE_ACTIONS.get(function, {}))
-            | set(UNEXERCISED.get(function, {}))
+            | set(PERMISSION_ONLY.get(function, {}))
         )
         for action in sorted(allowed_actions(policy)):
             if "*" in action.split(":", 1)[-1] and action not in justified:

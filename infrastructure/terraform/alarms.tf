@@ -1,0 +1,427 @@
+# Alarms to one SNS topic (optionally mailed), and a dashboard. The functions' own metrics are
+# Powertools EMF metrics in the tunables' namespace, dimension `service` = the function's
+# POWERTOOLS_SERVICE_NAME.
+
+resource "aws_sns_topic" "alarms" {
+  name = "${local.prefix}-alarms"
+  # CloudWatch cannot publish to a topic under the AWS-managed aws/sns key, so the topic is
+  # encrypted only with the customer key (whose policy admits cloudwatch.amazonaws.com).
+  kms_master_key_id = local.kms_key_arn
+}
+
+data "aws_iam_policy_document" "alarms_topic" {
+  statement {
+    sid       = "CloudWatchAlarmsPublish"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alarms.arn]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_sns_topic_policy" "alarms" {
+  arn    = aws_sns_topic.alarms.arn
+  policy = data.aws_iam_policy_document.alarms_topic.json
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count = var.alarm_email == null ? 0 : 1
+
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+locals {
+  namespace = local.tunables.metrics_namespace
+  service   = { for name, f in local.functions : name => f.environment["POWERTOOLS_SERVICE_NAME"] }
+
+  # One entry per alarm: metric, statistic, comparison and threshold. Period 300 s and one
+  # evaluation period unless said otherwise.
+  queue_alarms = {
+    "ingest-oldest-message" = {
+      description = "The oldest ingest message is older than ${var.alarm_ingest_oldest_message_seconds} s: the forwarder is not keeping up or is failing."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateAgeOfOldestMessage"
+      dimensions  = { QueueName = local.names.ingest_queue }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = var.alarm_ingest_oldest_message_seconds
+      periods     = 1
+    }
+    "ingest-depth" = {
+      description = "More than ${var.alarm_ingest_depth} ingest messages have waited for 15 minutes."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = local.names.ingest_queue }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = var.alarm_ingest_depth
+      periods     = 3
+    }
+    "ingest-dlq-not-empty" = {
+      description = "S3 events failed ${local.ingest.max_receive_count} times and rest in the ingest DLQ: runbook, redrive with StartMessageMoveTask."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = local.names.ingest_dlq }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "delivery-dlq-not-empty" = {
+      description = "Windows failed delivery after Lambda's retries; redrive replays them once MinIO answers."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = local.names.delivery_dlq }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "requeue-dlq-not-empty" = {
+      description = "errors/ objects whose records could not be put back into Firehose after Lambda's retries."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = local.names.requeue_dlq }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+  }
+
+  lambda_alarms = merge([
+    for name, function_name in local.function_names : {
+      "${name}-errors" = {
+        description = "${function_name} raised errors."
+        namespace   = "AWS/Lambda"
+        metric      = "Errors"
+        dimensions  = { FunctionName = function_name }
+        statistic   = "Sum"
+        comparison  = "GreaterThanThreshold"
+        threshold   = 0
+        periods     = 1
+      }
+      "${name}-throttles" = {
+        description = "${function_name} was throttled."
+        namespace   = "AWS/Lambda"
+        metric      = "Throttles"
+        dimensions  = { FunctionName = function_name }
+        statistic   = "Sum"
+        comparison  = "GreaterThanThreshold"
+        threshold   = 0
+        periods     = 1
+      }
+    }
+  ]...)
+
+  firehose_alarms = merge([
+    for stream in local.stream_names : {
+      "${stream}-data-freshness" = {
+        description = "Records in ${stream} waited more than ${var.alarm_firehose_freshness_seconds} s to reach the staging bucket."
+        namespace   = "AWS/Firehose"
+        metric      = "DeliveryToS3.DataFreshness"
+        dimensions  = { DeliveryStreamName = stream }
+        statistic   = "Maximum"
+        comparison  = "GreaterThanThreshold"
+        threshold   = var.alarm_firehose_freshness_seconds
+        periods     = 1
+      }
+      "${stream}-throttled-records" = {
+        description = "${stream} throttled records (quota): the forwarder retries them, latency grows."
+        namespace   = "AWS/Firehose"
+        metric      = "ThrottledRecords"
+        dimensions  = { DeliveryStreamName = stream }
+        statistic   = "Sum"
+        comparison  = "GreaterThanThreshold"
+        threshold   = 0
+        periods     = 1
+      }
+      "${stream}-processing-failures" = {
+        description = "Processor invocations of ${stream} failed as a whole: their batches go to errors/ and requeue."
+        namespace   = "AWS/Firehose"
+        metric      = "ExecuteProcessing.Success"
+        dimensions  = { DeliveryStreamName = stream }
+        statistic   = "Minimum"
+        comparison  = "LessThanThreshold"
+        threshold   = 1
+        periods     = 1
+      }
+    }
+  ]...)
+
+  pipeline_alarms = {
+    "delivery-latency-p99" = {
+      description = "p99 end-to-end latency (S3 arrival to MinIO) above ${var.alarm_latency_p99_seconds} s."
+      namespace   = local.namespace
+      metric      = "EndToEndLatency"
+      dimensions  = { service = local.service["delivery"] }
+      statistic   = "p99"
+      comparison  = "GreaterThanThreshold"
+      threshold   = var.alarm_latency_p99_seconds * 1000 # the metric is in milliseconds
+      periods     = 1
+    }
+    "oldest-undelivered-window" = {
+      description = "A staged window has waited more than ${var.alarm_undelivered_window_seconds} s for delivery (its refs leave the hot tier on day ${var.landing_hot_days})."
+      namespace   = local.namespace
+      metric      = "OldestUndeliveredWindowAge"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = var.alarm_undelivered_window_seconds
+      periods     = 1
+    }
+    "windows-parked" = {
+      description = "Windows redriven ${local.redrive.max_redrives} times were PARKED: runbook, `sluice redrive --window`."
+      namespace   = local.namespace
+      metric      = "WindowsParked"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "minio-unreachable" = {
+      description = "Redrive found MinIO unreachable for 15 minutes: windows wait in staging and the delivery DLQ."
+      namespace   = local.namespace
+      metric      = "MinioHealthy"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Maximum"
+      comparison  = "LessThanThreshold"
+      threshold   = 1
+      periods     = 3
+    }
+    "files-excluded" = {
+      description = "Delivery excluded files from archives (version gone, checksum mismatch, unparseable): reasons in the manifests."
+      namespace   = local.namespace
+      metric      = "FilesExcluded"
+      dimensions  = { service = local.service["delivery"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "requeue-exhausted" = {
+      description = "Records of failed processor invocations were requeued ${local.tunables.requeue.max_attempts} times and stay in errors/."
+      namespace   = local.namespace
+      metric      = "RequeueExhausted"
+      dimensions  = { service = local.service["requeue"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "versions-gone" = {
+      description = "Landed versions were deleted for good before the forwarder read them (quarantine/reasons/)."
+      namespace   = local.namespace
+      metric      = "VersionsGone"
+      dimensions  = { service = local.service["forwarder"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "files-too-large" = {
+      description = "Landed files over max_file_bytes were quarantined as too-large."
+      namespace   = local.namespace
+      metric      = "FilesTooLarge"
+      dimensions  = { service = local.service["forwarder"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+    "records-quarantined" = {
+      description = "The processor failed records (invalid envelope or payload schema): reasons in quarantine/reasons/."
+      namespace   = local.namespace
+      metric      = "RecordsFailed"
+      dimensions  = { service = local.service["processor"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
+  }
+
+  alarms = merge(local.queue_alarms, local.lambda_alarms, local.firehose_alarms, local.pipeline_alarms)
+}
+
+resource "aws_cloudwatch_metric_alarm" "this" {
+  for_each = local.alarms
+
+  alarm_name          = "${local.prefix}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = startswith(each.value.statistic, "p") ? null : each.value.statistic
+  extended_statistic  = startswith(each.value.statistic, "p") ? each.value.statistic : null
+  comparison_operator = each.value.comparison
+  threshold           = each.value.threshold
+  period              = 300
+  evaluation_periods  = each.value.periods
+  datapoints_to_alarm = each.value.periods
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# Incoming bytes per second against the stream's own BytesPerSecondLimit (1 MiB/s outside
+# us-east-1, us-west-2 and eu-west-1: DESIGN §5).
+resource "aws_cloudwatch_metric_alarm" "firehose_bytes_quota" {
+  for_each = toset(local.stream_names)
+
+  alarm_name          = "${local.prefix}-${each.key}-incoming-bytes-near-quota"
+  alarm_description   = "${each.key} receives more than ${var.alarm_firehose_quota_percent}% of its bytes-per-second quota: add a stream (firehose.stream_count) or ask for a higher quota."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_firehose_quota_percent
+  evaluation_periods  = 3
+  datapoints_to_alarm = 3
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "usage"
+    expression  = "100 * (bytes / PERIOD(bytes)) / limit"
+    label       = "Incoming bytes, % of quota"
+    return_data = true
+  }
+
+  metric_query {
+    id = "bytes"
+
+    metric {
+      namespace   = "AWS/Firehose"
+      metric_name = "IncomingBytes"
+      dimensions  = { DeliveryStreamName = each.key }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id = "limit"
+
+    metric {
+      namespace   = "AWS/Firehose"
+      metric_name = "BytesPerSecondLimit"
+      dimensions  = { DeliveryStreamName = each.key }
+      stat        = "Maximum"
+      period      = 60
+    }
+  }
+}
+
+# --- Dashboard ------------------------------------------------------------------------------
+
+locals {
+  dashboard_widgets = [
+    {
+      title   = "Ingest queue"
+      metrics = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.names.ingest_queue], [".", "ApproximateAgeOfOldestMessage", ".", ".", { yAxis = "right" }]]
+      stat    = "Maximum"
+    },
+    {
+      title   = "Dead-letter queues"
+      metrics = [for queue in [local.names.ingest_dlq, local.names.delivery_dlq, local.names.requeue_dlq] : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", queue]]
+      stat    = "Maximum"
+    },
+    {
+      title   = "Firehose incoming bytes"
+      metrics = [for stream in local.stream_names : ["AWS/Firehose", "IncomingBytes", "DeliveryStreamName", stream]]
+      stat    = "Sum"
+    },
+    {
+      title   = "Firehose data freshness (s)"
+      metrics = [for stream in local.stream_names : ["AWS/Firehose", "DeliveryToS3.DataFreshness", "DeliveryStreamName", stream]]
+      stat    = "Maximum"
+    },
+    {
+      title   = "Lambda errors"
+      metrics = [for function_name in values(local.function_names) : ["AWS/Lambda", "Errors", "FunctionName", function_name]]
+      stat    = "Sum"
+    },
+    {
+      title   = "Lambda duration p99 (ms)"
+      metrics = [for function_name in values(local.function_names) : ["AWS/Lambda", "Duration", "FunctionName", function_name]]
+      stat    = "p99"
+    },
+    {
+      title   = "End-to-end latency (ms)"
+      metrics = [[local.namespace, "EndToEndLatency", "service", local.service["delivery"], { stat = "p50" }], ["...", { stat = "p99" }]]
+      stat    = "p99"
+    },
+    {
+      title = "Files"
+      metrics = [
+        [local.namespace, "FilesForwarded", "service", local.service["forwarder"]],
+        [local.namespace, "FilesDelivered", "service", local.service["delivery"]],
+        [local.namespace, "FilesExcluded", "service", local.service["delivery"]],
+        [local.namespace, "RecordsFailed", "service", local.service["processor"]],
+      ]
+      stat = "Sum"
+    },
+    {
+      title = "Redrive"
+      metrics = [
+        [local.namespace, "OldestUndeliveredWindowAge", "service", local.service["redrive"], { stat = "Maximum", yAxis = "right" }],
+        [local.namespace, "WindowsRedriven", "service", local.service["redrive"]],
+        [local.namespace, "WindowsReinvoked", "service", local.service["redrive"]],
+        [local.namespace, "WindowsParked", "service", local.service["redrive"]],
+      ]
+      stat = "Sum"
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = local.prefix
+  dashboard_body = jsonencode({
+    widgets = [
+      for index, widget in local.dashboard_widgets : {
+        type   = "metric"
+        x      = (index % 3) * 8
+        y      = floor(index / 3) * 6
+        width  = 8
+        height = 6
+        properties = {
+          title   = widget.title
+          metrics = widget.metrics
+          stat    = widget.stat
+          period  = 60
+          region  = local.region
+          view    = "timeSeries"
+        }
+      }
+    ]
+  })
+}

@@ -1,0 +1,333 @@
+# One role per function, granting only the calls its code makes (grep `clients.` in transform/
+# and delivery/), plus the Firehose and scheduler service roles. Streams and aliases are named
+# by ARNs built from their names: a reference would make the functions depend on themselves.
+
+locals {
+  landing_arn = aws_s3_bucket.this["landing"].arn
+  staging_arn = aws_s3_bucket.this["staging"].arn
+  stream_arns = [for name in local.stream_names : "arn:${local.partition}:firehose:${local.region}:${local.account_id}:deliverystream/${name}"]
+
+  # Reason files of held-back files and records (transform/quarantine.py).
+  quarantine_objects = "${local.staging_arn}/quarantine/reasons/*"
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "lambda" {
+  for_each = local.functions
+
+  name               = local.function_names[each.key]
+  description        = "Sluice ${var.environment} ${each.key}"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy" "lambda" {
+  for_each = local.functions
+
+  name   = "least-privilege"
+  role   = aws_iam_role.lambda[each.key].id
+  policy = data.aws_iam_policy_document.lambda[each.key].json
+}
+
+data "aws_iam_policy_document" "lambda" {
+  for_each = local.functions
+
+  source_policy_documents = [
+    data.aws_iam_policy_document.lambda_common[each.key].json,
+    {
+      forwarder = data.aws_iam_policy_document.forwarder.json
+      processor = data.aws_iam_policy_document.processor.json
+      requeue   = data.aws_iam_policy_document.requeue.json
+      delivery  = data.aws_iam_policy_document.delivery.json
+      redrive   = data.aws_iam_policy_document.redrive.json
+    }[each.key],
+  ]
+}
+
+# Logs to its own group, X-Ray segments, VPC network interfaces and the customer key.
+data "aws_iam_policy_document" "lambda_common" {
+  for_each = local.functions
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.lambda[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "WriteTraces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray has no resource-level permissions for these actions
+  }
+
+  dynamic "statement" {
+    for_each = var.vpc == null ? [] : [1]
+
+    content {
+      sid = "ManageVpcNetworkInterfaces"
+      actions = [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+      ]
+      resources = ["*"] # EC2 describes and Lambda-managed ENIs take no resource ARNs
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.create_kms_key ? [1] : []
+
+    content {
+      sid       = "UseCustomerKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [local.kms_key_arn]
+    }
+  }
+}
+
+# transform/forwarder.py: resolve and read landing versions, idempotency records, PutRecordBatch,
+# reason files; the event source mapping polls the ingest queue with this role.
+data "aws_iam_policy_document" "forwarder" {
+  statement {
+    sid       = "ConsumeIngestQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [aws_sqs_queue.ingest.arn]
+  }
+
+  # ListBucket makes S3 answer 404 (NoSuchKey/NoSuchVersion), not 403, for a version deleted for
+  # good: transform/versions.py tells "gone" from "denied" by that code.
+  statement {
+    sid       = "ListLandingVersions"
+    actions   = ["s3:ListBucket", "s3:ListBucketVersions"]
+    resources = [local.landing_arn]
+  }
+
+  statement {
+    sid       = "ReadLandingVersions"
+    actions   = ["s3:GetObjectVersion"]
+    resources = ["${local.landing_arn}/*"]
+  }
+
+  statement {
+    sid       = "IdempotencyRecords"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"]
+    resources = [aws_dynamodb_table.this["idempotency"].arn]
+  }
+
+  statement {
+    sid       = "PutRecords"
+    actions   = ["firehose:PutRecordBatch"]
+    resources = local.stream_arns
+  }
+
+  statement {
+    sid       = "WriteReasonFiles"
+    actions   = ["s3:PutObject"]
+    resources = [local.quarantine_objects]
+  }
+}
+
+# transform/processor.py: reason files only.
+data "aws_iam_policy_document" "processor" {
+  statement {
+    sid       = "WriteReasonFiles"
+    actions   = ["s3:PutObject"]
+    resources = [local.quarantine_objects]
+  }
+}
+
+# transform/requeue.py: read errors/ objects, put records back, reason files, on-failure
+# destination.
+data "aws_iam_policy_document" "requeue" {
+  statement {
+    sid       = "ReadErrorObjects"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.staging_arn}/errors/*"]
+  }
+
+  statement {
+    sid       = "PutRecords"
+    actions   = ["firehose:PutRecordBatch"]
+    resources = local.stream_arns
+  }
+
+  statement {
+    sid       = "WriteReasonFiles"
+    actions   = ["s3:PutObject"]
+    resources = [local.quarantine_objects]
+  }
+
+  statement {
+    sid       = "OnFailureDestination"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.requeue_dlq.arn]
+  }
+}
+
+# delivery/handler.py: download the window, read `ref` bodies by version, tag the window
+# delivered, the ledger, the MinIO secret, on-failure destination.
+data "aws_iam_policy_document" "delivery" {
+  statement {
+    sid       = "ReadStagedWindows"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.staging_arn}/buffers/*"]
+  }
+
+  statement {
+    sid       = "TagDeliveredWindows"
+    actions   = ["s3:PutObjectTagging"]
+    resources = ["${local.staging_arn}/buffers/*"]
+  }
+
+  statement {
+    sid       = "ReadRefBodies"
+    actions   = ["s3:GetObjectVersion"]
+    resources = ["${local.landing_arn}/*"]
+  }
+
+  # As for the forwarder: a `ref` body deleted for good must answer 404 (delivery/refs.py).
+  statement {
+    sid       = "TellGoneRefBodies"
+    actions   = ["s3:ListBucket"]
+    resources = [local.landing_arn]
+  }
+
+  statement {
+    sid = "Ledger"
+    # Claims are Puts inside TransactWriteItems, which IAM checks as PutItem.
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.this["ledger"].arn]
+  }
+
+  statement {
+    sid       = "ReadMinioSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.minio.arn]
+  }
+
+  statement {
+    sid       = "OnFailureDestination"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.delivery_dlq.arn]
+  }
+}
+
+# delivery/redrive.py: drain the delivery DLQ, list recent windows, the ledger, MinIO's health
+# through its secret, and invoke delivery's `live` alias.
+data "aws_iam_policy_document" "redrive" {
+  statement {
+    sid       = "DrainDeliveryDlq"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
+    resources = [aws_sqs_queue.delivery_dlq.arn]
+  }
+
+  statement {
+    sid       = "ListStagedWindows"
+    actions   = ["s3:ListBucket"]
+    resources = [local.staging_arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["buffers/*"]
+    }
+  }
+
+  statement {
+    sid       = "Ledger"
+    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
+    resources = [aws_dynamodb_table.this["ledger"].arn]
+  }
+
+  statement {
+    sid       = "ReadMinioSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.minio.arn]
+  }
+
+  statement {
+    sid       = "InvokeDelivery"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [local.alias_arns["delivery"]]
+  }
+}
+
+# --- Firehose -------------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "firehose_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["firehose.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "sts:ExternalId"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "firehose" {
+  name               = "${local.prefix}-firehose"
+  description        = "Sluice ${var.environment}: Firehose streams write to staging and invoke the processor"
+  assume_role_policy = data.aws_iam_policy_document.firehose_assume.json
+}
+
+data "aws_iam_policy_document" "firehose" {
+  statement {
+    sid = "WriteStagingBucket"
+    actions = [
+      "s3:AbortMultipartUpload",
+      "s3:GetBucketLocation",
+      "s3:GetObject",
+      "s3:ListBucket",
+      "s3:ListBucketMultipartUploads",
+      "s3:PutObject",
+    ]
+    resources = [local.staging_arn, "${local.staging_arn}/*"]
+  }
+
+  statement {
+    sid       = "InvokeProcessor"
+    actions   = ["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]
+    resources = [local.alias_arns["processor"]]
+  }
+
+  statement {
+    sid       = "WriteDeliveryLogs"
+    actions   = ["logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.firehose.arn}:*"]
+  }
+
+  dynamic "statement" {
+    for_each = local.create_kms_key ? [1] : []
+
+    content {
+      sid       = "UseCustomerKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [local.kms_key_arn]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "firehose" {
+  name   = "least-privilege"
+  role   = aws_iam_role.firehose.id
+  policy = data.aws_iam_policy_document.firehose.json
+}

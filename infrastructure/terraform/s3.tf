@@ -1,0 +1,341 @@
+# Three buckets: landing (producers write here), staging (Firehose's windows, errors and
+# quarantine reasons; Athena reads it) and athena (query results). Common settings first.
+
+locals {
+  buckets = {
+    landing = local.names.landing_bucket
+    staging = local.names.staging_bucket
+    athena  = local.names.athena_bucket
+  }
+}
+
+resource "aws_s3_bucket" "this" {
+  for_each = local.buckets
+
+  bucket        = each.value
+  force_destroy = var.force_destroy
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket                  = each.value.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = { for key, bucket in aws_s3_bucket.this : key => bucket if key != "athena" }
+
+  bucket = each.value.id
+
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+
+  rule {
+    # SSE-KMS with bucket keys (DESIGN §7): the customer key when there is one, else aws/s3.
+    bucket_key_enabled = true
+
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = local.kms_key_arn
+    }
+  }
+}
+
+# --- Policies: TLS only, TLS 1.2 at least; producers each to their own prefix --------------
+
+data "aws_iam_policy_document" "tls_only" {
+  for_each = aws_s3_bucket.this
+
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [each.value.arn, "${each.value.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "DenyTlsBelow12"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [each.value.arn, "${each.value.arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "NumericLessThan"
+      variable = "s3:TlsVersion"
+      values   = ["1.2"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "producers" {
+  dynamic "statement" {
+    for_each = var.producers
+
+    content {
+      sid       = "Producer${replace(title(replace(statement.key, "/[._-]/", " ")), " ", "")}WritesItsPrefix"
+      actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+      resources = ["${aws_s3_bucket.this["landing"].arn}/${statement.key}/*"]
+
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.producers
+
+    content {
+      sid       = "Producer${replace(title(replace(statement.key, "/[._-]/", " ")), " ", "")}ListsItsPrefix"
+      actions   = ["s3:ListBucket", "s3:ListBucketMultipartUploads"]
+      resources = [aws_s3_bucket.this["landing"].arn]
+
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
+
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["${statement.key}/*"]
+      }
+    }
+  }
+}
+
+data "aws_iam_policy_document" "bucket" {
+  for_each = aws_s3_bucket.this
+
+  source_policy_documents = concat(
+    [data.aws_iam_policy_document.tls_only[each.key].json],
+    each.key == "landing" && length(var.producers) > 0 ? [data.aws_iam_policy_document.producers.json] : [],
+  )
+}
+
+resource "aws_s3_bucket_policy" "this" {
+  for_each = aws_s3_bucket.this
+
+  bucket = each.value.id
+  policy = data.aws_iam_policy_document.bucket[each.key].json
+
+  # A bucket policy is refused while Block Public Access is being applied.
+  depends_on = [aws_s3_bucket_public_access_block.this]
+}
+
+# --- Lifecycle ------------------------------------------------------------------------------
+
+resource "aws_s3_bucket_lifecycle_configuration" "landing" {
+  bucket = aws_s3_bucket.this["landing"].id
+
+  # DESIGN §7: without it, objects under 128 KB are never transitioned.
+  transition_default_minimum_object_size = var.transition_default_minimum_object_size
+
+  rule {
+    id     = "abort-incomplete-multipart-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.abort_incomplete_multipart_days
+    }
+  }
+
+  # deep_archive: hot for landing_hot_days (delivery reads `ref` bodies), then Deep Archive.
+  dynamic "rule" {
+    for_each = var.landing_archive_mode == "deep_archive" ? [1] : []
+
+    content {
+      id     = "deep-archive-delivered-files"
+      status = "Enabled"
+
+      filter {}
+
+      transition {
+        days          = var.landing_hot_days
+        storage_class = "DEEP_ARCHIVE"
+      }
+    }
+  }
+
+  # expire: the MinIO archives are the durable copy.
+  dynamic "rule" {
+    for_each = var.landing_archive_mode == "expire" ? [1] : []
+
+    content {
+      id     = "expire-delivered-files"
+      status = "Enabled"
+
+      filter {}
+
+      expiration {
+        days = var.landing_expire_days
+      }
+    }
+  }
+
+  # Overwritten and deleted versions stay readable for landing_noncurrent_days (≥ 15), then go;
+  # delete markers left alone are removed.
+  rule {
+    id     = "noncurrent-versions"
+    status = "Enabled"
+
+    filter {}
+
+    noncurrent_version_expiration {
+      noncurrent_days = var.landing_noncurrent_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "staging" {
+  bucket = aws_s3_bucket.this["staging"].id
+
+  transition_default_minimum_object_size = var.transition_default_minimum_object_size
+
+  rule {
+    id     = "abort-incomplete-multipart-uploads"
+    status = "Enabled"
+
+    filter {}
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.abort_incomplete_multipart_days
+    }
+  }
+
+  # Only windows delivery tagged delivered expire; untagged ones (undelivered) never do.
+  rule {
+    id     = "expire-delivered-windows"
+    status = "Enabled"
+
+    filter {
+      and {
+        prefix = "buffers/"
+        tags   = { (local.delivery.delivered_tag) = local.delivered_tag_value }
+      }
+    }
+
+    expiration {
+      days = local.delivery.staging_retention_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  rule {
+    id     = "remove-expired-delete-markers"
+    status = "Enabled"
+
+    filter {
+      prefix = "buffers/"
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "athena" {
+  bucket = aws_s3_bucket.this["athena"].id
+
+  rule {
+    id     = "expire-query-results"
+    status = "Enabled"
+
+    filter {}
+
+    expiration {
+      days = var.athena_results_retention_days
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = var.abort_incomplete_multipart_days
+    }
+  }
+}
+
+# --- Notifications --------------------------------------------------------------------------
+
+resource "aws_s3_bucket_notification" "landing" {
+  bucket = aws_s3_bucket.this["landing"].id
+
+  queue {
+    id        = "ingest"
+    queue_arn = aws_sqs_queue.ingest.arn
+    events    = ["s3:ObjectCreated:*"]
+  }
+
+  depends_on = [aws_sqs_queue_policy.ingest]
+}
+
+resource "aws_s3_bucket_notification" "staging" {
+  bucket = aws_s3_bucket.this["staging"].id
+
+  lambda_function {
+    id                  = "buffers-to-delivery"
+    lambda_function_arn = aws_lambda_alias.this["delivery"].arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "buffers/"
+    filter_suffix       = local.firehose.file_extension
+  }
+
+  lambda_function {
+    id                  = "errors-to-requeue"
+    lambda_function_arn = aws_lambda_alias.this["requeue"].arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "errors/"
+  }
+
+  depends_on = [aws_lambda_permission.s3]
+}

@@ -1,0 +1,59 @@
+# Redrive runs every `redrive.schedule_minutes` (EventBridge Scheduler invokes its `live` alias).
+
+resource "aws_scheduler_schedule" "redrive" {
+  name                = "${local.prefix}-redrive"
+  description         = "Sluice ${var.environment}: drain the delivery DLQ and re-invoke delivery for forgotten windows"
+  schedule_expression = "rate(${local.redrive.schedule_minutes} ${local.redrive.schedule_minutes == 1 ? "minute" : "minutes"})"
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_alias.this["redrive"].arn
+    role_arn = aws_iam_role.scheduler.arn
+
+    # The next run comes soon: an invocation not accepted within one interval is dropped.
+    retry_policy {
+      maximum_event_age_in_seconds = max(60, local.redrive.schedule_minutes * 60)
+      maximum_retry_attempts       = 2
+    }
+  }
+}
+
+data "aws_iam_policy_document" "scheduler_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${local.prefix}-scheduler"
+  description        = "Sluice ${var.environment}: EventBridge Scheduler invokes redrive"
+  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+}
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "InvokeRedrive"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_alias.this["redrive"].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "invoke-redrive"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.scheduler.json
+}

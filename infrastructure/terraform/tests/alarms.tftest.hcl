@@ -1,0 +1,133 @@
+# Every alarm the issue lists, with its metric and threshold, all to the SNS topic.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+  # Mocked computed values (ARNs, URLs, versions) are known at plan time, so assertions on
+  # them need no apply.
+  override_during = plan
+}
+
+variables {
+  environment = "prod"
+  package_dir = "./tests/fixtures/lambda"
+}
+
+run "every_alarm_with_its_threshold" {
+  command = plan
+
+  assert {
+    condition = {
+      for key, a in aws_cloudwatch_metric_alarm.this : key => "${a.namespace} ${a.metric_name} ${coalesce(a.statistic, a.extended_statistic)} ${a.comparison_operator} ${a.threshold}"
+      } == {
+      "ingest-oldest-message"  = "AWS/SQS ApproximateAgeOfOldestMessage Maximum GreaterThanThreshold 3600"
+      "ingest-depth"           = "AWS/SQS ApproximateNumberOfMessagesVisible Maximum GreaterThanThreshold 10000"
+      "ingest-dlq-not-empty"   = "AWS/SQS ApproximateNumberOfMessagesVisible Maximum GreaterThanThreshold 0"
+      "delivery-dlq-not-empty" = "AWS/SQS ApproximateNumberOfMessagesVisible Maximum GreaterThanThreshold 0"
+      "requeue-dlq-not-empty"  = "AWS/SQS ApproximateNumberOfMessagesVisible Maximum GreaterThanThreshold 0"
+
+      "forwarder-errors"    = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "forwarder-throttles" = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "processor-errors"    = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "processor-throttles" = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "requeue-errors"      = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "requeue-throttles"   = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "delivery-errors"     = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "delivery-throttles"  = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "redrive-errors"      = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "redrive-throttles"   = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+
+      "sluice-prod-0-data-freshness"      = "AWS/Firehose DeliveryToS3.DataFreshness Maximum GreaterThanThreshold 300"
+      "sluice-prod-0-throttled-records"   = "AWS/Firehose ThrottledRecords Sum GreaterThanThreshold 0"
+      "sluice-prod-0-processing-failures" = "AWS/Firehose ExecuteProcessing.Success Minimum LessThanThreshold 1"
+      "sluice-prod-1-data-freshness"      = "AWS/Firehose DeliveryToS3.DataFreshness Maximum GreaterThanThreshold 300"
+      "sluice-prod-1-throttled-records"   = "AWS/Firehose ThrottledRecords Sum GreaterThanThreshold 0"
+      "sluice-prod-1-processing-failures" = "AWS/Firehose ExecuteProcessing.Success Minimum LessThanThreshold 1"
+
+      "delivery-latency-p99"      = "Sluice EndToEndLatency p99 GreaterThanThreshold 180000"
+      "oldest-undelivered-window" = "Sluice OldestUndeliveredWindowAge Maximum GreaterThanThreshold 86400"
+      "windows-parked"            = "Sluice WindowsParked Sum GreaterThanThreshold 0"
+      "minio-unreachable"         = "Sluice MinioHealthy Maximum LessThanThreshold 1"
+      "files-excluded"            = "Sluice FilesExcluded Sum GreaterThanThreshold 0"
+      "requeue-exhausted"         = "Sluice RequeueExhausted Sum GreaterThanThreshold 0"
+      "versions-gone"             = "Sluice VersionsGone Sum GreaterThanThreshold 0"
+      "files-too-large"           = "Sluice FilesTooLarge Sum GreaterThanThreshold 0"
+      "records-quarantined"       = "Sluice RecordsFailed Sum GreaterThanThreshold 0"
+    }
+    error_message = "Each alarm must watch its metric with its statistic, comparison and threshold."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.this["ingest-oldest-message"].dimensions == tomap({ QueueName = "sluice-prod-ingest" }) &&
+      aws_cloudwatch_metric_alarm.this["delivery-dlq-not-empty"].dimensions == tomap({ QueueName = "sluice-prod-delivery-dlq" }) &&
+      aws_cloudwatch_metric_alarm.this["delivery-errors"].dimensions == tomap({ FunctionName = "sluice-prod-delivery" }) &&
+      aws_cloudwatch_metric_alarm.this["sluice-prod-1-data-freshness"].dimensions == tomap({ DeliveryStreamName = "sluice-prod-1" }) &&
+      aws_cloudwatch_metric_alarm.this["delivery-latency-p99"].dimensions == tomap({ service = "delivery" }) &&
+      aws_cloudwatch_metric_alarm.this["oldest-undelivered-window"].dimensions == tomap({ service = "redrive" }) &&
+      aws_cloudwatch_metric_alarm.this["requeue-exhausted"].dimensions == tomap({ service = "requeue" })
+    )
+    error_message = "Alarms watch the right queue, function, stream or Powertools service."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.this["delivery-latency-p99"].statistic == null && aws_cloudwatch_metric_alarm.this["ingest-depth"].evaluation_periods == 3
+    error_message = "Percentiles use extended_statistic; the depth alarm waits three periods."
+  }
+
+  assert {
+    condition = alltrue([for a in concat(values(aws_cloudwatch_metric_alarm.this), values(aws_cloudwatch_metric_alarm.firehose_bytes_quota)) :
+    a.alarm_actions == toset([aws_sns_topic.alarms.arn])])
+    error_message = "Every alarm notifies the alarm topic."
+  }
+
+  assert {
+    condition = alltrue([for stream in ["sluice-prod-0", "sluice-prod-1"] : (
+      aws_cloudwatch_metric_alarm.firehose_bytes_quota[stream].threshold == 80 &&
+      aws_cloudwatch_metric_alarm.firehose_bytes_quota[stream].comparison_operator == "GreaterThanThreshold" &&
+      toset([for q in aws_cloudwatch_metric_alarm.firehose_bytes_quota[stream].metric_query : q.metric[0].metric_name if length(q.metric) > 0]) == toset(["IncomingBytes", "BytesPerSecondLimit"])
+    )])
+    error_message = "Each stream alarms when incoming bytes pass 80% of its BytesPerSecondLimit."
+  }
+
+  assert {
+    condition     = length(aws_sns_topic_subscription.email) == 0
+    error_message = "No e-mail subscription unless alarm_email is set."
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 9
+    error_message = "The dashboard shows the pipeline."
+  }
+}
+
+run "alarm_email_subscribed" {
+  command = plan
+
+  variables {
+    alarm_email = "oncall@example.com"
+  }
+
+  assert {
+    condition     = aws_sns_topic_subscription.email[0].protocol == "email" && aws_sns_topic_subscription.email[0].endpoint == "oncall@example.com"
+    error_message = "alarm_email subscribes to the alarm topic."
+  }
+}
+
+run "thresholds_follow_variables" {
+  command = plan
+
+  variables {
+    alarm_latency_p99_seconds        = 120
+    alarm_undelivered_window_seconds = 7200
+    alarm_firehose_quota_percent     = 60
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.this["delivery-latency-p99"].threshold == 120000 &&
+      aws_cloudwatch_metric_alarm.this["oldest-undelivered-window"].threshold == 7200 &&
+      aws_cloudwatch_metric_alarm.firehose_bytes_quota["sluice-prod-0"].threshold == 60
+    )
+    error_message = "Thresholds come from their variables."
+  }
+}

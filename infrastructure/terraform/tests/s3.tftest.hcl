@@ -1,0 +1,260 @@
+# Buckets: TLS-only policies, public access, ownership, SSE-KMS with bucket keys, lifecycle per
+# landing_archive_mode, producers' prefixes, notifications on the `live` aliases.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+  # Mocked computed values (ARNs, URLs, versions) are known at plan time, so assertions on
+  # them need no apply.
+  override_during = plan
+}
+
+variables {
+  environment = "prod"
+  package_dir = "./tests/fixtures/lambda"
+}
+
+run "buckets_policies_lifecycle_and_notifications" {
+  command = plan
+
+  assert {
+    condition = alltrue([for key in ["landing", "staging", "athena"] : anytrue([
+      for s in data.aws_iam_policy_document.tls_only[key].statement : (
+        s.effect == "Deny" && contains(s.actions, "s3:*") &&
+        length(s.resources) == 2 &&
+        anytrue([for p in s.principals : p.type == "*" && contains(p.identifiers, "*")]) &&
+        anytrue([for c in s.condition : c.test == "Bool" && c.variable == "aws:SecureTransport" && contains(c.values, "false")])
+      )
+    ])])
+    error_message = "Every bucket must deny requests without TLS."
+  }
+
+  assert {
+    condition = alltrue([for key in ["landing", "staging", "athena"] : anytrue([
+      for s in data.aws_iam_policy_document.tls_only[key].statement : (
+        s.effect == "Deny" && contains(s.actions, "s3:*") &&
+        anytrue([for c in s.condition : c.test == "NumericLessThan" && c.variable == "s3:TlsVersion" && contains(c.values, "1.2")])
+      )
+    ])])
+    error_message = "Every bucket must deny TLS below 1.2."
+  }
+
+  assert {
+    condition = alltrue([for b in aws_s3_bucket_public_access_block.this : (
+      b.block_public_acls && b.block_public_policy && b.ignore_public_acls && b.restrict_public_buckets
+    )])
+    error_message = "Public access must be blocked on every bucket."
+  }
+
+  assert {
+    condition     = alltrue([for o in aws_s3_bucket_ownership_controls.this : o.rule[0].object_ownership == "BucketOwnerEnforced"])
+    error_message = "Buckets must enforce bucket ownership (no ACLs)."
+  }
+
+  assert {
+    condition = alltrue([for e in aws_s3_bucket_server_side_encryption_configuration.this : (
+      one(e.rule).bucket_key_enabled &&
+      one(one(e.rule).apply_server_side_encryption_by_default).sse_algorithm == "aws:kms"
+    )])
+    error_message = "Buckets must use SSE-KMS with bucket keys."
+  }
+
+  assert {
+    condition     = aws_s3_bucket_versioning.this["landing"].versioning_configuration[0].status == "Enabled" && aws_s3_bucket_versioning.this["staging"].versioning_configuration[0].status == "Enabled"
+    error_message = "Landing and staging buckets are versioned."
+  }
+
+  # --- staging expires only delivered windows
+  assert {
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.staging.rule : (
+      [for e in r.expiration : e.days] == [30] &&
+      [for f in r.filter : [for a in f.and : a.prefix == "buffers/" && a.tags == tomap({ "sluice-delivered" = "true" })]] == [[true]]
+    ) if r.id == "expire-delivered-windows"] == [true]
+    error_message = "Staged windows expire after staging_retention_days only once tagged sluice-delivered=true."
+  }
+
+  assert {
+    # A rule with an expiration either filters on the delivered tag or only removes delete markers.
+    condition = alltrue([for r in aws_s3_bucket_lifecycle_configuration.staging.rule : (
+      length(r.expiration) == 0 ? true : (
+        length(flatten([for f in r.filter : [for a in f.and : a if length(coalesce(a.tags, {})) > 0]])) > 0 ? true :
+        alltrue([for e in r.expiration : e.expired_object_delete_marker == true])
+      )
+    )])
+    error_message = "No rule may expire untagged (undelivered) staging objects."
+  }
+
+  # --- notifications target live aliases
+  assert {
+    condition = (
+      length(aws_s3_bucket_notification.landing.queue) == 1 &&
+      one(aws_s3_bucket_notification.landing.queue).queue_arn == aws_sqs_queue.ingest.arn &&
+      contains(one(aws_s3_bucket_notification.landing.queue).events, "s3:ObjectCreated:*")
+    )
+    error_message = "The landing bucket notifies the ingest queue of every created object."
+  }
+
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.queue["ingest"].statement : (
+      s.effect != "Deny" && contains(s.actions, "sqs:SendMessage") &&
+      anytrue([for p in s.principals : contains(p.identifiers, "s3.amazonaws.com")]) &&
+      anytrue([for c in s.condition : c.variable == "aws:SourceArn" && contains(c.values, aws_s3_bucket.this["landing"].arn)])
+    )])
+    error_message = "The ingest queue policy lets the landing bucket (only) send."
+  }
+
+  assert {
+    condition = {
+      for f in aws_s3_bucket_notification.staging.lambda_function : f.filter_prefix => f.lambda_function_arn
+      } == {
+      "buffers/" = aws_lambda_alias.this["delivery"].arn
+      "errors/"  = aws_lambda_alias.this["requeue"].arn
+    }
+    error_message = "buffers/ invokes delivery, errors/ invokes requeue, each on its live alias."
+  }
+
+  assert {
+    condition = alltrue([for key in ["delivery", "requeue"] : (
+      aws_lambda_permission.s3[key].qualifier == "live" &&
+      aws_lambda_permission.s3[key].principal == "s3.amazonaws.com" &&
+      aws_lambda_permission.s3[key].source_arn == aws_s3_bucket.this["staging"].arn
+    )])
+    error_message = "S3 may invoke delivery and requeue on their live aliases, from the staging bucket only."
+  }
+}
+
+run "deep_archive_mode" {
+  command = plan
+
+  variables {
+    landing_archive_mode = "deep_archive"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.landing.transition_default_minimum_object_size == "varies_by_storage_class"
+    error_message = "The minimum object size must be set, or files under 128 KB are never transitioned."
+  }
+
+  assert {
+    condition = length([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : r if(
+      r.status == "Enabled" &&
+      length([for t in r.transition : t if t.days == 7 && t.storage_class == "DEEP_ARCHIVE"]) == 1
+    )]) == 1
+    error_message = "deep_archive: 7 days hot, then Glacier Deep Archive."
+  }
+
+  assert {
+    condition = toset([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : r.id]) == toset([
+      "abort-incomplete-multipart-uploads", "deep-archive-delivered-files", "noncurrent-versions",
+    ])
+    error_message = "deep_archive never expires current versions: no expire rule."
+  }
+
+  assert {
+    condition = anytrue([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
+      anytrue([for e in r.noncurrent_version_expiration : e.noncurrent_days >= 15])
+    )])
+    error_message = "Noncurrent landing versions live at least 15 days."
+  }
+
+  assert {
+    condition = alltrue([for config in [aws_s3_bucket_lifecycle_configuration.landing, aws_s3_bucket_lifecycle_configuration.staging, aws_s3_bucket_lifecycle_configuration.athena] : anytrue([
+      for r in config.rule : anytrue([for a in r.abort_incomplete_multipart_upload : a.days_after_initiation == 1])
+    ])])
+    error_message = "Every bucket aborts incomplete multipart uploads."
+  }
+}
+
+run "expire_mode" {
+  command = plan
+
+  variables {
+    landing_archive_mode = "expire"
+  }
+
+  assert {
+    condition     = aws_s3_bucket_lifecycle_configuration.landing.transition_default_minimum_object_size == "varies_by_storage_class"
+    error_message = "The minimum object size is set in expire mode too."
+  }
+
+  assert {
+    condition     = length([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : r if length(r.transition) > 0]) == 0
+    error_message = "expire mode transitions nothing."
+  }
+
+  assert {
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
+      r.status == "Enabled" && length(r.filter) == 1 && [for e in r.expiration : e.days] == [30]
+    ) if r.id == "expire-delivered-files"] == [true]
+    error_message = "expire mode expires every current version after landing_expire_days (30)."
+  }
+}
+
+run "landing_expire_days_below_the_dlq_window_refused" {
+  command = plan
+
+  variables {
+    landing_archive_mode = "expire"
+    landing_expire_days  = 7
+  }
+
+  expect_failures = [var.landing_expire_days]
+}
+
+run "producers_get_their_own_prefix" {
+  command = plan
+
+  variables {
+    producers = {
+      acme   = ["arn:aws:iam::123456789012:role/acme-uploader"]
+      globex = ["arn:aws:iam::210987654321:role/globex-sftp"]
+    }
+  }
+
+  assert {
+    condition = jsonencode({
+      for s in data.aws_iam_policy_document.producers.statement : one(s.resources) => sort(flatten([for p in s.principals : p.identifiers]))
+      if contains(s.actions, "s3:PutObject")
+      }) == jsonencode({
+      "${aws_s3_bucket.this["landing"].arn}/acme/*"   = ["arn:aws:iam::123456789012:role/acme-uploader"]
+      "${aws_s3_bucket.this["landing"].arn}/globex/*" = ["arn:aws:iam::210987654321:role/globex-sftp"]
+    })
+    error_message = "Each producer may PUT under its own prefix only."
+  }
+
+  assert {
+    condition     = length(aws_kms_key.this) == 1 && output.kms_key_arn == aws_kms_key.this[0].arn
+    error_message = "A producer of another account requires the customer key."
+  }
+
+  assert {
+    condition     = one(one(aws_s3_bucket_server_side_encryption_configuration.this["landing"].rule).apply_server_side_encryption_by_default).kms_master_key_id == aws_kms_key.this[0].arn
+    error_message = "With a customer key, the landing bucket encrypts with it."
+  }
+}
+
+run "same_account_producers_keep_aws_managed_key" {
+  command = plan
+
+  variables {
+    producers = {
+      acme = ["arn:aws:iam::123456789012:role/acme-uploader"]
+    }
+  }
+
+  assert {
+    condition     = length(aws_kms_key.this) == 0 && output.kms_key_arn == null
+    error_message = "Producers of this account need no customer key."
+  }
+}
+
+run "bad_producer_principal_refused" {
+  command = plan
+
+  variables {
+    producers = {
+      acme = ["acme-uploader"]
+    }
+  }
+
+  expect_failures = [var.producers]
+}
