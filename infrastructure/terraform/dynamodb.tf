@@ -17,6 +17,7 @@ locals {
 }
 
 resource "aws_dynamodb_table" "this" {
+  #checkov:skip=CKV_AWS_119:The customer key is used whenever there is one (create_kms_key, set in env/prod.tfvars, or producers of other accounts); without it DynamoDB's AWS-owned key is the chosen default
   for_each = local.tables
 
   name                        = each.value.name

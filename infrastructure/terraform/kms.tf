@@ -18,6 +18,9 @@ resource "aws_kms_alias" "this" {
 }
 
 data "aws_iam_policy_document" "kms" {
+  #checkov:skip=CKV_AWS_109:A key policy; Resource "*" there means this key only, and the account-root statement is AWS's default delegation to IAM policies
+  #checkov:skip=CKV_AWS_111:A key policy; Resource "*" there means this key only, and service principals are limited by aws:SourceAccount, the logs encryption context or kms:ViaService
+  #checkov:skip=CKV_AWS_356:A key policy; Resource "*" is the only form a key policy accepts and means this key only
   count = local.create_kms_key ? 1 : 0
 
   # Key administration and use through IAM policies of this account (each role below grants

@@ -1,6 +1,7 @@
 # Redrive runs every `redrive.schedule_minutes` (EventBridge Scheduler invokes its `live` alias).
 
 resource "aws_scheduler_schedule" "redrive" {
+  #checkov:skip=CKV_AWS_297:The schedule carries no input payload, only the redrive alias ARN and its role; nothing for a customer key to protect
   name                = "${local.prefix}-redrive"
   description         = "Sluice ${var.environment}: drain the delivery DLQ and re-invoke delivery for forgotten windows"
   schedule_expression = "rate(${local.redrive.schedule_minutes} ${local.redrive.schedule_minutes == 1 ? "minute" : "minutes"})"

@@ -206,6 +206,17 @@ variable "producers" {
   }
 }
 
+variable "access_log_bucket" {
+  description = "Existing bucket (the account's central log bucket) that receives the S3 server access logs of every Sluice bucket, under <bucket>/: who wrote and read which object, producers of other accounts included. S3 delivers access logs only to a bucket encrypted with SSE-S3, which is why Sluice does not create one. null: no access logs (then enable CloudTrail S3 data events)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.access_log_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.access_log_bucket))
+    error_message = "access_log_bucket must be a bucket name (3-63 lowercase letters, digits, dots, hyphens)."
+  }
+}
+
 variable "force_destroy" {
   description = "Let `terraform destroy` delete non-empty buckets (dev only: the staging bucket holds undelivered windows)."
   type        = bool

@@ -22,3 +22,6 @@ producers = {}
 
 # Set to the on-call address (the subscription must be confirmed from the mail).
 alarm_email = null
+
+# The account's central log bucket for S3 server access logs (SSE-S3); set it before deploying.
+# access_log_bucket = "<org>-s3-access-logs"

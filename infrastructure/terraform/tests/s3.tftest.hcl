@@ -258,3 +258,38 @@ run "bad_producer_principal_refused" {
 
   expect_failures = [var.producers]
 }
+
+run "access_logs_go_to_the_named_log_bucket" {
+  command = plan
+
+  variables {
+    access_log_bucket = "acme-central-access-logs"
+  }
+
+  assert {
+    condition = alltrue([for key in ["landing", "staging", "athena"] : (
+      aws_s3_bucket_logging.this[key].target_bucket == "acme-central-access-logs" &&
+      aws_s3_bucket_logging.this[key].target_prefix == "${aws_s3_bucket.this[key].bucket}/"
+    )])
+    error_message = "Every bucket must log its accesses to the named bucket, under its own name."
+  }
+}
+
+run "no_access_log_bucket_no_logging" {
+  command = plan
+
+  assert {
+    condition     = length(aws_s3_bucket_logging.this) == 0
+    error_message = "Without access_log_bucket there is nothing to log to."
+  }
+}
+
+run "bad_access_log_bucket_refused" {
+  command = plan
+
+  variables {
+    access_log_bucket = "Not_A_Bucket"
+  }
+
+  expect_failures = [var.access_log_bucket]
+}
