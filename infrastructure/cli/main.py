@@ -4,7 +4,8 @@
     sluice down                                                  stop a detached stack
     sluice put FILE...                                           files into the landing bucket
     sluice load --rate R --seconds T                             a realistic load, and its result
-    sluice smoke --local | --env ENV                             a sample file through, verified
+    sluice smoke [--local | --env ENV]                           a sample file through, verified
+    sluice status [--local | --env ENV] [--json]                 what is where, and how late
 
 Every subcommand has `--help`. The local stack's state is in `<root>/.sluice/`, where root is
 $SLUICE_ROOT, else the checkout Sluice runs from, else the current directory.
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from infrastructure import environment
-from infrastructure.cli import files, smoke, up
+from infrastructure.cli import deployment, files, smoke, status, up
 from infrastructure.local.stack_file import NoStackError
 
 
@@ -92,9 +93,7 @@ def parser() -> argparse.ArgumentParser:
         "found in MinIO through the sidecar manifests, its bytes and sha256 checked. Exit "
         "status 1 if anything does not hold.",
     )
-    where = check.add_mutually_exclusive_group(required=True)
-    where.add_argument("--local", action="store_true", help="the running local stack")
-    where.add_argument("--env", help="a Terraform deployment (make deploy ENV=…)")
+    deployment.add_arguments(check)
     check.add_argument(
         "--timeout",
         type=float,
@@ -102,6 +101,18 @@ def parser() -> argparse.ArgumentParser:
         help=f"seconds to wait for the archive (default {smoke.DEFAULT_TIMEOUT_SECONDS:.0f})",
     )
     check.set_defaults(run=smoke.smoke)
+
+    report = commands.add_parser(
+        "status",
+        help="queues, DLQs, windows waiting, parked, last delivery, latency",
+        description="Where every file is: ingest queue depth and oldest message age, the "
+        "DLQs, staged windows not yet delivered and the oldest one's age, parked windows, the "
+        "last delivery and end-to-end latency percentiles (from the ledger). Exit status 1 "
+        "when anything waits in a DLQ or is parked.",
+    )
+    deployment.add_arguments(report)
+    report.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    report.set_defaults(run=status.status)
     return main
 
 

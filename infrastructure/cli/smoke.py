@@ -1,10 +1,9 @@
 """`sluice smoke`: the seeds' validation, end to end — upload a sample file to the landing bucket,
 wait for its archive in MinIO, and check it byte for byte.
 
-Against the local stack (`--local`, from `.sluice/stack.json`) or a deployment (`--env ENV`, from
-`terraform output -json` of infrastructure/terraform with that environment's data directory):
-the same code, only the endpoints and names differ. MinIO's endpoint and keys come from the MinIO
-secret in Secrets Manager, as delivery reads them.
+Against the local stack (`--local`) or a deployment (`--env ENV`), as
+infrastructure.cli.deployment finds them: the same code, only the endpoints and names differ.
+MinIO's endpoint and keys come from the MinIO secret in Secrets Manager, as delivery reads them.
 
 Checks: the sample appears in an archive's sidecar manifest under its key and landing version;
 the archive's member has the sample's bytes and the manifest's sha256; the sidecar equals the
@@ -17,87 +16,32 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import secrets
-import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import boto3
 from minio import Minio
 
 from delivery.minio_access import MinioSettings
+from infrastructure.cli import deployment
+from infrastructure.cli.deployment import Deployment
 from infrastructure.local.arrivals import SIDECAR_SUFFIX, Arrival, ManifestReader
-from infrastructure.local.stack_file import read_stack
 from infrastructure.tunables import load_tunables
 
-TERRAFORM_DIR: Final = Path("infrastructure/terraform")
 POLL_SECONDS: Final = 2.0
 DEFAULT_TIMEOUT_SECONDS: Final = 300.0
 """Firehose's two buffers (70 s) and a delivery, with room to spare."""
-
-
-@dataclass(frozen=True)
-class Target:
-    region: str
-    endpoint_url: str | None
-    """None: AWS itself."""
-    landing_bucket: str
-    minio_secret: str
-
-    def client(self, service: str) -> Any:
-        arguments: dict[str, Any] = {"region_name": self.region}
-        if self.endpoint_url is not None:
-            arguments.update(
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id="local",
-                aws_secret_access_key="local",  # noqa: S106  # moto takes any key
-            )
-        return boto3.client(service, **arguments)  # type: ignore[call-overload]  # by name
-
-
-def local_target(root: Path) -> Target:
-    stack = read_stack(root)
-    return Target(stack.region, stack.aws_endpoint, stack.landing_bucket, stack.minio_secret)
-
-
-def terraform_target(root: Path, environment: str) -> Target:
-    data_dir = root / "build" / "terraform" / environment
-    try:
-        completed = subprocess.run(  # noqa: S603  # fixed argv, no shell
-            ["terraform", f"-chdir={root / TERRAFORM_DIR}", "output", "-json"],  # noqa: S607  # terraform from PATH, as make deploy uses it
-            env={**os.environ, "TF_DATA_DIR": str(data_dir)},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", "") or str(err)
-        raise SmokeError(
-            f"cannot read the Terraform outputs of {environment!r} (data in {data_dir}; "
-            f"run `make deploy ENV={environment}` first): {detail.strip()}"
-        ) from err
-    outputs = {name: value["value"] for name, value in json.loads(completed.stdout).items()}
-    if "landing_bucket" not in outputs:
-        raise SmokeError(f"environment {environment!r} has no Terraform outputs: is it deployed?")
-    return Target(
-        region=load_tunables().region,
-        endpoint_url=None,
-        landing_bucket=outputs["landing_bucket"],
-        minio_secret=outputs["minio_secret_arn"],
-    )
 
 
 class SmokeError(RuntimeError):
     """The smoke test could not run or did not pass; the message says which check."""
 
 
-def minio_of(target: Target) -> tuple[Minio, MinioSettings]:
+def minio_of(target: Deployment) -> tuple[Minio, MinioSettings]:
     value = target.client("secretsmanager").get_secret_value(SecretId=target.minio_secret)
     settings = MinioSettings.from_secret(
         json.loads(value["SecretString"]), secret_name=target.minio_secret
@@ -112,7 +56,7 @@ def minio_of(target: Target) -> tuple[Minio, MinioSettings]:
     return client, settings
 
 
-def run_smoke(target: Target, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> str:
+def run_smoke(target: Deployment, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> str:
     """Upload a sample, wait for it in MinIO, verify it; a line saying what passed, or
     SmokeError saying what did not."""
     client, settings = minio_of(target)
@@ -178,9 +122,8 @@ def _read(client: Minio, bucket: str, name: str) -> bytes:
 
 def smoke(args: argparse.Namespace, root: Path) -> int:
     try:
-        target = local_target(root) if args.local else terraform_target(root, args.env)
-        print(run_smoke(target, timeout=args.timeout))
-    except SmokeError as err:
+        print(run_smoke(deployment.resolve(args, root), timeout=args.timeout))
+    except (SmokeError, deployment.DeploymentError) as err:
         print(f"sluice smoke: {err}", file=sys.stderr)
         return 1
     return 0

@@ -264,6 +264,13 @@ def test_up_detach_put_smoke_down_and_a_second_up_is_refused(tmp_path: Path) -> 
         checked = sluice(tmp_path, "smoke", "--local", "--timeout", "120")
         assert checked.returncode == 0, checked.stderr + checked.stdout
         assert "smoke passed" in checked.stdout
+        # ... and `sluice status` sees the deliveries and nothing wrong
+        shown = sluice(tmp_path, "status", "--json")
+        assert shown.returncode == 0, shown.stderr + shown.stdout
+        state = json.loads(shown.stdout)
+        assert state["healthy"]
+        assert state["windows_delivered"] >= 2
+        assert state["latency_ms"]["p50"] is not None
         processes = descendants(up_pid) | {up_pid, *file.pids.values()}
     finally:
         stopped = sluice(tmp_path, "down")
@@ -303,7 +310,8 @@ def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
 
 def test_commands_that_need_a_stack_say_how_to_start_one(tmp_path: Path) -> None:
-    for command in (["put", __file__], ["load", "--seconds", "1"], ["smoke", "--local"]):
+    commands = (["put", __file__], ["load", "--seconds", "1"], ["smoke"], ["status", "--json"])
+    for command in commands:
         result = sluice(tmp_path, *command)
         assert result.returncode == 1, command
         assert "no local stack is running" in result.stderr

@@ -1,0 +1,187 @@
+"""`sluice status`: where every file is, and how late, for the local stack or a deployment.
+
+Read from where the state lives, as the status line of `sluice up` is (figures.py): the queues'
+attributes, the staging bucket's `buffers/` listing against the ledger's windows, and the
+latency histograms delivery keeps on each delivered window. The oldest ingest message's age is
+CloudWatch's `ApproximateAgeOfOldestMessage` (SQS has no such attribute); moto keeps no SQS
+metrics, so locally it is reported as unknown rather than guessed — receiving a message to look
+at it would count as a receive towards `maxReceiveCount`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from delivery.latency import LatencyHistogram
+from delivery.ledger import WINDOW_PREFIX, WindowState
+from delivery.window import WindowKeyError, window_name
+from infrastructure.cli import deployment
+from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.figures import BUFFERS_PREFIX, PERCENTILES, queue_depth, seconds_text
+from infrastructure.tunables import load_tunables
+
+SETTLED: Final = frozenset({WindowState.DELIVERED, WindowState.EMPTY})
+
+
+@dataclass
+class Status:
+    deployment: str
+    ingest_depth: int = 0
+    ingest_oldest_age_seconds: float | None = None
+    ingest_dlq_depth: int = 0
+    delivery_dlq_depth: int = 0
+    requeue_dlq_depth: int = 0
+    windows_waiting: int = 0
+    """Staged in `buffers/` with no DELIVERED or EMPTY record in the ledger."""
+    oldest_waiting_age_seconds: float | None = None
+    windows_parked: int = 0
+    windows_delivered: int = 0
+    last_delivery: str | None = None
+    latency_ms: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        dlqs = self.ingest_dlq_depth + self.delivery_dlq_depth + self.requeue_dlq_depth
+        return dlqs == 0 and self.windows_parked == 0
+
+    def text(self) -> str:
+        def age(seconds: float | None, unknown: str = "-") -> str:
+            return unknown if seconds is None else f"{seconds:.0f} s"
+
+        latency = " ".join(f"{name} {seconds_text(v)}" for name, v in self.latency_ms.items())
+        return "\n".join(
+            [
+                f"Sluice ({self.deployment})",
+                f"  ingest queue      {self.ingest_depth} messages, oldest "
+                f"{age(self.ingest_oldest_age_seconds, 'unknown (no CloudWatch metric)')}",
+                f"  DLQs              ingest {self.ingest_dlq_depth}, delivery "
+                f"{self.delivery_dlq_depth}, requeue {self.requeue_dlq_depth}",
+                f"  windows waiting   {self.windows_waiting}, oldest "
+                f"{age(self.oldest_waiting_age_seconds)}",
+                f"  windows parked    {self.windows_parked}",
+                f"  delivered         {self.windows_delivered} windows, last "
+                f"{self.last_delivery or '-'}",
+                f"  latency           {latency}",
+                f"  verdict           {'ok' if self.healthy else 'needs attention'}",
+            ]
+        )
+
+
+def collect(target: Deployment, *, now: float | None = None) -> Status:
+    now = time.time() if now is None else now
+    sqs = target.client("sqs")
+    found = Status(
+        deployment=target.name,
+        ingest_depth=queue_depth(sqs, target.ingest_queue_url),
+        ingest_dlq_depth=queue_depth(sqs, target.ingest_dlq_url),
+        delivery_dlq_depth=queue_depth(sqs, target.delivery_dlq_url),
+        requeue_dlq_depth=queue_depth(sqs, target.requeue_dlq_url),
+        ingest_oldest_age_seconds=_oldest_message_age(target, now),
+    )
+    windows = _ledger_windows(target)
+    histogram = LatencyHistogram()
+    last_ms = 0
+    for state, delivered_at_ms, latency in windows.values():
+        if state == WindowState.PARKED:
+            found.windows_parked += 1
+        if state == WindowState.DELIVERED:
+            found.windows_delivered += 1
+            histogram.add(latency)
+            last_ms = max(last_ms, delivered_at_ms or 0)
+    found.latency_ms = {name: histogram.percentile(q) for name, q in PERCENTILES}
+    if last_ms:
+        found.last_delivery = datetime.fromtimestamp(last_ms / 1000, UTC).isoformat(
+            timespec="seconds"
+        )
+    extension = load_tunables().firehose.file_extension
+    oldest: float | None = None
+    for key, modified in _staged(target):
+        try:
+            window_id = window_name(key, extension).window_id
+        except WindowKeyError:
+            continue
+        if windows.get(window_id, (None, None, None))[0] in SETTLED:
+            continue
+        found.windows_waiting += 1
+        oldest = modified if oldest is None else min(oldest, modified)
+    if oldest is not None:
+        found.oldest_waiting_age_seconds = max(0.0, now - oldest)
+    return found
+
+
+def _ledger_windows(
+    target: Deployment,
+) -> dict[str, tuple[str | None, int | None, LatencyHistogram]]:
+    """window id -> (state, delivered_at_ms, latency histogram), from one filtered scan."""
+    dynamodb = target.client("dynamodb")
+    arguments: dict[str, Any] = {
+        "TableName": target.ledger_table,
+        "FilterExpression": "begins_with(pk, :win)",
+        "ProjectionExpression": "pk, #state, delivered_at_ms, latency_ms",
+        "ExpressionAttributeNames": {"#state": "state"},
+        "ExpressionAttributeValues": {":win": {"S": WINDOW_PREFIX}},
+    }
+    out: dict[str, tuple[str | None, int | None, LatencyHistogram]] = {}
+    while True:
+        page = dynamodb.scan(**arguments)
+        for item in page.get("Items", []):
+            delivered = item.get("delivered_at_ms", {}).get("N")
+            histogram = {k: int(v["N"]) for k, v in item.get("latency_ms", {}).get("M", {}).items()}
+            out[item["pk"]["S"].removeprefix(WINDOW_PREFIX)] = (
+                item.get("state", {}).get("S"),
+                None if delivered is None else int(delivered),
+                LatencyHistogram.from_item(histogram),
+            )
+        if "LastEvaluatedKey" not in page:
+            return out
+        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _staged(target: Deployment) -> list[tuple[str, float]]:
+    paginator = target.client("s3").get_paginator("list_objects_v2")
+    return [
+        (obj["Key"], obj["LastModified"].timestamp())
+        for page in paginator.paginate(Bucket=target.staging_bucket, Prefix=BUFFERS_PREFIX)
+        for obj in page.get("Contents", [])
+    ]
+
+
+def _oldest_message_age(target: Deployment, now: float) -> float | None:
+    """CloudWatch's ApproximateAgeOfOldestMessage of the ingest queue, last 5 minutes."""
+    queue = target.ingest_queue_url.rstrip("/").rsplit("/", 1)[-1]
+    end = datetime.fromtimestamp(now, UTC)
+    try:
+        points = target.client("cloudwatch").get_metric_statistics(
+            Namespace="AWS/SQS",
+            MetricName="ApproximateAgeOfOldestMessage",
+            Dimensions=[{"Name": "QueueName", "Value": queue}],
+            StartTime=end - timedelta(minutes=5),
+            EndTime=end,
+            Period=60,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+    except (ClientError, BotoCoreError):
+        return None
+    if not points:
+        return None
+    latest = max(points, key=lambda point: point["Timestamp"])
+    return float(latest["Maximum"])
+
+
+def status(args: argparse.Namespace, root: Path) -> int:
+    try:
+        found = collect(deployment.resolve(args, root))
+    except deployment.DeploymentError as err:
+        print(f"sluice status: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(asdict(found) | {"healthy": found.healthy}) if args.json else found.text())
+    return 0 if found.healthy else 1
