@@ -159,6 +159,9 @@ def _run(options: StackOptions, status_every: float) -> int:
     _log_to_file(options.root)
     stack = LocalStack(options)
     previous = signal.signal(signal.SIGTERM, _raise_shutdown)
+    # A shell starting `sluice up &` without job control leaves SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt for it: `kill -INT` must stop the stack all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         try:
             stack.start(progress=_say)

@@ -281,7 +281,13 @@ def test_up_detach_put_smoke_down_and_a_second_up_is_refused(tmp_path: Path) -> 
     assert not stack_path(tmp_path).exists()
 
 
-def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path, inherited: str) -> None:
+    """Also when started with SIGINT ignored, as a shell without job control starts `cmd &`."""
     # GIVEN `sluice up` in the foreground
     process = subprocess.Popen(  # noqa: S603  # our own command
         [str(Path(sys.executable).with_name("sluice")), "up", "--time-scale", str(TIME_SCALE)],
@@ -289,6 +295,7 @@ def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,  # noqa: PLW1509  # no threads start before exec
     )
     try:
         wait_until(lambda: stack_path(tmp_path).exists(), what="the stack file")
@@ -296,9 +303,10 @@ def test_foreground_up_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         processes = descendants(process.pid) | set(file.pids.values())
         # WHEN the user presses Ctrl-C
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=300)
+        output, _ = process.communicate(timeout=120)
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # it did not stop: stop it as `sluice down` would, and fail
+            sluice(tmp_path, "down", "--timeout", "60")
             process.kill()
             process.wait()
     # THEN it flushes, stops everything and exits 0
