@@ -19,7 +19,9 @@ import pytest
 from moto import mock_aws
 
 from infrastructure import environment
+from infrastructure.cli.deployment import Deployment
 from infrastructure.local import provision
+from infrastructure.local.stack_resources import StackNames, provision_stack
 from infrastructure.tunables import load_tunables
 from transform import clients
 
@@ -104,6 +106,40 @@ def idempotency_table(aws: None) -> str:
         boto3.client("dynamodb", region_name=REGION), IDEMPOTENCY_TABLE
     )
     return IDEMPOTENCY_TABLE
+
+
+@pytest.fixture
+def provisioned(aws: None) -> Deployment:
+    """Every resource of a deployment on moto in process (as the local stack provisions them),
+    named as operator commands find them."""
+    clients: dict[str, Any] = {
+        name: boto3.client(name, region_name=REGION)  # type: ignore[call-overload]
+        for name in ("s3", "sqs", "dynamodb", "secretsmanager")
+    }
+    names = StackNames.for_prefix("unit", 2)
+    resources = provision_stack(
+        s3=clients["s3"],
+        sqs=clients["sqs"],
+        dynamodb=clients["dynamodb"],
+        secrets=clients["secretsmanager"],
+        names=names,
+        tunables=load_tunables(),
+        minio_secret={},
+    )
+    return Deployment(
+        name="unit",
+        region=REGION,
+        endpoint_url=None,
+        landing_bucket=names.landing_bucket,
+        staging_bucket=names.staging_bucket,
+        idempotency_table=names.idempotency_table,
+        ledger_table=names.ledger_table,
+        ingest_queue_url=resources.ingest_queue_url,
+        ingest_dlq_url=resources.ingest_dlq_url,
+        delivery_dlq_url=resources.delivery_dlq_url,
+        requeue_dlq_url=resources.requeue_dlq_url,
+        minio_secret=names.minio_secret,
+    )
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import boto3
 
-from infrastructure.local.stack_file import read_stack
+from infrastructure.local.stack_file import StackFile, read_stack
 from infrastructure.tunables import load_tunables
 
 TERRAFORM_DIR: Final = Path("infrastructure/terraform")
@@ -69,7 +69,10 @@ def resolve(args: argparse.Namespace, root: Path) -> Deployment:
 
 
 def from_local(root: Path) -> Deployment:
-    stack = read_stack(root)
+    return from_stack(read_stack(root))
+
+
+def from_stack(stack: StackFile) -> Deployment:
     return Deployment(
         name="local",
         region=stack.region,

@@ -12,10 +12,11 @@ every few seconds; not meant for millions of objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from delivery.latency import LatencyHistogram
 from delivery.ledger import WINDOW_PREFIX, WindowState
+from infrastructure.cli.deployment import Deployment
 from transform.idempotency import COMPLETED
 
 if TYPE_CHECKING:
@@ -25,34 +26,6 @@ if TYPE_CHECKING:
 
 BUFFERS_PREFIX: Final = "buffers/"
 PERCENTILES: Final = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
-
-
-class Deployment(Protocol):
-    """Where a deployment's state lives (a local stack's StackFile is one)."""
-
-    @property
-    def landing_bucket(self) -> str: ...
-
-    @property
-    def staging_bucket(self) -> str: ...
-
-    @property
-    def idempotency_table(self) -> str: ...
-
-    @property
-    def ledger_table(self) -> str: ...
-
-    @property
-    def ingest_queue_url(self) -> str: ...
-
-    @property
-    def ingest_dlq_url(self) -> str: ...
-
-    @property
-    def delivery_dlq_url(self) -> str: ...
-
-    @property
-    def requeue_dlq_url(self) -> str: ...
 
 
 @dataclass
@@ -93,29 +66,26 @@ def seconds_text(value: int | None) -> str:
     return "-" if value is None else f"{value / 1000:.0f}s"
 
 
-def collect(
-    names: Deployment, *, s3: S3Client, sqs: SQSClient, dynamodb: DynamoDBClient
-) -> Figures:
+def collect(target: Deployment) -> Figures:
+    s3, sqs, dynamodb = target.client("s3"), target.client("sqs"), target.client("dynamodb")
     figures = Figures(
-        files_landed=_count_objects(s3, names.landing_bucket, ""),
-        windows_staged=_count_objects(s3, names.staging_bucket, BUFFERS_PREFIX),
-        files_forwarded=_count_completed(dynamodb, names.idempotency_table),
-        ingest_depth=queue_depth(sqs, names.ingest_queue_url),
-        ingest_dlq_depth=queue_depth(sqs, names.ingest_dlq_url),
-        delivery_dlq_depth=queue_depth(sqs, names.delivery_dlq_url),
-        requeue_dlq_depth=queue_depth(sqs, names.requeue_dlq_url),
+        files_landed=_count_objects(s3, target.landing_bucket, ""),
+        windows_staged=_count_objects(s3, target.staging_bucket, BUFFERS_PREFIX),
+        files_forwarded=_count_completed(dynamodb, target.idempotency_table),
+        ingest_depth=queue_depth(sqs, target.ingest_queue_url),
+        ingest_dlq_depth=queue_depth(sqs, target.ingest_dlq_url),
+        delivery_dlq_depth=queue_depth(sqs, target.delivery_dlq_url),
+        requeue_dlq_depth=queue_depth(sqs, target.requeue_dlq_url),
     )
-    for window in _windows(dynamodb, names.ledger_table):
-        state = window.get("state", {}).get("S")
-        if state == WindowState.PARKED:
+    for window in ledger_windows(dynamodb, target.ledger_table):
+        if window.state == WindowState.PARKED:
             figures.windows_parked += 1
-        if state != WindowState.DELIVERED:
+        if window.state != WindowState.DELIVERED:
             continue
         figures.windows_delivered += 1
-        figures.files_delivered += int(window.get("file_count", {}).get("N", 0))
-        figures.archives_delivered += len(window.get("parts", {}).get("L", []))
-        histogram = {k: int(v["N"]) for k, v in window.get("latency_ms", {}).get("M", {}).items()}
-        figures.latency.add(LatencyHistogram.from_item(histogram))
+        figures.files_delivered += window.file_count
+        figures.archives_delivered += window.parts
+        figures.latency.add(window.latency)
     return figures
 
 
@@ -152,18 +122,44 @@ def _count_completed(dynamodb: DynamoDBClient, table: str) -> int:
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _windows(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class WindowSummary:
+    """What the figures need of one ledger window."""
+
+    window_id: str
+    state: str | None
+    file_count: int
+    parts: int
+    delivered_at_ms: int | None
+    latency: LatencyHistogram
+
+
+def ledger_windows(dynamodb: DynamoDBClient, table: str) -> list[WindowSummary]:
+    """Every window of the ledger, from one filtered scan projecting only what is summarised."""
     arguments: dict[str, Any] = {
         "TableName": table,
         "FilterExpression": "begins_with(pk, :win)",
-        "ProjectionExpression": "#state, file_count, parts, latency_ms",
+        "ProjectionExpression": "pk, #state, file_count, parts, delivered_at_ms, latency_ms",
         "ExpressionAttributeNames": {"#state": "state"},
         "ExpressionAttributeValues": {":win": {"S": WINDOW_PREFIX}},
     }
-    items: list[dict[str, Any]] = []
+    found: list[WindowSummary] = []
     while True:
         page = dynamodb.scan(**arguments)
-        items.extend(page.get("Items", []))
+        found.extend(_summary(item) for item in page.get("Items", []))
         if "LastEvaluatedKey" not in page:
-            return items
+            return found
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _summary(item: dict[str, Any]) -> WindowSummary:
+    delivered = item.get("delivered_at_ms", {}).get("N")
+    histogram = {k: int(v["N"]) for k, v in item.get("latency_ms", {}).get("M", {}).items()}
+    return WindowSummary(
+        window_id=item["pk"]["S"].removeprefix(WINDOW_PREFIX),
+        state=item.get("state", {}).get("S"),
+        file_count=int(item.get("file_count", {}).get("N", 0)),
+        parts=len(item.get("parts", {}).get("L", [])),
+        delivered_at_ms=None if delivered is None else int(delivered),
+        latency=LatencyHistogram.from_item(histogram),
+    )

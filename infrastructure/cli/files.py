@@ -23,6 +23,7 @@ from minio import Minio
 
 from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger
+from infrastructure.cli import deployment
 from infrastructure.cli.figures import PERCENTILES, seconds_text
 from infrastructure.local import workload
 from infrastructure.local.arrivals import ManifestReader
@@ -55,7 +56,7 @@ def put(args: argparse.Namespace, root: Path) -> int:
                 file=sys.stderr,
             )
             return 2
-    s3 = stack.s3()
+    s3 = deployment.from_stack(stack).client("s3")
     for path, key in uploads:
         with path.open("rb") as body:
             response = s3.put_object(Bucket=stack.landing_bucket, Key=key, Body=body)
@@ -118,7 +119,7 @@ def _default_wait(stack: StackFile) -> float:
 def _send(
     stack: StackFile, run_id: str, args: argparse.Namespace, total: int, report: LoadReport
 ) -> None:
-    s3 = stack.s3()
+    s3 = deployment.from_stack(stack).client("s3")
     lock = threading.Lock()
 
     def land(file: workload.WorkloadFile) -> None:
@@ -172,7 +173,7 @@ def _await_arrivals(stack: StackFile, report: LoadReport, wait: float) -> None:
 
 def _summarise(stack: StackFile, report: LoadReport) -> int:
     histogram = LatencyHistogram()
-    ledger = Ledger(stack.dynamodb(), stack.ledger_table, 1)
+    ledger = Ledger(deployment.from_stack(stack).client("dynamodb"), stack.ledger_table, 1)
     for window_id in sorted(report.windows):
         record = ledger.get_window(window_id)
         if record is not None:

@@ -17,16 +17,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from delivery.latency import LatencyHistogram
-from delivery.ledger import WINDOW_PREFIX, WindowState
+from delivery.ledger import WindowState
 from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
-from infrastructure.cli.figures import BUFFERS_PREFIX, PERCENTILES, queue_depth, seconds_text
+from infrastructure.cli.figures import (
+    BUFFERS_PREFIX,
+    PERCENTILES,
+    ledger_windows,
+    queue_depth,
+    seconds_text,
+)
 from infrastructure.tunables import load_tunables
 
 SETTLED: Final = frozenset({WindowState.DELIVERED, WindowState.EMPTY})
@@ -87,16 +93,18 @@ def collect(target: Deployment, *, now: float | None = None) -> Status:
         requeue_dlq_depth=queue_depth(sqs, target.requeue_dlq_url),
         ingest_oldest_age_seconds=_oldest_message_age(target, now),
     )
-    windows = _ledger_windows(target)
+    windows = {
+        w.window_id: w for w in ledger_windows(target.client("dynamodb"), target.ledger_table)
+    }
     histogram = LatencyHistogram()
     last_ms = 0
-    for state, delivered_at_ms, latency in windows.values():
-        if state == WindowState.PARKED:
+    for window in windows.values():
+        if window.state == WindowState.PARKED:
             found.windows_parked += 1
-        if state == WindowState.DELIVERED:
+        if window.state == WindowState.DELIVERED:
             found.windows_delivered += 1
-            histogram.add(latency)
-            last_ms = max(last_ms, delivered_at_ms or 0)
+            histogram.add(window.latency)
+            last_ms = max(last_ms, window.delivered_at_ms or 0)
     found.latency_ms = {name: histogram.percentile(q) for name, q in PERCENTILES}
     if last_ms:
         found.last_delivery = datetime.fromtimestamp(last_ms / 1000, UTC).isoformat(
@@ -109,41 +117,14 @@ def collect(target: Deployment, *, now: float | None = None) -> Status:
             window_id = window_name(key, extension).window_id
         except WindowKeyError:
             continue
-        if windows.get(window_id, (None, None, None))[0] in SETTLED:
+        recorded = windows.get(window_id)
+        if recorded is not None and recorded.state in SETTLED:
             continue
         found.windows_waiting += 1
         oldest = modified if oldest is None else min(oldest, modified)
     if oldest is not None:
         found.oldest_waiting_age_seconds = max(0.0, now - oldest)
     return found
-
-
-def _ledger_windows(
-    target: Deployment,
-) -> dict[str, tuple[str | None, int | None, LatencyHistogram]]:
-    """window id -> (state, delivered_at_ms, latency histogram), from one filtered scan."""
-    dynamodb = target.client("dynamodb")
-    arguments: dict[str, Any] = {
-        "TableName": target.ledger_table,
-        "FilterExpression": "begins_with(pk, :win)",
-        "ProjectionExpression": "pk, #state, delivered_at_ms, latency_ms",
-        "ExpressionAttributeNames": {"#state": "state"},
-        "ExpressionAttributeValues": {":win": {"S": WINDOW_PREFIX}},
-    }
-    out: dict[str, tuple[str | None, int | None, LatencyHistogram]] = {}
-    while True:
-        page = dynamodb.scan(**arguments)
-        for item in page.get("Items", []):
-            delivered = item.get("delivered_at_ms", {}).get("N")
-            histogram = {k: int(v["N"]) for k, v in item.get("latency_ms", {}).get("M", {}).items()}
-            out[item["pk"]["S"].removeprefix(WINDOW_PREFIX)] = (
-                item.get("state", {}).get("S"),
-                None if delivered is None else int(delivered),
-                LatencyHistogram.from_item(histogram),
-            )
-        if "LastEvaluatedKey" not in page:
-            return out
-        arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _staged(target: Deployment) -> list[tuple[str, float]]:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-from infrastructure.cli import figures
+from infrastructure.cli import deployment, figures
 from infrastructure.local.moto_service import stop_process_group
 from infrastructure.local.stack import LocalStack, StackError, StackOptions
 from infrastructure.local.stack_file import (
@@ -238,7 +238,7 @@ def how_to_upload(file: StackFile) -> str:
 
 def _watch(file: StackFile, every: float) -> None:
     """Print the status line every `every` seconds until interrupted."""
-    s3, sqs, dynamodb = file.s3(), file.sqs(), file.dynamodb()
+    target = deployment.from_stack(file)
     tty = sys.stdout.isatty()
     last = ""
     while True:
@@ -247,7 +247,7 @@ def _watch(file: StackFile, every: float) -> None:
             continue
         time.sleep(every)
         try:
-            line = figures.collect(file, s3=s3, sqs=sqs, dynamodb=dynamodb).line()
+            line = figures.collect(target).line()
         except Exception as err:  # noqa: BLE001  # a status line must not stop the stack
             line = f"status unavailable: {err}"
         if tty:

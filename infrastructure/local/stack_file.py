@@ -10,14 +10,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
-
-import boto3
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sqs import SQSClient
+from typing import Any, Final
 
 STATE_DIR: Final = ".sluice"
 STACK_FILE: Final = "stack.json"
@@ -92,24 +85,6 @@ class StackFile:
     def expected_wait_seconds(self) -> float:
         """How long a lone file waits in Firehose's two buffers, at this time scale."""
         return (self.processor_buffer_seconds + self.buffer_seconds) / self.time_scale
-
-    def s3(self) -> S3Client:
-        return boto3.client("s3", **self._client_arguments())
-
-    def sqs(self) -> SQSClient:
-        return boto3.client("sqs", **self._client_arguments())
-
-    def dynamodb(self) -> DynamoDBClient:
-        return boto3.client("dynamodb", **self._client_arguments())
-
-    def _client_arguments(self) -> dict[str, Any]:
-        """The stack's moto, with the local credentials (moto accepts any)."""
-        return {
-            "region_name": self.region,
-            "endpoint_url": self.aws_endpoint,
-            "aws_access_key_id": "local",
-            "aws_secret_access_key": "local",
-        }
 
 
 def stack_path(root: Path) -> Path:

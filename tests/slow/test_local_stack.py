@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 from minio import Minio
 
-from infrastructure.cli import figures
+from infrastructure.cli import deployment, figures
 from infrastructure.local import workload
 from infrastructure.local.arrivals import ManifestReader
 from infrastructure.local.seaweedfs import start_seaweedfs
@@ -142,7 +142,8 @@ def test_files_come_out_of_minio_exactly_once_byte_for_byte(stack: LocalStack) -
     sent = dict(AWKWARD_KEYS)
     for item in itertools.islice(workload.files("e2e", seed=4), 300):
         sent[item.key] = item.body
-    s3 = file.s3()
+    target = deployment.from_stack(file)
+    s3 = target.client("s3")
     # WHEN they land in the landing bucket, as producers put them
     started = time.monotonic()
     for key, body in sent.items():
@@ -168,7 +169,7 @@ def test_files_come_out_of_minio_exactly_once_byte_for_byte(stack: LocalStack) -
         for v in page.get("Versions", [])
     }
     assert {key: entry["version_id"] for key, _, entry in delivered} == versions
-    found = figures.collect(file, s3=s3, sqs=file.sqs(), dynamodb=file.dynamodb())
+    found = figures.collect(target)
     assert found.files_delivered == len(sent)
     assert found.ingest_dlq_depth == found.delivery_dlq_depth == 0
     print(f"\n{len(sent)} files put and delivered in {took:.0f} s at time scale {TIME_SCALE:g}")
@@ -197,13 +198,12 @@ def test_stopping_flushes_the_buffers_and_leaves_no_process_or_port(tmp_path: Pa
             assert stack.runtime is not None
             assert stack_path(tmp_path / "root").is_file()
             assert "seaweedfs" not in file.pids
-            file.s3().put_object(Bucket=file.landing_bucket, Key="late/file.txt", Body=b"late")
+            target = deployment.from_stack(file)
+            target.client("s3").put_object(
+                Bucket=file.landing_bucket, Key="late/file.txt", Body=b"late"
+            )
             wait_until(
-                lambda: (
-                    figures.collect(
-                        file, s3=file.s3(), sqs=file.sqs(), dynamodb=file.dynamodb()
-                    ).files_forwarded
-                ),
+                lambda: figures.collect(target).files_forwarded,
                 what="the file to be forwarded",
             )
             assert delivered_files(file) == []

@@ -2,80 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import boto3
-import pytest
-
 from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger, PartRecord
 from infrastructure.cli import figures
-from infrastructure.local.stack_resources import StackNames, provision_stack
-from infrastructure.tunables import load_tunables
-from tests.conftest import REGION
-
-NAMES = StackNames.for_prefix("fig", 2)
-
-
-class Deployment:
-    """What `collect` reads, as a stack file or Terraform's outputs would give it."""
-
-    def __init__(self, urls: dict[str, str]) -> None:
-        self.landing_bucket = NAMES.landing_bucket
-        self.staging_bucket = NAMES.staging_bucket
-        self.idempotency_table = NAMES.idempotency_table
-        self.ledger_table = NAMES.ledger_table
-        self.ingest_queue_url = urls["ingest"]
-        self.ingest_dlq_url = urls["ingest_dlq"]
-        self.delivery_dlq_url = urls["delivery_dlq"]
-        self.requeue_dlq_url = urls["requeue_dlq"]
+from infrastructure.cli.deployment import Deployment
 
 
 def part(number: int) -> PartRecord:
     return PartRecord(number, f"sluice/w.p{number:03d}.tar.gz", None, "0" * 64, "e", 10, 8, 1, "x")
 
 
-@pytest.fixture
-def deployment(aws: None) -> tuple[Deployment, dict[str, Any]]:
-    clients: dict[str, Any] = {
-        name: boto3.client(name, region_name=REGION)  # type: ignore[call-overload]
-        for name in ("s3", "sqs", "dynamodb", "secretsmanager")
-    }
-    resources = provision_stack(
-        s3=clients["s3"],
-        sqs=clients["sqs"],
-        dynamodb=clients["dynamodb"],
-        secrets=clients["secretsmanager"],
-        names=NAMES,
-        tunables=load_tunables(),
-        minio_secret={},
-    )
-    urls = {
-        "ingest": resources.ingest_queue_url,
-        "ingest_dlq": resources.ingest_dlq_url,
-        "delivery_dlq": resources.delivery_dlq_url,
-        "requeue_dlq": resources.requeue_dlq_url,
-    }
-    return Deployment(urls), clients
-
-
-def test_figures_count_each_stage_and_merge_the_windows_latency(
-    deployment: tuple[Deployment, dict[str, Any]],
-) -> None:
-    target, clients = deployment
-    s3, sqs, dynamodb = clients["s3"], clients["sqs"], clients["dynamodb"]
+def test_figures_count_each_stage_and_merge_the_windows_latency(provisioned: Deployment) -> None:
+    target = provisioned
+    s3, sqs, dynamodb = target.client("s3"), target.client("sqs"), target.client("dynamodb")
     # GIVEN three landed files, two forwarded (one still in progress), one staged window
     for key in ("a.json", "b.csv", "c.bin"):
-        s3.put_object(Bucket=NAMES.landing_bucket, Key=key, Body=b"x")
+        s3.put_object(Bucket=target.landing_bucket, Key=key, Body=b"x")
     for file_id, status in (("f1", "COMPLETED"), ("f2", "COMPLETED"), ("f3", "IN_PROGRESS")):
         dynamodb.put_item(
-            TableName=NAMES.idempotency_table,
+            TableName=target.idempotency_table,
             Item={"id": {"S": file_id}, "status": {"S": status}},
         )
-    s3.put_object(Bucket=NAMES.staging_bucket, Key="buffers/dt=x/hour=1/w1.json.gz", Body=b"")
-    s3.put_object(Bucket=NAMES.staging_bucket, Key="errors/processing-failed/e.json.gz", Body=b"")
+    s3.put_object(Bucket=target.staging_bucket, Key="buffers/dt=x/hour=1/w1.json.gz", Body=b"")
+    s3.put_object(Bucket=target.staging_bucket, Key="errors/processing-failed/e.json.gz", Body=b"")
     # ... two windows delivered (one in two parts), one parked, one claimed
-    ledger = Ledger(dynamodb, NAMES.ledger_table, 3600)
+    ledger = Ledger(dynamodb, target.ledger_table, 3600)
     for window, parts, latencies in (
         ("w1", [part(1)], [61_000, 62_000]),
         ("w2", [part(1), part(2)], [70_000, 190_000]),
@@ -92,7 +43,7 @@ def test_figures_count_each_stage_and_merge_the_windows_latency(
     sqs.send_message(QueueUrl=target.requeue_dlq_url, MessageBody="{}")
     sqs.send_message(QueueUrl=target.requeue_dlq_url, MessageBody="{}")
     # WHEN the figures are collected
-    found = figures.collect(target, s3=s3, sqs=sqs, dynamodb=dynamodb)
+    found = figures.collect(target)
     # THEN each stage is counted where its state lives
     assert (found.files_landed, found.files_forwarded, found.windows_staged) == (3, 2, 1)
     assert (found.windows_delivered, found.files_delivered, found.archives_delivered) == (2, 4, 3)
@@ -107,12 +58,7 @@ def test_figures_count_each_stage_and_merge_the_windows_latency(
     assert "latency p50 62s p95 190s p99 190s" in line
 
 
-def test_no_delivery_yet_shows_no_latency(
-    deployment: tuple[Deployment, dict[str, Any]],
-) -> None:
-    target, clients = deployment
-    found = figures.collect(
-        target, s3=clients["s3"], sqs=clients["sqs"], dynamodb=clients["dynamodb"]
-    )
+def test_no_delivery_yet_shows_no_latency(provisioned: Deployment) -> None:
+    found = figures.collect(provisioned)
     assert found.files_landed == 0
     assert found.line().endswith("latency p50 - p95 - p99 -")

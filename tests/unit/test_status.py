@@ -4,52 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
-
-import boto3
-import pytest
 
 from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger, PartRecord
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.status import collect
-from infrastructure.local.stack_resources import StackNames, provision_stack
-from infrastructure.tunables import load_tunables
-from tests.conftest import REGION
 
-NAMES = StackNames.for_prefix("st", 1)
 WINDOW = "buffers/dt=2026-11-25/hour=12/st-0-1-2026-11-25-12-00-00-{}.json.gz"
-
-
-@pytest.fixture
-def target(aws: None) -> Deployment:
-    clients: dict[str, Any] = {
-        name: boto3.client(name, region_name=REGION)  # type: ignore[call-overload]
-        for name in ("s3", "sqs", "dynamodb", "secretsmanager")
-    }
-    resources = provision_stack(
-        s3=clients["s3"],
-        sqs=clients["sqs"],
-        dynamodb=clients["dynamodb"],
-        secrets=clients["secretsmanager"],
-        names=NAMES,
-        tunables=load_tunables(),
-        minio_secret={},
-    )
-    return Deployment(
-        name="test",
-        region=REGION,
-        endpoint_url=None,
-        landing_bucket=NAMES.landing_bucket,
-        staging_bucket=NAMES.staging_bucket,
-        idempotency_table=NAMES.idempotency_table,
-        ledger_table=NAMES.ledger_table,
-        ingest_queue_url=resources.ingest_queue_url,
-        ingest_dlq_url=resources.ingest_dlq_url,
-        delivery_dlq_url=resources.delivery_dlq_url,
-        requeue_dlq_url=resources.requeue_dlq_url,
-        minio_secret=NAMES.minio_secret,
-    )
 
 
 def window_id(n: int) -> str:
@@ -60,7 +21,8 @@ def window_id(n: int) -> str:
     )
 
 
-def test_windows_waiting_parked_delivered_and_the_verdict(target: Deployment) -> None:
+def test_windows_waiting_parked_delivered_and_the_verdict(provisioned: Deployment) -> None:
+    target = provisioned
     # GIVEN four staged windows: one delivered, one parked, one claimed, one never begun
     s3, dynamodb = target.client("s3"), target.client("dynamodb")
     for n in range(4):
@@ -94,7 +56,10 @@ def test_windows_waiting_parked_delivered_and_the_verdict(target: Deployment) ->
     assert "needs attention" in found.text()
 
 
-def test_an_idle_deployment_is_healthy_and_a_dlq_message_is_not(target: Deployment) -> None:
+def test_an_idle_deployment_is_healthy_and_a_dlq_message_is_not(
+    provisioned: Deployment,
+) -> None:
+    target = provisioned
     assert collect(target).healthy
     target.client("sqs").send_message(QueueUrl=target.requeue_dlq_url, MessageBody="{}")
     found = collect(target)
