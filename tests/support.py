@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
+import tarfile
 import threading
 import uuid
 from typing import Any
 from urllib.parse import quote_plus
+
+from minio import Minio
 
 from delivery.redriving import staged_event
 from tests.conftest import STAGING, load_event
@@ -116,3 +120,23 @@ def on_failure_record(staged_key: str) -> dict[str, Any]:
         },
         "responsePayload": {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"},
     }
+
+
+def archives(
+    minio: Minio, bucket: str
+) -> dict[str, tuple[dict[str, Any], dict[str, bytes], list[str]]]:
+    """Every archive in MinIO: (MANIFEST.json, members by name, member order)."""
+    found = {}
+    for obj in minio.list_objects(bucket, recursive=True):
+        if not obj.object_name.endswith(".tar.gz"):
+            continue
+        data = minio.get_object(bucket, obj.object_name).read()
+        members: dict[str, bytes] = {}
+        order = []
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar:
+                order.append(member.name)
+                extracted = tar.extractfile(member)
+                members[member.name] = extracted.read() if extracted else b""
+        found[obj.object_name] = (json.loads(members["MANIFEST.json"]), members, order)
+    return found

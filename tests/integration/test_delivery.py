@@ -42,6 +42,7 @@ from tests.conftest import (
 )
 from tests.support import (
     SerializedClient,
+    archives,
     notification,
     on_failure_record,
     put_and_notify,
@@ -161,26 +162,6 @@ def stage(s3: Any, lines: list[dict[str, Any] | bytes], name: str | None = None)
 
 def deliver(key: str) -> dict[str, Any]:
     return handler.lambda_handler(staged_event(STAGING, key), LocalLambdaContext("delivery", 120))
-
-
-def archives(
-    minio: Minio, bucket: str
-) -> dict[str, tuple[dict[str, Any], dict[str, bytes], list[str]]]:
-    """Every archive in MinIO: (MANIFEST.json, members by name, member order)."""
-    found = {}
-    for obj in minio.list_objects(bucket, recursive=True):
-        if not obj.object_name.endswith(".tar.gz"):
-            continue
-        data = minio.get_object(bucket, obj.object_name).read()
-        members: dict[str, bytes] = {}
-        order = []
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            for member in tar:
-                order.append(member.name)
-                extracted = tar.extractfile(member)
-                members[member.name] = extracted.read() if extracted else b""
-        found[obj.object_name] = (json.loads(members["MANIFEST.json"]), members, order)
-    return found
 
 
 def delivered(minio: Minio, bucket: str) -> list[tuple[str, bytes]]:

@@ -8,7 +8,6 @@ percentiles are printed (run with `-s` to see them), never asserted.
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -16,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -35,6 +33,7 @@ from infrastructure.local.stack import LocalStack, StackOptions
 from infrastructure.local.stack_file import MinioEndpoint, StackFile, read_stack, stack_path
 from tests.integration.runtime_support import wait_until as waiting
 from tests.slow.least_privilege import OPERATIONS_FILE, call_shape, recorded_operations
+from tests.support import archives
 
 pytestmark = pytest.mark.slow
 
@@ -107,17 +106,8 @@ def minio_client(file: StackFile) -> Minio:
 def delivered_files(file: StackFile) -> list[tuple[str, bytes, dict[str, Any]]]:
     """(key, bytes, manifest entry) of every file in every archive in MinIO, each archive read
     whole and its members checked against its manifest's sha256."""
-    client = minio_client(file)
     found = []
-    for obj in client.list_objects(file.minio.bucket, recursive=True):
-        if not str(obj.object_name).endswith(".tar.gz"):
-            continue
-        data = client.get_object(file.minio.bucket, str(obj.object_name)).read()
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            members = {
-                m.name: (tar.extractfile(m) or io.BytesIO()).read() for m in tar.getmembers()
-            }
-        manifest = json.loads(members["MANIFEST.json"])
+    for manifest, members, _ in archives(minio_client(file), file.minio.bucket).values():
         for entry in manifest["files"]:
             body = members[entry["member_name"]]
             assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry
