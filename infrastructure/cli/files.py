@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from minio import Minio
-
 from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger
 from infrastructure.cli import deployment
@@ -149,13 +147,8 @@ def _send(
     report.sending_seconds = time.monotonic() - start
 
 
-def _minio(stack: StackFile) -> Minio:
-    m = stack.minio
-    return Minio(m.endpoint, access_key=m.access_key, secret_key=m.secret_key, secure=m.secure)
-
-
 def _await_arrivals(stack: StackFile, report: LoadReport, wait: float) -> None:
-    reader = ManifestReader(_minio(stack), stack.minio.bucket)
+    reader = ManifestReader(stack.minio.client(), stack.minio.bucket)
     deadline = time.monotonic() + wait
     print(f"waiting up to {wait:.0f} s for the files in MinIO")
     while True:

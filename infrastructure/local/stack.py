@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import boto3
-from minio import Minio
 
 from infrastructure.cli.figures import queue_depth
 from infrastructure.local.event_sources import Schedule, SqsEventSource
@@ -369,12 +368,7 @@ class LocalStack:
 
 
 def _ensure_bucket(minio: MinioEndpoint) -> None:
-    client = Minio(
-        minio.endpoint,
-        access_key=minio.access_key,
-        secret_key=minio.secret_key,
-        secure=minio.secure,
-    )
+    client = minio.client()
     try:
         if not client.bucket_exists(minio.bucket):
             client.make_bucket(minio.bucket)

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from minio import Minio
+
 STATE_DIR: Final = ".sluice"
 STACK_FILE: Final = "stack.json"
 
@@ -28,6 +30,14 @@ class MinioEndpoint:
     secret_key: str = field(repr=False)
     bucket: str
     secure: bool
+
+    def client(self) -> Minio:
+        return Minio(
+            self.endpoint,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            secure=self.secure,
+        )
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
-from minio import Minio
 
 from infrastructure.cli import deployment, figures
 from infrastructure.local import workload
@@ -98,16 +97,11 @@ def endpoints(file: StackFile) -> list[str]:
     return [file.aws_endpoint, file.firehose_endpoint, file.lambda_endpoint, file.minio.endpoint]
 
 
-def minio_client(file: StackFile) -> Minio:
-    m = file.minio
-    return Minio(m.endpoint, access_key=m.access_key, secret_key=m.secret_key, secure=m.secure)
-
-
 def delivered_files(file: StackFile) -> list[tuple[str, bytes, dict[str, Any]]]:
     """(key, bytes, manifest entry) of every file in every archive in MinIO, each archive read
     whole and its members checked against its manifest's sha256."""
     found = []
-    for manifest, members, _ in archives(minio_client(file), file.minio.bucket).values():
+    for manifest, members, _ in archives(file.minio.client(), file.minio.bucket).values():
         for entry in manifest["files"]:
             body = members[entry["member_name"]]
             assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry
@@ -139,7 +133,7 @@ def test_files_come_out_of_minio_exactly_once_byte_for_byte(stack: LocalStack) -
     for key, body in sent.items():
         s3.put_object(Bucket=file.landing_bucket, Key=key, Body=body)
     # THEN every one of them arrives in MinIO
-    reader = ManifestReader(minio_client(file), file.minio.bucket)
+    reader = ManifestReader(file.minio.client(), file.minio.bucket)
     arrived: set[str] = set()
 
     def all_arrived() -> bool:
