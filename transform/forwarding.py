@@ -61,7 +61,8 @@ class BatchReport:
     failed_message_ids: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     forwarded: list[str] = field(default_factory=list)
-    """file_ids whose records Firehose accepted in this invocation."""
+    """Claim keys (the file_id; a replay that is not forced adds `#q<replay_id>`) of the files
+    whose records Firehose accepted in this invocation."""
 
 
 @dataclass
@@ -72,6 +73,16 @@ class _File:
     file_id: str
     version_id: str
     message_ids: set[str]
+
+    @property
+    def claim_key(self) -> str:
+        """Its idempotency record. A replay that is not forced keeps the file_id (so delivery's
+        ledger keeps a delivered file out) but claims apart, or the record of the first send
+        would stop it in the forwarder."""
+        event = self.event
+        if event.replay_id is not None and not event.force:
+            return f"{self.file_id}#q{event.replay_id}"
+        return self.file_id
 
 
 @dataclass(frozen=True)
@@ -168,11 +179,14 @@ def _resolve(
             report.failed_message_ids.add(message_id)
             continue
         fid = file_id(event.bucket, event.key, version_id)
-        if fid in files:
-            files[fid].message_ids.add(message_id)
+        if event.force:
+            fid += f"#r{event.replay_id}"
+        file = _File(event, fid, version_id, {message_id})
+        if file.claim_key in files:
+            files[file.claim_key].message_ids.add(message_id)
             report.counts["duplicates_in_batch"] += 1
         else:
-            files[fid] = _File(event, fid, version_id, {message_id})
+            files[file.claim_key] = file
     return list(files.values())
 
 
@@ -183,7 +197,7 @@ def _prepare(file: _File, deps: ForwarderDeps, holds_until_ms: int) -> _Prepared
         if event.size > deps.tunables.max_file_bytes:
             _quarantine_too_large(deps, file)
             return _Prepared(file, quarantined="too_large")
-        claim = deps.store.claim(file.file_id, holds_until_ms)
+        claim = deps.store.claim(file.claim_key, holds_until_ms)
         if claim is Claim.BUSY:
             return _Prepared(file, claim=claim, error="another invocation is sending this file")
         if claim is Claim.COMPLETED:
@@ -191,13 +205,13 @@ def _prepare(file: _File, deps: ForwarderDeps, holds_until_ms: int) -> _Prepared
         try:
             data = _encode(file, deps)
         except VersionGone as err:
-            deps.store.release([file.file_id])
+            deps.store.release([file.claim_key])
             _quarantine_gone(deps, event, file.version_id, str(err))
             return _Prepared(file, quarantined="versions_gone")
         except Exception:
-            deps.store.release([file.file_id])
+            deps.store.release([file.claim_key])
             raise
-        record = OutgoingRecord(file.file_id, stream_for(file.file_id, deps.streams), data)
+        record = OutgoingRecord(file.claim_key, stream_for(file.file_id, deps.streams), data)
         return _Prepared(file, record=record, claim=claim)
     except Exception as err:  # any failure of one file must fail only its messages
         logger.exception(

@@ -4,15 +4,24 @@ An SQS message body holds one S3 notification: `s3:TestEvent` (sent when a notif
 configured; acknowledged and ignored) or `Records`, one or more. Only `ObjectCreated:*` records
 are forwarded; deletes and other events are ignored, because the landing bucket is versioned and
 the version that was created is still there to forward. Keys arrive URL-encoded, `+` for space.
+
+A replay (`sluice replay`, `sluice quarantine release`) sends the same shape for one exact
+version, with a `sluiceReplay` member in the record: `{"replayId": …, "force": bool}`.
+`replay_notification` writes it, so the format lives here beside its parser.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-from urllib.parse import unquote_plus
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote_plus, unquote_plus
+
+REPLAY_MEMBER: Final = "sluiceReplay"
+REPLAY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+"""As `#r<replay_id>` in a forced replay's file_id (transform.envelope.FILE_ID_PATTERN)."""
 
 
 class MalformedMessage(ValueError):
@@ -31,6 +40,10 @@ class ObjectCreated:
     sequencer: str | None
     event_time_ms: int
     event_name: str
+    replay_id: str | None = None
+    """Set for a replay's synthetic event."""
+    force: bool = False
+    """A forced replay: delivered again under `<file_id>#r<replay_id>`, whatever was before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,7 @@ def _object_created(record: dict[str, Any], index: int) -> ObjectCreated:
     except (AttributeError, ValueError) as err:
         raise MalformedMessage(f"Records[{index}] has a bad eventTime {event_time!r}") from err
     etag = obj.get("eTag") or obj.get("etag")
+    replay_id, force = _replay(record, index, f"s3://{bucket}/{raw_key}", obj.get("versionId"))
     return ObjectCreated(
         bucket=bucket,
         key=unquote_plus(raw_key),
@@ -96,4 +110,62 @@ def _object_created(record: dict[str, Any], index: int) -> ObjectCreated:
         sequencer=obj.get("sequencer") or None,
         event_time_ms=event_time_ms,
         event_name=record["eventName"],
+        replay_id=replay_id,
+        force=force,
     )
+
+
+def _replay(
+    record: dict[str, Any], index: int, where: str, version_id: object
+) -> tuple[str | None, bool]:
+    replay = record.get(REPLAY_MEMBER)
+    if replay is None:
+        return None, False
+    if not isinstance(replay, dict):
+        raise MalformedMessage(f"Records[{index}] {where}: {REPLAY_MEMBER} is not an object")
+    replay_id = replay.get("replayId")
+    force = replay.get("force", False)
+    if not isinstance(replay_id, str) or not REPLAY_ID_PATTERN.fullmatch(replay_id):
+        raise MalformedMessage(
+            f"Records[{index}] {where}: replayId {replay_id!r} is not {REPLAY_ID_PATTERN.pattern}"
+        )
+    if not isinstance(force, bool):
+        raise MalformedMessage(f"Records[{index}] {where}: replay force must be true or false")
+    if not version_id:
+        raise MalformedMessage(f"Records[{index}] {where}: a replay must name its versionId")
+    return replay_id, force
+
+
+def replay_notification(
+    *,
+    bucket: str,
+    key: str,
+    version_id: str,
+    size: int,
+    etag: str | None,
+    replay_id: str,
+    force: bool,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The S3 notification a replay sends for one landed version (`key` not yet encoded).
+
+    Its eventTime is the replay's, not the upload's: latency figures then measure the replay.
+    """
+    if not REPLAY_ID_PATTERN.fullmatch(replay_id):
+        raise ValueError(f"replay id {replay_id!r} is not {REPLAY_ID_PATTERN.pattern}")
+    at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "versionId": version_id}
+    if etag:
+        obj["eTag"] = etag.strip('"')
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventTime": at,
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": obj},
+                REPLAY_MEMBER: {"replayId": replay_id, "force": force},
+            }
+        ]
+    }

@@ -34,6 +34,7 @@ from tests.support import (
 from transform import clients, forwarder, processor
 from transform.envelope import body_bytes, decode, file_id
 from transform.forwarding import stream_for
+from transform.s3_events import replay_notification
 
 MAX_FILE_BYTES = 200_000  # small, so a "too large" file is cheap to upload here
 
@@ -258,6 +259,72 @@ def test_same_event_twice_sends_one_record(firehose: InProcessFirehose, s3: Any)
     envelopes = staged(firehose, s3)
     assert [e["key"] for e in envelopes] == ["acme/dup.json"]
     assert idempotency_status(envelopes[0]["file_id"]) == "COMPLETED"
+
+
+def replay_of(record: dict[str, Any], replay_id: str, *, force: bool) -> str:
+    obj = record["s3"]["object"]
+    return json.dumps(
+        replay_notification(
+            bucket=record["s3"]["bucket"]["name"],
+            key=obj["key"],
+            version_id=obj["versionId"],
+            size=obj["size"],
+            etag=obj["eTag"],
+            replay_id=replay_id,
+            force=force,
+        )
+    )
+
+
+def test_replay_passes_the_forwarder_under_the_same_file_id(
+    firehose: InProcessFirehose, s3: Any
+) -> None:
+    # GIVEN a file forwarded once (its idempotency record COMPLETED)
+    record = put_and_notify(s3, LANDING, "acme/again.json", b'{"n":1}')
+    assert failed_ids(invoke(sqs_event(notification(record)))) == set()
+    # WHEN it is replayed (not forced), twice in one batch, and the same replay again later
+    replay = replay_of(record, "r1", force=False)
+    first = invoke(sqs_event(replay, replay))
+    second = invoke(sqs_event(replay))
+    # THEN the replay is sent once more, under the original file_id (delivery's ledger decides),
+    # and its own idempotency record keeps the replay's repeats out
+    assert failed_ids(first) == failed_ids(second) == set()
+    original = file_id(LANDING, "acme/again.json", record["s3"]["object"]["versionId"])
+    assert [e["file_id"] for e in staged(firehose, s3)] == [original, original]
+    assert idempotency_status(f"{original}#qr1") == "COMPLETED"
+
+
+def test_forced_replay_gets_a_file_id_of_its_own(firehose: InProcessFirehose, s3: Any) -> None:
+    # GIVEN a file forwarded once
+    record = put_and_notify(s3, LANDING, "acme/force.json", b'{"n":2}')
+    assert failed_ids(invoke(sqs_event(notification(record)))) == set()
+    # WHEN it is replayed with force
+    response = invoke(sqs_event(replay_of(record, "2026-11-25T17.00Z", force=True)))
+    # THEN it is sent again as `<file_id>#r<replay_id>`, with the same bytes
+    assert failed_ids(response) == set()
+    original = file_id(LANDING, "acme/force.json", record["s3"]["object"]["versionId"])
+    envelopes = staged(firehose, s3)
+    assert [e["file_id"] for e in envelopes] == [original, f"{original}#r2026-11-25T17.00Z"]
+    assert {body_bytes(e) for e in envelopes} == {b'{"n":2}'}
+
+
+@pytest.mark.parametrize(
+    "replay",
+    [{"replayId": "has space", "force": False}, {"replayId": "ok", "force": "yes"}, "r1"],
+    ids=["bad-id", "bad-force", "not-an-object"],
+)
+def test_malformed_replay_fails_its_message(
+    firehose: InProcessFirehose, s3: Any, replay: Any
+) -> None:
+    # GIVEN a replay event whose sluiceReplay member is malformed
+    record = put_and_notify(s3, LANDING, "acme/bad-replay.json", b"{}")
+    record["sluiceReplay"] = replay
+    event = sqs_event(notification(record))
+    # WHEN it is forwarded
+    response = invoke(event)
+    # THEN its message fails (to be retried, then kept by the ingest DLQ) and nothing is sent
+    assert failed_ids(response) == set(message_ids(event))
+    assert staged(firehose, s3) == []
 
 
 @pytest.mark.parametrize("with_version_ids", [True, False], ids=["versionId", "etag-only"])
