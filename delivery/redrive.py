@@ -1,7 +1,8 @@
 """Lambda entry point `delivery.redrive.lambda_handler`: the redrive schedule (EventBridge).
 
-Thin: builds the adapters once per cold start, runs `delivery.redriving.redrive`, and publishes
-what it did, including the age of the oldest undelivered window.
+Thin: builds the adapters once per cold start, runs `delivery.redriving.redrive`, then (MinIO
+answering) the hourly reconcile (`delivery.hourly_reconcile`), and publishes what they did: the
+age of the oldest undelivered window, and `FilesMissing`.
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ from __future__ import annotations
 import functools
 import json
 import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from delivery.hour_markers import HourMarkers
+from delivery.hourly_reconcile import HourlyOutcome, reconcile_hour
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
+from delivery.reconciling import ReconcileSources
 from delivery.redriving import RedriveDeps, RedriveReport, redrive
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env
@@ -40,8 +46,36 @@ def invoke_delivery(function: str, event: dict[str, Any]) -> None:
         raise InvokeRefused(f"{function} answered {response['StatusCode']} to an async invoke")
 
 
+@dataclass(frozen=True)
+class Dependencies:
+    redrive: RedriveDeps
+    minio: MinioAccess
+    landing_bucket: str
+    archive_prefix: str
+    reconcile_max_versions: int
+
+    def reconcile_hour(self, now: datetime) -> HourlyOutcome:
+        """The hourly reconcile, its MinIO reads through the secret's client."""
+        deps = self.redrive
+
+        def run(client: Any, settings: Any) -> HourlyOutcome:
+            sources = ReconcileSources(
+                landing=deps.s3,
+                landing_bucket=self.landing_bucket,
+                staging=deps.s3,
+                staging_bucket=deps.staging_bucket,
+                ledger=deps.ledger,
+                minio=client,
+                archive_bucket=settings.bucket,
+                archive_prefix=self.archive_prefix,
+            )
+            return reconcile_hour(sources, now, self.reconcile_max_versions)
+
+        return self.minio.call(run)
+
+
 @functools.cache
-def dependencies() -> RedriveDeps:
+def dependencies() -> Dependencies:
     tunables = load_tunables()
     function = required_env(environment.DELIVERY_FUNCTION)
     minio = MinioAccess(
@@ -49,7 +83,7 @@ def dependencies() -> RedriveDeps:
         max_age_seconds=tunables.delivery.secret_max_age_seconds,
         ca_bundle=os.environ.get(environment.MINIO_CA_BUNDLE) or None,
     )
-    return RedriveDeps(
+    redrive_deps = RedriveDeps(
         s3=clients.s3(),
         sqs=clients.sqs(),
         ledger=Ledger(
@@ -64,6 +98,14 @@ def dependencies() -> RedriveDeps:
         tunables=tunables.redrive,
         destination_buffer_seconds=tunables.firehose.destination_buffer_seconds,
         file_extension=tunables.firehose.file_extension,
+        markers=HourMarkers(minio, tunables.delivery.archive_prefix),
+    )
+    return Dependencies(
+        redrive=redrive_deps,
+        minio=minio,
+        landing_bucket=required_env(environment.LANDING_BUCKET),
+        archive_prefix=tunables.delivery.archive_prefix,
+        reconcile_max_versions=tunables.redrive.reconcile_max_versions,
     )
 
 
@@ -71,8 +113,18 @@ def dependencies() -> RedriveDeps:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = redrive(dependencies())
+    deps = dependencies()
+    report = redrive(deps.redrive)
     publish(report)
+    hourly = None
+    if report.minio_healthy and deps.reconcile_max_versions > 0:
+        try:
+            hourly = deps.reconcile_hour(datetime.now(UTC))
+        except Exception:  # redrive's own work is done; the next run reconciles the hour
+            logger.exception("hourly reconcile failed; the next run tries again")
+            metrics.add_metric(name="ReconcileFailed", unit=MetricUnit.Count, value=1)
+        else:
+            publish_reconcile(hourly)
     return {
         "minio_healthy": report.minio_healthy,
         "dlq_redriven": report.dlq_redriven,
@@ -80,6 +132,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "stale_redriven": report.stale_redriven,
         "parked": report.parked,
         "oldest_undelivered_age_seconds": report.oldest_undelivered_age_seconds,
+        "hour_markers": report.hour_markers,
+        "reconcile": None if hourly is None else hourly.result_key if hourly.ran else "done before",
     }
 
 
@@ -93,9 +147,21 @@ def publish(report: RedriveReport) -> None:
         value=report.unrecorded_redriven + report.stale_redriven,
     )
     metrics.add_metric(name="WindowsParked", unit=count, value=len(report.parked))
+    metrics.add_metric(name="HourMarkersWritten", unit=count, value=len(report.hour_markers))
     metrics.add_metric(
         name="OldestUndeliveredWindowAge",
         unit=MetricUnit.Seconds,
         value=report.oldest_undelivered_age_seconds or 0.0,
     )
     logger.info("redrive run", extra={"report": report.__dict__})
+
+
+def publish_reconcile(outcome: HourlyOutcome) -> None:
+    if not outcome.ran:
+        return
+    count = MetricUnit.Count
+    metrics.add_metric(name="ReconcileSkipped", unit=count, value=int(outcome.skipped is not None))
+    if outcome.skipped is None:
+        metrics.add_metric(name="FilesMissing", unit=count, value=outcome.missing)
+        metrics.add_metric(name="FilesNotDelivered", unit=count, value=outcome.violations)
+    logger.info("hourly reconcile", extra={"outcome": outcome.__dict__})

@@ -8,7 +8,9 @@ Each run, once MinIO answers its health check:
 2. re-invokes delivery for staged windows that have no ledger record after the destination
    buffer interval + `unrecorded_grace_seconds` (a lost S3 event, a crash between claims), and
    for windows CLAIMED longer than `claimed_stale_seconds` (a crash after claiming).
-3. reports the age of the oldest undelivered window (alarmed above 24 h).
+3. reports the age of the oldest undelivered window (alarmed above 24 h);
+4. writes the hour marker of each closed hour whose windows are all delivered
+   (delivery.hour_markers).
 At most `limit_per_run` windows a run, spread over up to `jitter_seconds`.
 """
 
@@ -25,7 +27,8 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 
-from delivery.ledger import Ledger, WindowState
+from delivery.hour_markers import Hour, HourMarkers, is_closed
+from delivery.ledger import Ledger, WindowRecord, WindowState
 from delivery.window import WindowKeyError, window_name
 from infrastructure.tunables import RedriveTunables
 
@@ -54,6 +57,8 @@ class RedriveDeps:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     jitter: Callable[[], float] = random.random
+    markers: HourMarkers | None = None
+    """None: no hour markers (tests of the rest)."""
 
 
 @dataclass
@@ -70,6 +75,9 @@ class RedriveReport:
     """Invocations Lambda refused; their windows are tried again on a later run."""
     would_redrive: list[str] = field(default_factory=list)
     """With dry_run: the staged keys a run would redrive."""
+    hour_markers: list[str] = field(default_factory=list)
+    """Hour markers written (or rewritten) in MinIO."""
+    hour_marker_failures: int = 0
 
 
 def staged_event(bucket: str, key: str) -> dict[str, Any]:
@@ -210,26 +218,22 @@ def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_ru
     report.oldest_undelivered_age_seconds = _oldest_in_ledger(deps, now)
     unrecorded_after = deps.destination_buffer_seconds + deps.tunables.unrecorded_grace_seconds
     invocations: list[str] = []
+    hours: dict[Hour, list[WindowRecord | None]] = {}
     for key, modified in _staged_windows(deps, now):
         age = now - modified
         try:
-            window_id = window_name(key, deps.file_extension).window_id
+            name = window_name(key, deps.file_extension)
         except WindowKeyError:
             continue
+        window_id = name.window_id
         record = deps.ledger.get_window(window_id)
+        hours.setdefault(Hour(name.dt, name.hour), []).append(record)
         if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
             continue
         oldest = report.oldest_undelivered_age_seconds
         report.oldest_undelivered_age_seconds = max(oldest or 0.0, age)
-        if record is None and age >= unrecorded_after:
-            kind = "unrecorded"
-        elif (
-            record is not None
-            and record.state is WindowState.CLAIMED
-            and now * 1000 - record.updated_at_ms >= deps.tunables.claimed_stale_seconds * 1000
-        ):
-            kind = "stale"
-        else:
+        kind = _stuck(deps, record, age, now, unrecorded_after)
+        if kind is None:
             continue
         if len(invocations) >= budget:
             continue  # still measured for the oldest age; redriven on a later run
@@ -250,6 +254,49 @@ def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_ru
             report.unrecorded_redriven += 1
         else:
             report.stale_redriven += 1
+    if report.minio_healthy and not dry_run:
+        _mark_hours(deps, report, hours, now, close_after=unrecorded_after)
+
+
+def _stuck(
+    deps: RedriveDeps, record: WindowRecord | None, age: float, now: float, unrecorded_after: float
+) -> str | None:
+    """`unrecorded` or `stale` when an undelivered window needs delivery invoked again."""
+    if record is None:
+        return "unrecorded" if age >= unrecorded_after else None
+    stale_ms = deps.tunables.claimed_stale_seconds * 1000
+    if record.state is WindowState.CLAIMED and now * 1000 - record.updated_at_ms >= stale_ms:
+        return "stale"
+    return None
+
+
+def _mark_hours(
+    deps: RedriveDeps,
+    report: RedriveReport,
+    hours: dict[Hour, list[WindowRecord | None]],
+    now: float,
+    close_after: float,
+) -> None:
+    if deps.markers is None:
+        return
+    settled = (WindowState.DELIVERED, WindowState.EMPTY)
+    for hour, records in sorted(hours.items(), key=lambda item: item[0].end):
+        if not is_closed(hour, now, close_after):
+            continue
+        windows = [r for r in records if r is not None and r.state in settled]
+        if len(windows) < len(records):
+            continue  # written once the last window is delivered
+        try:
+            written = deps.markers.settle(hour, windows, now)
+        except Exception as err:  # noqa: BLE001  # a marker must not stop redrive; next run retries
+            logger.warning(
+                "hour marker not written",
+                extra={"dt": hour.dt, "hour": hour.hour, "error": f"{type(err).__name__}: {err}"},
+            )
+            report.hour_marker_failures += 1
+            continue
+        if written is not None:
+            report.hour_markers.append(written)
 
 
 def _staged_windows(deps: RedriveDeps, now: float) -> Iterator[tuple[str, float]]:

@@ -13,6 +13,9 @@ PROFILE: Final = "SLUICE_PROFILE"
 TUNABLES_PATH: Final = "SLUICE_TUNABLES_PATH"
 """Optional path to another tunables.json (tests, experiments); defaults to the packaged one."""
 
+LANDING_BUCKET: Final = "SLUICE_LANDING_BUCKET"
+"""Bucket producers put files into; redrive's hourly reconcile lists its versions."""
+
 STAGING_BUCKET: Final = "SLUICE_STAGING_BUCKET"
 """Bucket Firehose writes windows to; also holds `quarantine/` reason files."""
 
@@ -39,6 +42,7 @@ DELIVERY_FUNCTION: Final = "SLUICE_DELIVERY_FUNCTION"
 
 RESOURCE_VARIABLES: Final = frozenset(
     {
+        LANDING_BUCKET,
         STAGING_BUCKET,
         IDEMPOTENCY_TABLE,
         FIREHOSE_STREAMS,

@@ -119,6 +119,8 @@ class RedriveTunables:
     claimed_stale_seconds: int
     lookback_hours: int
     schedule_minutes: int
+    reconcile_max_versions: int = 200_000
+    """0: no hourly reconcile (delivery.hourly_reconcile)."""
 
 
 @dataclass(frozen=True)

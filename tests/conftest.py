@@ -139,6 +139,8 @@ def provisioned(aws: None) -> Deployment:
         delivery_dlq_url=resources.delivery_dlq_url,
         requeue_dlq_url=resources.requeue_dlq_url,
         minio_secret=names.minio_secret,
+        functions={role: role for role in load_tunables().functions},
+        streams=names.streams,
     )
 
 
@@ -151,6 +153,7 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> Any:
         for name, value in spec.environment.items():
             monkeypatch.setenv(name, value)
         bindings = {
+            environment.LANDING_BUCKET: LANDING,
             environment.STAGING_BUCKET: STAGING,
             environment.IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
             environment.FIREHOSE_STREAMS: ",".join(STREAMS),

@@ -12,16 +12,33 @@ import argparse
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import boto3
+import urllib3
+from minio import Minio
+from minio.error import MinioException
 
+from delivery.minio_access import MinioSettings, http_client
+from infrastructure import environment
 from infrastructure.local.stack_file import StackFile, read_stack
-from infrastructure.tunables import load_tunables
+from infrastructure.tunables import (
+    DEFAULT_PROFILE,
+    Tunables,
+    load_tunables,
+    parse_tunables,
+    read_tunables_document,
+)
 
 TERRAFORM_DIR: Final = Path("infrastructure/terraform")
+LIVE_ALIAS: Final = "live"
+"""The alias every trigger invokes, and with it the async configuration (DESIGN §7)."""
+LOCAL_PROFILE: Final = "local"
+
+T = TypeVar("T")
 
 
 class DeploymentError(RuntimeError):
@@ -44,16 +61,90 @@ class Deployment:
     delivery_dlq_url: str
     requeue_dlq_url: str
     minio_secret: str
+    functions: dict[str, str] = field(default_factory=dict)
+    """Function name per Sluice function (forwarder, processor, requeue, delivery, redrive)."""
+    streams: tuple[str, ...] = ()
+    """The Firehose streams, in the order the forwarder spreads records over them."""
+    service_endpoints: dict[str, str] = field(default_factory=dict)
+    """Locally, services not served by moto: `firehose` and `lambda` have stand-ins of their own."""
+    profile: str = DEFAULT_PROFILE
+    """The tunables' profile the deployment was made with."""
+
+    def tunables(self) -> Tunables:
+        return parse_tunables(read_tunables_document(), self.profile)
 
     def client(self, service: str) -> Any:
         arguments: dict[str, Any] = {"region_name": self.region}
         if self.endpoint_url is not None:
             arguments.update(
-                endpoint_url=self.endpoint_url,
+                endpoint_url=self.service_endpoints.get(service, self.endpoint_url),
                 aws_access_key_id="local",
                 aws_secret_access_key="local",  # noqa: S106  # moto takes any key
             )
         return boto3.client(service, **arguments)  # type: ignore[call-overload]  # by name
+
+    def function(self, role: str) -> str:
+        try:
+            return self.functions[role]
+        except KeyError:
+            raise DeploymentError(
+                f"deployment {self.name!r} names no {role} function (it has: "
+                f"{', '.join(sorted(self.functions)) or 'none'})"
+            ) from None
+
+    def live(self, role: str) -> str:
+        """The function's `live` alias, as triggers invoke it: its async retries and on-failure
+        destination apply (an unqualified invoke would run $LATEST without them)."""
+        return f"{self.function(role)}:{LIVE_ALIAS}"
+
+    def minio_settings(self) -> MinioSettings:
+        """MinIO as delivery reaches it: the endpoint and keys in the deployment's secret."""
+        value = self.client("secretsmanager").get_secret_value(SecretId=self.minio_secret)
+        try:
+            parsed = json.loads(value["SecretString"])
+        except (KeyError, ValueError) as err:
+            raise DeploymentError(f"MinIO secret {self.minio_secret!r} is not JSON") from err
+        return MinioSettings.from_secret(parsed, secret_name=self.minio_secret)
+
+    def minio(self) -> tuple[Minio, MinioSettings]:
+        """A minio client for the archive bucket; TLS verified as delivery's, against
+        `SLUICE_MINIO_CA_BUNDLE` when set."""
+        settings = self.minio_settings()
+        client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=http_client(os.environ.get(environment.MINIO_CA_BUNDLE) or None),
+        )
+        return client, settings
+
+    def minio_caller(self) -> DirectMinio:
+        """MinIO as delivery's code calls it (`call(fn)`), resolved on first use."""
+        return DirectMinio(self)
+
+    def minio_healthy(self) -> bool:
+        """Whether MinIO answers for the archive bucket, as redrive's health check asks."""
+        try:
+            client, settings = self.minio()
+            return bool(client.bucket_exists(settings.bucket))
+        except (OSError, MinioException, urllib3.exceptions.HTTPError):
+            return False
+
+
+class DirectMinio:
+    """`call(fn(client, settings))`, as `delivery.minio_access.MinioAccess` offers it, for code
+    of delivery's that operator commands run (hour markers)."""
+
+    def __init__(self, target: Deployment) -> None:
+        self._target = target
+        self._resolved: tuple[Minio, MinioSettings] | None = None
+
+    def call(self, fn: Callable[[Minio, MinioSettings], T]) -> T:
+        if self._resolved is None:
+            self._resolved = self._target.minio()
+        return fn(*self._resolved)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +177,12 @@ def from_stack(stack: StackFile) -> Deployment:
         delivery_dlq_url=stack.delivery_dlq_url,
         requeue_dlq_url=stack.requeue_dlq_url,
         minio_secret=stack.minio_secret,
+        functions={
+            role: role for role in parse_tunables(read_tunables_document(), LOCAL_PROFILE).functions
+        },
+        streams=tuple(stack.streams),
+        service_endpoints={"firehose": stack.firehose_endpoint, "lambda": stack.lambda_endpoint},
+        profile=LOCAL_PROFILE,
     )
 
 
@@ -123,4 +220,6 @@ def from_terraform(root: Path, environment: str) -> Deployment:
         delivery_dlq_url=outputs["delivery_dlq_url"],
         requeue_dlq_url=outputs["requeue_dlq_url"],
         minio_secret=outputs["minio_secret_arn"],
+        functions=dict(outputs["function_names"]),
+        streams=tuple(outputs["firehose_streams"]),
     )

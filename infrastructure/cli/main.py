@@ -6,6 +6,11 @@
     sluice load --rate R --seconds T                             a realistic load, and its result
     sluice smoke [--local | --env ENV]                           a sample file through, verified
     sluice status [--local | --env ENV] [--json]                 what is where, and how late
+    sluice reconcile [--since T] [--until T] [--all] [--json]    each landed file: where it is
+    sluice trace s3://BUCKET/KEY[?versionId=V] [--json]          one file's story, stage by stage
+    sluice pause|resume forwarder|delivery [--local | --env ENV]  stop/restart a stage, nothing lost
+    sluice chaos minio-down|throttle|duplicate-events|crash|corrupt-upload|status|clear
+                                                                 gameday chaos, local stack only
 
 Every subcommand has `--help`. The local stack's state is in `<root>/.sluice/`, where root is
 $SLUICE_ROOT, else the checkout Sluice runs from, else the current directory.
@@ -17,10 +22,26 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from infrastructure import environment
-from infrastructure.cli import deployment, files, smoke, status, up
+from infrastructure.cli import (
+    deployment,
+    files,
+    quarantine,
+    reconcile,
+    redrive,
+    replay,
+    smoke,
+    status,
+    trace,
+    up,
+)
+from infrastructure.cli.deployment import DeploymentError
 from infrastructure.local.stack_file import NoStackError
+
+OPERATIONS: tuple[ModuleType, ...] = (reconcile, trace, redrive, replay, quarantine)
+"""Modules of the operator's commands; each adds its subcommands in `register(commands)`."""
 
 
 def project_root() -> Path:
@@ -113,6 +134,8 @@ def parser() -> argparse.ArgumentParser:
     deployment.add_arguments(report)
     report.add_argument("--json", action="store_true", help="one JSON object instead of text")
     report.set_defaults(run=status.status)
+    for operation in OPERATIONS:
+        operation.register(commands)
     return main
 
 
@@ -120,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args, project_root()))
-    except NoStackError as err:
+    except (NoStackError, DeploymentError) as err:
         print(f"sluice {args.command}: {err}", file=sys.stderr)
         return 1
 

@@ -73,6 +73,7 @@ class StackResources:
     def function_bindings(self, delivery_function: str) -> dict[str, str]:
         """Values of every `resource_environment` variable, as Terraform binds them."""
         return {
+            environment.LANDING_BUCKET: self.names.landing_bucket,
             environment.STAGING_BUCKET: self.names.staging_bucket,
             environment.IDEMPOTENCY_TABLE: self.names.idempotency_table,
             environment.FIREHOSE_STREAMS: ",".join(self.names.streams),

@@ -63,11 +63,13 @@ locals {
   namespace = local.tunables.metrics_namespace
   service   = { for name, f in local.functions : name => f.environment["POWERTOOLS_SERVICE_NAME"] }
 
-  # One entry per alarm: metric, statistic, comparison and threshold. Period 300 s and one
-  # evaluation period unless said otherwise.
+  # One entry per alarm: metric, statistic, comparison and threshold, and its runbook
+  # (docs/runbooks/<runbook>.md, named at the end of the alarm's description). Period 300 s and
+  # one evaluation period unless said otherwise.
   queue_alarms = {
     "ingest-oldest-message" = {
       description = "The oldest ingest message is older than ${var.alarm_ingest_oldest_message_seconds} s: the forwarder is not keeping up or is failing."
+      runbook     = "ingest-oldest-message"
       namespace   = "AWS/SQS"
       metric      = "ApproximateAgeOfOldestMessage"
       dimensions  = { QueueName = local.names.ingest_queue }
@@ -78,6 +80,7 @@ locals {
     }
     "ingest-depth" = {
       description = "More than ${var.alarm_ingest_depth} ingest messages have waited for 15 minutes."
+      runbook     = "ingest-depth"
       namespace   = "AWS/SQS"
       metric      = "ApproximateNumberOfMessagesVisible"
       dimensions  = { QueueName = local.names.ingest_queue }
@@ -87,7 +90,8 @@ locals {
       periods     = 3
     }
     "ingest-dlq-not-empty" = {
-      description = "S3 events failed ${local.ingest.max_receive_count} times and rest in the ingest DLQ: runbook, redrive with StartMessageMoveTask."
+      description = "S3 events failed ${local.ingest.max_receive_count} receives and rest in the ingest DLQ (kept ${local.ingest.dlq_retention_seconds / 86400} days): `sluice redrive --ingest` moves them back."
+      runbook     = "ingest-dlq-not-empty"
       namespace   = "AWS/SQS"
       metric      = "ApproximateNumberOfMessagesVisible"
       dimensions  = { QueueName = local.names.ingest_dlq }
@@ -98,6 +102,7 @@ locals {
     }
     "delivery-dlq-not-empty" = {
       description = "Windows failed delivery after Lambda's retries; redrive replays them once MinIO answers."
+      runbook     = "delivery-dlq-not-empty"
       namespace   = "AWS/SQS"
       metric      = "ApproximateNumberOfMessagesVisible"
       dimensions  = { QueueName = local.names.delivery_dlq }
@@ -108,6 +113,7 @@ locals {
     }
     "requeue-dlq-not-empty" = {
       description = "errors/ objects whose records could not be put back into Firehose after Lambda's retries."
+      runbook     = "requeue-dlq-not-empty"
       namespace   = "AWS/SQS"
       metric      = "ApproximateNumberOfMessagesVisible"
       dimensions  = { QueueName = local.names.requeue_dlq }
@@ -122,6 +128,7 @@ locals {
     for name, function_name in local.function_names : {
       "${name}-errors" = {
         description = "${function_name} raised errors."
+        runbook     = "${name}-errors"
         namespace   = "AWS/Lambda"
         metric      = "Errors"
         dimensions  = { FunctionName = function_name }
@@ -132,6 +139,7 @@ locals {
       }
       "${name}-throttles" = {
         description = "${function_name} was throttled."
+        runbook     = "${name}-throttles"
         namespace   = "AWS/Lambda"
         metric      = "Throttles"
         dimensions  = { FunctionName = function_name }
@@ -147,6 +155,7 @@ locals {
     for stream in local.stream_names : {
       "${stream}-data-freshness" = {
         description = "Records in ${stream} waited more than ${var.alarm_firehose_freshness_seconds} s to reach the staging bucket."
+        runbook     = "firehose-data-freshness"
         namespace   = "AWS/Firehose"
         metric      = "DeliveryToS3.DataFreshness"
         dimensions  = { DeliveryStreamName = stream }
@@ -157,6 +166,7 @@ locals {
       }
       "${stream}-throttled-records" = {
         description = "${stream} throttled records (quota): the forwarder retries them, latency grows."
+        runbook     = "firehose-throttled-records"
         namespace   = "AWS/Firehose"
         metric      = "ThrottledRecords"
         dimensions  = { DeliveryStreamName = stream }
@@ -167,6 +177,7 @@ locals {
       }
       "${stream}-processing-failures" = {
         description = "Processor invocations of ${stream} failed as a whole: their batches go to errors/ and requeue."
+        runbook     = "firehose-processing-failures"
         namespace   = "AWS/Firehose"
         metric      = "ExecuteProcessing.Success"
         dimensions  = { DeliveryStreamName = stream }
@@ -181,6 +192,7 @@ locals {
   pipeline_alarms = {
     "delivery-latency-p99" = {
       description = "p99 end-to-end latency (S3 arrival to MinIO) above ${var.alarm_latency_p99_seconds} s."
+      runbook     = "delivery-latency-p99"
       namespace   = local.namespace
       metric      = "EndToEndLatency"
       dimensions  = { service = local.service["delivery"] }
@@ -191,6 +203,7 @@ locals {
     }
     "oldest-undelivered-window" = {
       description = "A staged window has waited more than ${var.alarm_undelivered_window_seconds} s for delivery (its refs leave the hot tier on day ${var.landing_hot_days})."
+      runbook     = "oldest-undelivered-window"
       namespace   = local.namespace
       metric      = "OldestUndeliveredWindowAge"
       dimensions  = { service = local.service["redrive"] }
@@ -200,7 +213,8 @@ locals {
       periods     = 1
     }
     "windows-parked" = {
-      description = "Windows redriven ${local.redrive.max_redrives} times were PARKED: runbook, `sluice redrive --window`."
+      description = "Windows redriven ${local.redrive.max_redrives} times were PARKED: `sluice redrive --window` releases one once its cause is fixed."
+      runbook     = "windows-parked"
       namespace   = local.namespace
       metric      = "WindowsParked"
       dimensions  = { service = local.service["redrive"] }
@@ -211,6 +225,7 @@ locals {
     }
     "minio-unreachable" = {
       description = "Redrive found MinIO unreachable for 15 minutes: windows wait in staging and the delivery DLQ."
+      runbook     = "minio-unreachable"
       namespace   = local.namespace
       metric      = "MinioHealthy"
       dimensions  = { service = local.service["redrive"] }
@@ -221,6 +236,7 @@ locals {
     }
     "files-excluded" = {
       description = "Delivery excluded files from archives (version gone, checksum mismatch, unparseable): reasons in the manifests."
+      runbook     = "files-excluded"
       namespace   = local.namespace
       metric      = "FilesExcluded"
       dimensions  = { service = local.service["delivery"] }
@@ -231,6 +247,7 @@ locals {
     }
     "requeue-exhausted" = {
       description = "Records of failed processor invocations were requeued ${local.tunables.requeue.max_attempts} times and stay in errors/."
+      runbook     = "requeue-exhausted"
       namespace   = local.namespace
       metric      = "RequeueExhausted"
       dimensions  = { service = local.service["requeue"] }
@@ -241,6 +258,7 @@ locals {
     }
     "versions-gone" = {
       description = "Landed versions were deleted for good before the forwarder read them (quarantine/reasons/)."
+      runbook     = "versions-gone"
       namespace   = local.namespace
       metric      = "VersionsGone"
       dimensions  = { service = local.service["forwarder"] }
@@ -251,6 +269,7 @@ locals {
     }
     "files-too-large" = {
       description = "Landed files over max_file_bytes were quarantined as too-large."
+      runbook     = "files-too-large"
       namespace   = local.namespace
       metric      = "FilesTooLarge"
       dimensions  = { service = local.service["forwarder"] }
@@ -261,6 +280,7 @@ locals {
     }
     "records-quarantined" = {
       description = "The processor failed records (invalid envelope or payload schema): reasons in quarantine/reasons/."
+      runbook     = "records-quarantined"
       namespace   = local.namespace
       metric      = "RecordsFailed"
       dimensions  = { service = local.service["processor"] }
@@ -269,16 +289,36 @@ locals {
       threshold   = 0
       periods     = 1
     }
+    "files-missing" = {
+      description = "A scheduled reconcile (run by redrive once an hour over a recent hour) found landed files in no archive, no quarantine and no exclusion: lost S3 events or expired retries."
+      runbook     = "files-missing"
+      namespace   = local.namespace
+      metric      = "FilesMissing"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
   }
 
   alarms = merge(local.queue_alarms, local.lambda_alarms, local.firehose_alarms, local.pipeline_alarms)
+
+  # Periods other than 300 s: FilesMissing is published once an hour, so its alarm looks at the
+  # hour and stays in ALARM until the next reconcile says otherwise.
+  alarm_periods = { "files-missing" = 3600 }
+
+  # The per-stream quota alarms (firehose_bytes_quota below) share one runbook.
+  quota_alarm = {
+    runbook = "firehose-bytes-quota"
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "this" {
   for_each = local.alarms
 
   alarm_name          = "${local.prefix}-${each.key}"
-  alarm_description   = each.value.description
+  alarm_description   = "${each.value.description} Runbook: ${var.runbook_base_url}/${each.value.runbook}.md"
   namespace           = each.value.namespace
   metric_name         = each.value.metric
   dimensions          = each.value.dimensions
@@ -286,7 +326,7 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   extended_statistic  = startswith(each.value.statistic, "p") ? each.value.statistic : null
   comparison_operator = each.value.comparison
   threshold           = each.value.threshold
-  period              = 300
+  period              = lookup(local.alarm_periods, each.key, 300)
   evaluation_periods  = each.value.periods
   datapoints_to_alarm = each.value.periods
   treat_missing_data  = "notBreaching"
@@ -300,7 +340,7 @@ resource "aws_cloudwatch_metric_alarm" "firehose_bytes_quota" {
   for_each = toset(local.stream_names)
 
   alarm_name          = "${local.prefix}-${each.key}-incoming-bytes-near-quota"
-  alarm_description   = "${each.key} receives more than ${var.alarm_firehose_quota_percent}% of its bytes-per-second quota: add a stream (firehose.stream_count) or ask for a higher quota."
+  alarm_description   = "${each.key} receives more than ${var.alarm_firehose_quota_percent}% of its bytes-per-second quota: add a stream (firehose.stream_count) or ask for a higher quota. Runbook: ${var.runbook_base_url}/${local.quota_alarm.runbook}.md"
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.alarm_firehose_quota_percent
   evaluation_periods  = 3
@@ -387,6 +427,7 @@ locals {
         [local.namespace, "FilesDelivered", "service", local.service["delivery"]],
         [local.namespace, "FilesExcluded", "service", local.service["delivery"]],
         [local.namespace, "RecordsFailed", "service", local.service["processor"]],
+        [local.namespace, "FilesMissing", "service", local.service["redrive"]],
       ]
       stat = "Sum"
     },

@@ -225,7 +225,8 @@ data "aws_iam_policy_document" "delivery" {
 }
 
 # delivery/redrive.py: drain the delivery DLQ, list recent windows, the ledger, MinIO's health
-# through its secret, and invoke delivery's `live` alias.
+# through its secret, and invoke delivery's `live` alias; the hourly reconcile lists the landing
+# bucket's versions and the reason files, and keeps its result under reconcile/.
 data "aws_iam_policy_document" "redrive" {
   statement {
     sid       = "DrainDeliveryDlq"
@@ -241,13 +242,31 @@ data "aws_iam_policy_document" "redrive" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["buffers/*"]
+      values   = ["buffers/*", "quarantine/reasons/*"]
     }
   }
 
   statement {
+    sid       = "ListLandedVersions"
+    actions   = ["s3:ListBucketVersions"]
+    resources = [local.landing_arn]
+  }
+
+  statement {
+    sid       = "ReasonsAndReconcileResults"
+    actions   = ["s3:GetObject"]
+    resources = ["${local.staging_arn}/quarantine/reasons/*", "${local.staging_arn}/reconcile/*"]
+  }
+
+  statement {
+    sid       = "WriteReconcileResults"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.staging_arn}/reconcile/*"]
+  }
+
+  statement {
     sid       = "Ledger"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
     resources = [aws_dynamodb_table.this["ledger"].arn]
   }
 

@@ -66,6 +66,7 @@ locals {
   # Values of every `resource_environment` variable (infrastructure/environment.py; the local
   # stack's StackResources.function_bindings binds the same names).
   resource_bindings = {
+    SLUICE_LANDING_BUCKET    = local.names.landing_bucket
     SLUICE_STAGING_BUCKET    = local.names.staging_bucket
     SLUICE_IDEMPOTENCY_TABLE = local.names.idempotency_table
     SLUICE_FIREHOSE_STREAMS  = join(",", local.stream_names)

@@ -102,3 +102,11 @@ output "kms_key_arn" {
   description = "ARN of the customer-managed key, or null when AWS-managed keys are used."
   value       = local.kms_key_arn
 }
+
+output "alarm_runbooks" {
+  description = "Runbook of each alarm, by alarm name: a file name under runbook_base_url (docs/runbooks/ in this repository). The alarm's description ends with the same path."
+  value = merge(
+    { for key, alarm in aws_cloudwatch_metric_alarm.this : alarm.alarm_name => "${local.alarms[key].runbook}.md" },
+    { for alarm in aws_cloudwatch_metric_alarm.firehose_bytes_quota : alarm.alarm_name => "${local.quota_alarm.runbook}.md" },
+  )
+}

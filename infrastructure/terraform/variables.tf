@@ -415,3 +415,15 @@ variable "alarm_undelivered_window_seconds" {
     error_message = "alarm_undelivered_window_seconds must be at least 600."
   }
 }
+
+variable "runbook_base_url" {
+  description = "Where the alarms' runbooks are read: each alarm's description ends with `Runbook: <runbook_base_url>/<runbook>.md`. The default is the repository-relative folder; set a URL of the rendered docs/runbooks/ (e.g. https://git.example.com/sluice/blob/main/docs/runbooks) so the link opens from the alarm e-mail."
+  type        = string
+  default     = "docs/runbooks"
+  nullable    = false
+
+  validation {
+    condition     = length(var.runbook_base_url) > 0 && !endswith(var.runbook_base_url, "/") && !can(regex("\\s", var.runbook_base_url))
+    error_message = "runbook_base_url must be a path or URL without spaces or a trailing slash, e.g. docs/runbooks."
+  }
+}

@@ -627,8 +627,10 @@ def run_redrive(
     changes: dict[str, Any] = {"invoke": invoke, "sleep": lambda _: None}
     if healthy is not None:
         changes["minio_healthy"] = lambda: healthy
-    tunables = dataclasses.replace(deps.tunables, min_age_seconds=0)
-    patched = dataclasses.replace(deps, tunables=tunables, **changes)
+    tunables = dataclasses.replace(deps.redrive.tunables, min_age_seconds=0)
+    patched = dataclasses.replace(
+        deps, redrive=dataclasses.replace(deps.redrive, tunables=tunables, **changes)
+    )
     original = redrive.dependencies
     redrive.dependencies = lambda: patched  # type: ignore[assignment]
     try:

@@ -45,6 +45,7 @@ from tests.integration.handlers.invalid_response import KINDS
 from tests.integration.runtime_support import HANDLERS, function, wait_until
 
 RESOURCES = {
+    environment.LANDING_BUCKET: "landing",
     environment.STAGING_BUCKET: "staging",
     environment.IDEMPOTENCY_TABLE: "idempotency",
     environment.FIREHOSE_STREAMS: "stream-0,stream-1",

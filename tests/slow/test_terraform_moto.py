@@ -284,6 +284,7 @@ def check_environments(tunables: Tunables, outputs: Mapping[str, Any], lambda_cl
         assert set(spec.environment) | set(spec.resource_environment) == set(deployed), name
 
     expected = {
+        environment.LANDING_BUCKET: outputs["landing_bucket"],
         environment.STAGING_BUCKET: outputs["staging_bucket"],
         environment.IDEMPOTENCY_TABLE: outputs["idempotency_table"],
         environment.FIREHOSE_STREAMS: ",".join(outputs["firehose_streams"]),

@@ -31,6 +31,7 @@ import boto3
 import moto.s3.models as moto_s3_models
 import pytest
 
+from delivery.hour_markers import HourMarkers
 from delivery.ledger import Ledger, PartRecord, WindowState
 from delivery.redrive import InvokeRefused
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
@@ -82,6 +83,7 @@ class Redrive:
     invoked: list[dict[str, Any]] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
     tunables: RedriveTunables = TUNABLES
+    markers: HourMarkers | None = None
 
     def invoke(self, event: dict[str, Any]) -> None:
         if self.refuse_invocations:
@@ -103,6 +105,7 @@ class Redrive:
             clock=self.clock,
             sleep=self.sleeps.append,
             jitter=lambda: 1.0,
+            markers=self.markers,
         )
 
     def run(self, *, dry_run: bool = False) -> RedriveReport:
@@ -202,8 +205,8 @@ def staged_keys_invoked(invoked: list[dict[str, Any]]) -> list[str]:
     return [record["s3"]["object"]["key"] for event in invoked for record in event["Records"]]
 
 
-@pytest.fixture
-def rd(buckets: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Redrive:
+def new_redrive(monkeypatch: pytest.MonkeyPatch) -> Redrive:
+    """A Redrive over moto in process (the buckets must exist)."""
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     provision.create_ledger_table(dynamodb, LEDGER_TABLE)
     sqs = boto3.client("sqs", region_name=REGION)
@@ -218,6 +221,11 @@ def rd(buckets: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Redrive:
         dlq_url=dlq_url,
         monkeypatch=monkeypatch,
     )
+
+
+@pytest.fixture
+def rd(buckets: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Redrive:
+    return new_redrive(monkeypatch)
 
 
 # -- MinIO down ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-# Every alarm the issue lists, with its metric and threshold, all to the SNS topic.
+# Every alarm the issue lists, with its metric and threshold, all to the SNS topic, each with
+# its runbook in docs/runbooks/.
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -52,6 +53,7 @@ run "every_alarm_with_its_threshold" {
       "versions-gone"             = "Sluice VersionsGone Sum GreaterThanThreshold 0"
       "files-too-large"           = "Sluice FilesTooLarge Sum GreaterThanThreshold 0"
       "records-quarantined"       = "Sluice RecordsFailed Sum GreaterThanThreshold 0"
+      "files-missing"             = "Sluice FilesMissing Maximum GreaterThanThreshold 0"
     }
     error_message = "Each alarm must watch its metric with its statistic, comparison and threshold."
   }
@@ -64,7 +66,8 @@ run "every_alarm_with_its_threshold" {
       aws_cloudwatch_metric_alarm.this["sluice-prod-1-data-freshness"].dimensions == tomap({ DeliveryStreamName = "sluice-prod-1" }) &&
       aws_cloudwatch_metric_alarm.this["delivery-latency-p99"].dimensions == tomap({ service = "delivery" }) &&
       aws_cloudwatch_metric_alarm.this["oldest-undelivered-window"].dimensions == tomap({ service = "redrive" }) &&
-      aws_cloudwatch_metric_alarm.this["requeue-exhausted"].dimensions == tomap({ service = "requeue" })
+      aws_cloudwatch_metric_alarm.this["requeue-exhausted"].dimensions == tomap({ service = "requeue" }) &&
+      aws_cloudwatch_metric_alarm.this["files-missing"].dimensions == tomap({ service = "redrive" })
     )
     error_message = "Alarms watch the right queue, function, stream or Powertools service."
   }
@@ -72,6 +75,11 @@ run "every_alarm_with_its_threshold" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.this["delivery-latency-p99"].statistic == null && aws_cloudwatch_metric_alarm.this["ingest-depth"].evaluation_periods == 3
     error_message = "Percentiles use extended_statistic; the depth alarm waits three periods."
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.this["files-missing"].period == 3600 && aws_cloudwatch_metric_alarm.this["ingest-depth"].period == 300
+    error_message = "FilesMissing comes hourly: its alarm looks at the hour; the others at 5 minutes."
   }
 
   assert {
@@ -130,4 +138,86 @@ run "thresholds_follow_variables" {
     )
     error_message = "Thresholds come from their variables."
   }
+}
+
+# terraform test evaluates path.module as the module under test, infrastructure/terraform (it
+# runs from there), so the runbooks are two folders up.
+run "every_alarm_has_its_runbook" {
+  command = plan
+
+  assert {
+    condition = toset(keys(output.alarm_runbooks)) == toset(concat(
+      [for a in aws_cloudwatch_metric_alarm.this : a.alarm_name],
+      [for a in aws_cloudwatch_metric_alarm.firehose_bytes_quota : a.alarm_name],
+    )) && length(output.alarm_runbooks) == length(aws_cloudwatch_metric_alarm.this) + length(aws_cloudwatch_metric_alarm.firehose_bytes_quota)
+    error_message = "alarm_runbooks names every alarm, and nothing else."
+  }
+
+  assert {
+    condition     = alltrue([for file in values(output.alarm_runbooks) : fileexists("${path.module}/../../docs/runbooks/${file}")])
+    error_message = "Every alarm's runbook exists in docs/runbooks/: ${join(", ", [for file in distinct(values(output.alarm_runbooks)) : file if !fileexists("${path.module}/../../docs/runbooks/${file}")])}."
+  }
+
+  assert {
+    condition = toset(values(output.alarm_runbooks)) == toset(concat(
+      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive"] : "${name}-errors.md"],
+      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive"] : "${name}-throttles.md"],
+      ["firehose-data-freshness.md", "firehose-throttled-records.md", "firehose-processing-failures.md", "firehose-bytes-quota.md"],
+      [for key in [
+        "ingest-oldest-message", "ingest-depth", "ingest-dlq-not-empty", "delivery-dlq-not-empty", "requeue-dlq-not-empty",
+        "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unreachable", "files-excluded",
+        "requeue-exhausted", "versions-gone", "files-too-large", "records-quarantined", "files-missing",
+      ] : "${key}.md"],
+    ))
+    error_message = "One runbook per alarm kind: per function and kind, per Firehose alarm kind, else per alarm."
+  }
+
+  assert {
+    condition = alltrue(concat(
+      [for a in aws_cloudwatch_metric_alarm.this : endswith(a.alarm_description, ". Runbook: docs/runbooks/${output.alarm_runbooks[a.alarm_name]}")],
+      [for a in aws_cloudwatch_metric_alarm.firehose_bytes_quota : endswith(a.alarm_description, ". Runbook: docs/runbooks/firehose-bytes-quota.md")],
+    ))
+    error_message = "Every alarm's description ends with its runbook's path."
+  }
+
+  assert {
+    condition = (
+      output.alarm_runbooks["sluice-prod-delivery-errors"] == "delivery-errors.md" &&
+      output.alarm_runbooks["sluice-prod-sluice-prod-1-throttled-records"] == "firehose-throttled-records.md" &&
+      output.alarm_runbooks["sluice-prod-sluice-prod-0-incoming-bytes-near-quota"] == "firehose-bytes-quota.md" &&
+      output.alarm_runbooks["sluice-prod-files-missing"] == "files-missing.md"
+    )
+    error_message = "Per-function alarms share a runbook per kind, per-stream alarms one per kind."
+  }
+
+  assert {
+    condition     = alltrue([for a in concat(values(aws_cloudwatch_metric_alarm.this), values(aws_cloudwatch_metric_alarm.firehose_bytes_quota)) : length(a.alarm_description) <= 1024])
+    error_message = "CloudWatch takes alarm descriptions of at most 1024 characters."
+  }
+}
+
+run "runbooks_at_a_url" {
+  command = plan
+
+  variables {
+    runbook_base_url = "https://git.example.com/sluice/blob/main/docs/runbooks"
+  }
+
+  assert {
+    condition = (
+      endswith(aws_cloudwatch_metric_alarm.this["windows-parked"].alarm_description, " Runbook: https://git.example.com/sluice/blob/main/docs/runbooks/windows-parked.md") &&
+      endswith(aws_cloudwatch_metric_alarm.firehose_bytes_quota["sluice-prod-1"].alarm_description, " Runbook: https://git.example.com/sluice/blob/main/docs/runbooks/firehose-bytes-quota.md")
+    )
+    error_message = "runbook_base_url prefixes every runbook link."
+  }
+}
+
+run "runbook_base_url_without_trailing_slash" {
+  command = plan
+
+  variables {
+    runbook_base_url = "docs/runbooks/"
+  }
+
+  expect_failures = [var.runbook_base_url]
 }

@@ -110,13 +110,14 @@ run "functions_triggers_and_roles" {
       POWERTOOLS_SERVICE_NAME      = "redrive"
       POWERTOOLS_METRICS_NAMESPACE = "Sluice"
       POWERTOOLS_LOG_LEVEL         = "INFO"
+      SLUICE_LANDING_BUCKET        = "sluice-dev-landing-123456789012"
       SLUICE_STAGING_BUCKET        = "sluice-dev-staging-123456789012"
       SLUICE_LEDGER_TABLE          = "sluice-dev-ledger"
       SLUICE_MINIO_SECRET          = "sluice-dev/minio"
       SLUICE_DELIVERY_DLQ_URL      = aws_sqs_queue.delivery_dlq.url
       SLUICE_DELIVERY_FUNCTION     = "arn:aws:lambda:eu-west-2:123456789012:function:sluice-dev-delivery:live"
     })
-    error_message = "Redrive invokes delivery's live alias and drains the delivery DLQ."
+    error_message = "Redrive invokes delivery's live alias, drains the delivery DLQ and reconciles the landing bucket hourly."
   }
 
   assert {

@@ -1,0 +1,336 @@
+"""`sluice redrive`: what the scheduled redrive does, on demand; one window; or the ingest DLQ.
+
+    sluice redrive [--dry-run] [--limit N] [--min-age S]    the delivery DLQ and stuck windows
+    sluice redrive --window ID [--dry-run]                   one window, a PARKED one released
+    sluice redrive --ingest [--dry-run] [--limit N]          ingest DLQ -> ingest queue
+
+The first form runs `delivery.redriving.redrive` itself — the same code the schedule runs — with
+the operator's limits: it needs MinIO to answer (checked as redrive checks it), invokes
+delivery's `live` alias asynchronously, and parks a window redriven `max_redrives` times.
+`--window` is the way out of PARKED: the window is released (PARKED -> CLAIMED) and delivery
+invoked for it. `--ingest` moves the ingest DLQ's messages back with SQS's StartMessageMoveTask;
+where that is missing (moto) or a `--limit` is given, message by message: sent, then deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from botocore.exceptions import ClientError
+
+from delivery.hour_markers import HourMarkers
+from delivery.ledger import Ledger, WindowState
+from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
+from delivery.window import WindowKeyError, window_name
+from infrastructure.cli import deployment
+from infrastructure.cli.deployment import Deployment, DeploymentError
+from infrastructure.cli.figures import queue_depth
+
+SQS_BATCH: Final = 10
+MOVE_VISIBILITY_SECONDS: Final = 60
+"""Long enough to send a batch on and delete it; a message not deleted comes back in the DLQ."""
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "redrive",
+        help="replay the delivery DLQ and stuck windows now; release a parked window; "
+        "move the ingest DLQ back",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    deployment.add_arguments(parser)
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--window", metavar="ID", help="one window: its id or staged key")
+    what.add_argument("--ingest", action="store_true", help="ingest DLQ -> ingest queue")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be done; do none")
+    parser.add_argument("--limit", type=_positive, help="at most this many windows or messages")
+    parser.add_argument(
+        "--min-age",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="only DLQ messages at least this old (default: the tunables' min_age_seconds)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    target = deployment.resolve(args, root)
+    if args.ingest:
+        outcome: Any = move_ingest_dlq(target, limit=args.limit, dry_run=args.dry_run)
+    elif args.window:
+        outcome = redrive_window(target, args.window, dry_run=args.dry_run)
+    else:
+        outcome = redrive_now(target, limit=args.limit, min_age=args.min_age, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"deployment": target.name, **asdict(outcome)}, indent=1))
+    else:
+        print(outcome.text())
+    return 0 if outcome.ok else 1
+
+
+# -- the scheduled redrive, on demand ------------------------------------------------------
+
+
+@dataclass
+class RedriveOutcome:
+    report: RedriveReport
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.report.minio_healthy and self.report.invoke_failures == 0
+
+    def text(self) -> str:
+        r = self.report
+        if not r.minio_healthy:
+            return (
+                "MinIO does not answer: nothing redriven (windows stay staged, the DLQ keeps "
+                "its messages). Run again once MinIO is back."
+            )
+        if self.dry_run:
+            lines = [f"would redrive {len(r.would_redrive)} window(s):"]
+            lines += [f"  {key}" for key in r.would_redrive]
+            return "\n".join(lines)
+        return (
+            f"redriven from the DLQ {r.dlq_redriven}, already settled {r.dlq_settled}, "
+            f"re-invoked unrecorded {r.unrecorded_redriven}, stale {r.stale_redriven}, "
+            f"parked {len(r.parked)}{' (' + ', '.join(r.parked) + ')' if r.parked else ''}, "
+            f"invocations refused {r.invoke_failures}, hour markers written "
+            f"{len(r.hour_markers)}"
+        )
+
+
+def redrive_now(
+    target: Deployment, *, limit: int | None, min_age: float | None, dry_run: bool
+) -> RedriveOutcome:
+    deps = redrive_deps(target)
+    overrides: dict[str, Any] = {"jitter_seconds": 0}  # an operator waits for no spread
+    if limit is not None:
+        overrides["limit_per_run"] = limit
+    if min_age is not None:
+        overrides["min_age_seconds"] = int(min_age)
+    deps = dataclasses.replace(deps, tunables=dataclasses.replace(deps.tunables, **overrides))
+    return RedriveOutcome(redrive(deps, dry_run=dry_run), dry_run)
+
+
+def redrive_deps(target: Deployment) -> RedriveDeps:
+    tunables = target.tunables()
+    lambda_ = target.client("lambda")
+    delivery = target.live("delivery")
+
+    def invoke(event: dict[str, Any]) -> None:
+        response = lambda_.invoke(
+            FunctionName=delivery, InvocationType="Event", Payload=json.dumps(event).encode()
+        )
+        if response["StatusCode"] != 202:  # Lambda's "accepted"
+            raise DeploymentError(f"{delivery} answered {response['StatusCode']} to an invoke")
+
+    return RedriveDeps(
+        s3=target.client("s3"),
+        sqs=target.client("sqs"),
+        ledger=ledger(target),
+        minio_healthy=target.minio_healthy,
+        invoke=invoke,
+        staging_bucket=target.staging_bucket,
+        dlq_url=target.delivery_dlq_url,
+        tunables=tunables.redrive,
+        destination_buffer_seconds=tunables.firehose.destination_buffer_seconds,
+        file_extension=tunables.firehose.file_extension,
+        markers=HourMarkers(target.minio_caller(), tunables.delivery.archive_prefix),
+    )
+
+
+def ledger(target: Deployment) -> Ledger:
+    return Ledger(
+        target.client("dynamodb"),
+        target.ledger_table,
+        target.tunables().delivery.ledger_ttl_seconds,
+    )
+
+
+# -- one window ------------------------------------------------------------------------------
+
+
+@dataclass
+class WindowOutcome:
+    window_id: str
+    staged_key: str | None
+    state_before: str | None
+    action: str
+    """invoked | would-invoke | settled | not-found"""
+    released: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "not-found"
+
+    def text(self) -> str:
+        if self.action == "not-found":
+            return f"window {self.window_id}: no ledger record and no staged object found"
+        state = self.state_before or "no ledger record"
+        if self.action == "settled":
+            return f"window {self.window_id} is {state}: nothing to do"
+        verb = "invoked delivery for" if self.action == "invoked" else "would invoke delivery for"
+        release = " (released from PARKED)" if self.released else ""
+        return f"{verb} {self.staged_key} [{state}]{release}"
+
+
+def redrive_window(target: Deployment, window: str, *, dry_run: bool) -> WindowOutcome:
+    tunables = target.tunables()
+    extension = tunables.firehose.file_extension
+    window_id, staged_key = _window_of(window, extension)
+    book = ledger(target)
+    record = book.get_window(window_id)
+    if record is not None:
+        staged_key = record.staged_key
+    if staged_key is None:
+        staged_key = _find_staged(target, window_id, extension)
+    state = None if record is None else str(record.state)
+    if staged_key is None:
+        return WindowOutcome(window_id, None, state, "not-found")
+    if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+        return WindowOutcome(window_id, staged_key, state, "settled")
+    parked = record is not None and record.state is WindowState.PARKED
+    if dry_run:
+        return WindowOutcome(window_id, staged_key, state, "would-invoke", released=parked)
+    if parked:
+        book.unpark(window_id)
+    redrive_deps(target).invoke(staged_event(target.staging_bucket, staged_key))
+    return WindowOutcome(window_id, staged_key, state, "invoked", released=parked)
+
+
+def _window_of(window: str, extension: str) -> tuple[str, str | None]:
+    """A window id, or a staged key (then also its key)."""
+    if "/" not in window:
+        return window.removesuffix(extension), None
+    try:
+        return window_name(window, extension).window_id, window
+    except WindowKeyError as err:
+        raise DeploymentError(str(err)) from err
+
+
+def _find_staged(target: Deployment, window_id: str, extension: str) -> str | None:
+    """The staged key of a window the ledger never saw (its S3 event lost): all of `buffers/`
+    is searched, since an operator may name a window of any age."""
+    s3 = target.client("s3")
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=target.staging_bucket, Prefix="buffers/"):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(f"/{window_id}{extension}"):
+                return str(obj["Key"])
+    return None
+
+
+# -- the ingest DLQ --------------------------------------------------------------------------
+
+
+@dataclass
+class IngestMove:
+    waiting: int
+    """Messages in the ingest DLQ before the move."""
+    method: str
+    """StartMessageMoveTask | message-by-message | none (dry run)"""
+    moved: int = 0
+    task_handle: str | None = None
+
+    ok: bool = True
+
+    def text(self) -> str:
+        if self.method == "none":
+            return (
+                f"ingest DLQ holds {self.waiting} message(s); would move them to the ingest queue"
+            )
+        if self.task_handle is not None:
+            return (
+                f"StartMessageMoveTask started for {self.waiting} message(s) "
+                f"(task {self.task_handle}); `sluice status` shows the DLQ drain"
+            )
+        return f"moved {self.moved} of {self.waiting} message(s) to the ingest queue, one by one"
+
+
+def move_ingest_dlq(target: Deployment, *, limit: int | None, dry_run: bool) -> IngestMove:
+    sqs = target.client("sqs")
+    waiting = queue_depth(sqs, target.ingest_dlq_url)
+    if dry_run:
+        return IngestMove(waiting, "none")
+    if limit is None:
+        try:
+            response = sqs.start_message_move_task(
+                SourceArn=_arn(sqs, target.ingest_dlq_url),
+                DestinationArn=_arn(sqs, target.ingest_queue_url),
+            )
+            return IngestMove(waiting, "StartMessageMoveTask", task_handle=response["TaskHandle"])
+        except NotImplementedError:
+            pass  # moto in process
+        except ClientError as err:
+            if "not been implemented" not in str(err):  # moto server; anything else is real
+                raise
+    return IngestMove(waiting, "message-by-message", moved=_move_each(target, sqs, limit))
+
+
+def _move_each(target: Deployment, sqs: Any, limit: int | None) -> int:
+    moved = 0
+    while limit is None or moved < limit:
+        wanted = SQS_BATCH if limit is None else min(SQS_BATCH, limit - moved)
+        messages = sqs.receive_message(
+            QueueUrl=target.ingest_dlq_url,
+            MaxNumberOfMessages=wanted,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=MOVE_VISIBILITY_SECONDS,
+        ).get("Messages", [])
+        if not messages:
+            break
+        entries = [
+            {
+                "Id": str(index),
+                "MessageBody": message["Body"],
+                **(
+                    {"MessageAttributes": message["MessageAttributes"]}
+                    if message.get("MessageAttributes")
+                    else {}
+                ),
+            }
+            for index, message in enumerate(messages)
+        ]
+        sent = sqs.send_message_batch(QueueUrl=target.ingest_queue_url, Entries=entries)
+        done = {int(entry["Id"]) for entry in sent.get("Successful", [])}
+        for failure in sent.get("Failed", []):
+            print(f"not moved (stays in the DLQ): {failure}", file=sys.stderr)
+        if done:
+            sqs.delete_message_batch(
+                QueueUrl=target.ingest_dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": messages[i]["ReceiptHandle"]} for i in done
+                ],
+            )
+        moved += len(done)
+        if len(done) < len(messages):
+            break  # SQS refused some: stop rather than spin on them
+    return moved
+
+
+def _arn(sqs: Any, url: str) -> str:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return str(attributes["Attributes"]["QueueArn"])
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value

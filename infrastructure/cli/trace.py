@@ -1,0 +1,265 @@
+"""`sluice trace s3://BUCKET/KEY[?versionId=V]`: one landed file's story, stage by stage.
+
+Per version (all versions of the key, newest first, unless one is named): the landing version,
+its file_id, the forwarder's idempotency record, the ledger's claim and the owner window, then the
+archive part and member (from the sidecar manifest), or the exclusion, or the quarantine reason.
+`where` says plainly where the file is when the story stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from delivery.delivering import sidecar_key
+from delivery.ledger import WindowRecord, WindowState
+from delivery.reconciling import ReconcileError, ReconcileSources, read_manifest
+from infrastructure.cli import deployment
+from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.reconcile import sources_of
+from transform.envelope import file_id as compute_file_id
+from transform.quarantine import reason_key
+
+
+class TraceError(LookupError):
+    """The file to trace does not exist, or its address is malformed."""
+
+
+@dataclass
+class Story:
+    bucket: str
+    key: str
+    version_id: str
+    size: int
+    last_modified: str
+    etag: str
+    file_id: str
+    forwarder: dict[str, Any] | None = None
+    owner_window: str | None = None
+    window: dict[str, Any] | None = None
+    archive: dict[str, Any] | None = None
+    exclusion: dict[str, Any] | None = None
+    quarantine: dict[str, Any] | None = None
+    where: str = ""
+
+    def text(self) -> str:
+        lines = [
+            f"s3://{self.bucket}/{self.key}?versionId={self.version_id}",
+            f"  landed       {self.last_modified}, {self.size} bytes, etag {self.etag}",
+            f"  file_id      {self.file_id}",
+            f"  forwarder    {_fields(self.forwarder)}",
+            f"  claim        {self.owner_window or 'none'}",
+        ]
+        lines += [f"  window       {_fields(self.window)}"] if self.window else []
+        lines += [f"  archive      {_fields(self.archive)}"] if self.archive else []
+        lines += [f"  excluded     {_fields(self.exclusion)}"] if self.exclusion else []
+        lines += [f"  quarantine   {_fields(self.quarantine)}"] if self.quarantine else []
+        return "\n".join([*lines, f"  where        {self.where}"])
+
+
+def register(commands: Any) -> None:
+    command = commands.add_parser(
+        "trace",
+        help="one landed file's story: forwarded, claimed, archived (or held back, and why)",
+        description="Every version of the key (newest first), or the one named by ?versionId=: "
+        "landing, file_id, forwarder record, ledger claim, window state, archive member and "
+        "sha256 from the manifest, or the exclusion or quarantine reason. Exit status 1 when "
+        "the key or version does not exist.",
+    )
+    command.add_argument("uri", metavar="s3://BUCKET/KEY[?versionId=V]")
+    deployment.add_arguments(command)
+    command.add_argument("--json", action="store_true", help="a JSON list instead of text")
+    command.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    try:
+        bucket, key, version_id = parse_uri(args.uri)
+        target = deployment.resolve(args, root)
+        stories = trace(target, sources_of(target), bucket, key, version_id)
+    except (TraceError, ReconcileError) as err:
+        print(f"sluice trace: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([asdict(story) for story in stories]))
+    else:
+        print("\n\n".join(story.text() for story in stories))
+    return 0
+
+
+def parse_uri(uri: str) -> tuple[str, str, str | None]:
+    """`s3://BUCKET/KEY[?versionId=V]` -> (bucket, key, version id or None)."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise TraceError(f"{uri!r} is not s3://BUCKET/KEY[?versionId=V]")
+    bucket, _, key = uri[5:].partition("/")
+    key, marker, version_id = (
+        key.rpartition("?versionId=") if "?versionId=" in key else (key, "", "")
+    )
+    if not bucket or not key:
+        raise TraceError(f"{uri!r} names no bucket or no key")
+    return bucket, key, unquote(version_id) if marker else None
+
+
+def trace(
+    target: Deployment,
+    sources: ReconcileSources,
+    bucket: str,
+    key: str,
+    version_id: str | None = None,
+) -> list[Story]:
+    """The story of each version of `key` (newest first), or of `version_id` alone."""
+    s3 = sources.landing
+    paginator = s3.get_paginator("list_object_versions")
+    versions = [
+        version
+        for page in paginator.paginate(Bucket=bucket, Prefix=key)
+        for version in page.get("Versions", [])
+        if version["Key"] == key and version_id in (None, version.get("VersionId"))
+    ]
+    if not versions:
+        what = f"version {version_id} of " if version_id else ""
+        raise TraceError(f"no {what}s3://{bucket}/{key}: not in the landing bucket {bucket}")
+    versions.sort(key=lambda v: v["LastModified"], reverse=True)
+    return [_story(target, sources, bucket, version) for version in versions]
+
+
+def _story(target: Deployment, sources: ReconcileSources, bucket: str, version: Any) -> Story:
+    version_id = version.get("VersionId") or "null"
+    story = Story(
+        bucket=bucket,
+        key=version["Key"],
+        version_id=version_id,
+        size=version["Size"],
+        last_modified=version["LastModified"].astimezone(UTC).isoformat(timespec="seconds"),
+        etag=version.get("ETag", "").strip('"'),
+        file_id=compute_file_id(bucket, version["Key"], version_id),
+    )
+    story.forwarder = _forwarder(target, story.file_id)
+    story.quarantine = _quarantine(sources, story.file_id)
+    story.owner_window = sources.ledger.owners([story.file_id]).get(story.file_id)
+    record = sources.ledger.get_window(story.owner_window) if story.owner_window else None
+    if record is not None:
+        story.window = {
+            "state": record.state.value,
+            "staged_key": record.staged_key,
+            "redrive_count": record.redrive_count,
+            "parked_reason": record.parked_reason,
+        }
+        _find_in_archives(sources, record, story)
+    story.where = _where(story, record)
+    return story
+
+
+def _forwarder(target: Deployment, file_id: str) -> dict[str, Any] | None:
+    item = (
+        target.client("dynamodb")
+        .get_item(
+            TableName=target.idempotency_table, Key={"id": {"S": file_id}}, ConsistentRead=True
+        )
+        .get("Item")
+    )
+    if item is None:
+        return None
+    expires = int(item.get("expiration", {}).get("N", "0"))
+    return {
+        "status": item.get("status", {}).get("S"),
+        "expires": datetime.fromtimestamp(expires, UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _quarantine(sources: ReconcileSources, file_id: str) -> dict[str, Any] | None:
+    try:
+        response = sources.staging.get_object(
+            Bucket=sources.staging_bucket, Key=reason_key(file_id)
+        )
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+            return None
+        raise
+    document: dict[str, Any] = json.loads(response["Body"].read())
+    return document
+
+
+def _find_in_archives(sources: ReconcileSources, record: WindowRecord, story: Story) -> None:
+    for exclusion in record.exclusions:
+        if exclusion.file_id == story.file_id:
+            story.exclusion = {"reason": exclusion.reason, "detail": exclusion.detail}
+    for part in record.parts:
+        manifest = read_manifest(sources.minio, sources.archive_bucket, sidecar_key(part.minio_key))
+        for entry in manifest.get("files", []):
+            if entry["file_id"] == story.file_id:
+                story.archive = {
+                    "bucket": sources.archive_bucket,
+                    "minio_key": part.minio_key,
+                    "part": part.part,
+                    "member_name": entry["member_name"],
+                    "sha256": entry["sha256"],
+                    "check": entry.get("check"),
+                }
+                return
+
+
+def _where(story: Story, record: WindowRecord | None) -> str:
+    if story.archive:
+        archive = story.archive
+        return (
+            f"delivered: {archive['bucket']}/{archive['minio_key']}, "
+            f"member {archive['member_name']}"
+        )
+    if story.exclusion:
+        return (
+            f"excluded from window {story.owner_window}: {story.exclusion['reason']} "
+            "(it stays in the landing bucket)"
+        )
+    if story.quarantine:
+        return (
+            f"quarantined ({story.quarantine.get('reason')}): held in the landing bucket, "
+            f"reason file {reason_key(story.file_id)} in the staging bucket"
+        )
+    if story.owner_window is None:
+        return _before_claim(story)
+    return _after_claim(story.owner_window, record)
+
+
+def _before_claim(story: Story) -> str:
+    if story.forwarder is None:
+        return "not forwarded yet: its event is in the ingest queue (or the ingest DLQ)"
+    if story.forwarder["status"] != "COMPLETED":
+        return "being forwarded: the forwarder holds it IN_PROGRESS"
+    return (
+        "no claim yet: in the ingest queue or Firehose's buffers "
+        "(or in a staged window delivery has not begun)"
+    )
+
+
+def _after_claim(window: str, record: WindowRecord | None) -> str:
+    if record is None:
+        return f"claimed by window {window}, which delivery is building (no window record yet)"
+    if record.state is WindowState.PARKED:
+        return (
+            f"window {window} is PARKED ({record.parked_reason}): "
+            f"`sluice redrive --window {window}` releases it"
+        )
+    if record.state is WindowState.CLAIMED:
+        return (
+            f"window {window} is CLAIMED: delivery has not finished it "
+            "(redrive retries it after 30 min)"
+        )
+    return (
+        f"window {window} is {record.state.value} but no manifest lists the file: "
+        "run `sluice reconcile`"
+    )
+
+
+def _fields(values: dict[str, Any] | None) -> str:
+    if not values:
+        return "none"
+    return ", ".join(f"{name} {value}" for name, value in values.items() if value is not None)
