@@ -26,8 +26,10 @@ from types import ModuleType
 
 from infrastructure import environment
 from infrastructure.cli import (
+    chaos,
     deployment,
     files,
+    pause,
     quarantine,
     reconcile,
     redrive,
@@ -40,7 +42,7 @@ from infrastructure.cli import (
 from infrastructure.cli.deployment import DeploymentError
 from infrastructure.local.stack_file import NoStackError
 
-OPERATIONS: tuple[ModuleType, ...] = (reconcile, trace, redrive, replay, quarantine)
+OPERATIONS: tuple[ModuleType, ...] = (reconcile, trace, redrive, replay, quarantine, pause, chaos)
 """Modules of the operator's commands; each adds its subcommands in `register(commands)`."""
 
 

@@ -231,6 +231,8 @@ def how_to_upload(file: StackFile) -> str:
             f"secret key {minio.secret_key}).",
             f"Stack file {stack_path(Path('.'))}; logs in {file.logs}. "
             "Ctrl-C (or `sluice down`) flushes and stops.",
+            "Gamedays: `sluice pause|resume forwarder|delivery`, `sluice chaos --help` "
+            f"(control API {file.control_endpoint}).",
             "",
         ]
     )

@@ -22,6 +22,17 @@ Undeleted messages return when their visibility timeout ends; after `maxReceiveC
 the queue's own redrive policy moves them to its DLQ. That is SQS's (moto's) job, not ours, as in
 AWS: `ingest.max_receive_count` is the queue's setting, not the mapping's.
 
+The mapping can be disabled and enabled (UpdateEventSourceMapping `Enabled`, through
+lambda_api.py): disabled, it receives nothing more; batches in flight finish (state `Disabling`
+until they have, then `Disabled`); messages wait in the queue.
+
+Chaos, duplicate events (DESIGN §6: chaos in the runtime, never in handlers): while the mapping's
+`duplicate()` says so, each message received for the first time is (1) sent again to its queue
+as a new message with the same body — S3 delivering its event twice — and (2) redelivered once
+with the same `messageId`: instead of being deleted after a successful batch it is made visible
+again (ChangeMessageVisibility 0), so SQS hands it out once more with `ApproximateReceiveCount`
+incremented, exactly as after a lapsed visibility timeout.
+
 `Schedule` is an EventBridge rule with a rate expression whose target is a function: every
 period (scaled) it invokes the function asynchronously with a `Scheduled Event`
 (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html).
@@ -37,7 +48,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -61,6 +73,13 @@ POLL_WAIT_SECONDS: Final = 1
 SQS_RECEIVE_MAX: Final = 10
 RECEIVE_ERROR_BACKOFF_SECONDS: Final = 1.0
 JOIN_SECONDS: Final = 10.0
+DISABLED_POLL_SECONDS: Final = 0.2
+COPIES_REMEMBERED: Final = 100_000
+"""Message ids of the duplicates chaos sent, so that a duplicate is never duplicated again."""
+
+
+def _never() -> bool:
+    return False
 
 
 def batch_item_failures(result: Any, message_ids: Sequence[str]) -> set[str] | None:
@@ -128,6 +147,10 @@ class SourceStats:
     function_errors: int = 0
     invalid_responses: int = 0
     reported_failures: int = 0
+    duplicates_sent: int = 0
+    """Chaos: second messages sent to the queue with a received message's body."""
+    redelivered: int = 0
+    """Chaos: messages made visible again instead of being deleted."""
 
 
 class SqsEventSource:
@@ -143,7 +166,9 @@ class SqsEventSource:
         *,
         report_batch_item_failures: bool = True,
         sqs: SQSClient | None = None,
+        duplicate: Callable[[], bool] = _never,
     ) -> None:
+        """`duplicate`: whether chaos duplicates events now (see the module docstring)."""
         config = runtime.functions.get(function)
         if config is None:
             raise ValueError(f"no function named {function!r}")
@@ -169,6 +194,7 @@ class SqsEventSource:
         self.queue_url = queue_url
         self.batch_size = ingest.batch_size
         self.batching_window_seconds = ingest.batching_window_seconds / scale
+        self._configured_batching_window = ingest.batching_window_seconds
         self.maximum_concurrency = min(ingest.maximum_concurrency, runtime.workers_per_function)
         self.visibility_timeout_seconds = max(
             math.ceil(ingest.visibility_timeout_seconds / scale),
@@ -184,6 +210,14 @@ class SqsEventSource:
         self._poller: threading.Thread | None = None
         self._queue_arn = ""
         self._region = runtime.region
+        self._duplicate = duplicate
+        self._copies: OrderedDict[str, None] = OrderedDict()
+        self.uuid = str(uuid.uuid4())
+        self._enabled = threading.Event()
+        self._enabled.set()
+        self._poller_active = False
+        """The poller has seen the mapping enabled (and may be receiving)."""
+        self._last_modified = time.time()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +230,7 @@ class SqsEventSource:
         self._queue_arn = attributes["Attributes"]["QueueArn"]
         self._region = self._queue_arn.split(":")[3] or self.runtime.region
         self.runtime.register(self)
+        self.runtime.add_event_source_mapping(self)
         self._poller = threading.Thread(target=self._poll, name=f"esm-{self.function}", daemon=True)
         self._poller.start()
         return self
@@ -221,10 +256,71 @@ class SqsEventSource:
     def running(self) -> bool:
         return self._poller is not None and self._poller.is_alive()
 
+    # ------------------------------------------------------------------ the mapping's API
+
+    @property
+    def event_source_arn(self) -> str:
+        return self._queue_arn
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled.is_set()
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Disabled: nothing more is received; batches in flight finish."""
+        if enabled == self._enabled.is_set():
+            return
+        if enabled:
+            self._enabled.set()
+        else:
+            self._enabled.clear()
+        self._last_modified = time.time()
+        log.info(
+            "event source mapping %s of %s %s",
+            self.uuid,
+            self.function,
+            "enabled" if enabled else "disabled",
+        )
+
+    @property
+    def state(self) -> str:
+        """Lambda's `State`: Enabling, Enabled, Disabling (still receiving, or batches in
+        flight), Disabled."""
+        with self._lock:
+            busy = self._poller_active or bool(self._batches)
+            active = self._poller_active
+        if self._enabled.is_set():
+            return "Enabled" if active or self._stopping.is_set() else "Enabling"
+        return "Disabling" if busy else "Disabled"
+
+    def configuration(self) -> dict[str, Any]:
+        """`EventSourceMappingConfiguration`, as GetEventSourceMapping answers."""
+        return {
+            "UUID": self.uuid,
+            "BatchSize": self.batch_size,
+            "MaximumBatchingWindowInSeconds": self._configured_batching_window,
+            "EventSourceArn": self._queue_arn,
+            "FunctionArn": self.runtime.function_arn(self.function),
+            "LastModified": self._last_modified,
+            "State": self.state,
+            "StateTransitionReason": "USER_INITIATED",
+            "FunctionResponseTypes": (
+                ["ReportBatchItemFailures"] if self.report_batch_item_failures else []
+            ),
+            "ScalingConfig": {"MaximumConcurrency": self.maximum_concurrency},
+        }
+
     # ------------------------------------------------------------------ polling
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
+            if not self._enabled.is_set():
+                with self._lock:
+                    self._poller_active = False
+                self._enabled.wait(DISABLED_POLL_SECONDS)
+                continue
+            with self._lock:
+                self._poller_active = True
             if not self._slots.acquire(timeout=0.2):
                 continue
             try:
@@ -288,6 +384,9 @@ class SqsEventSource:
                 self._batches.discard(threading.current_thread())
 
     def _invoke(self, messages: list[MessageTypeDef]) -> None:
+        duplicating = self._duplicate()
+        if duplicating:
+            self._send_duplicates(messages)
         event = {"Records": [sqs_record(m, self._queue_arn, self._region) for m in messages]}
         with self._lock:
             self.stats.batches += 1
@@ -312,7 +411,38 @@ class SqsEventSource:
             return
         with self._lock:
             self.stats.reported_failures += len(failed)
-        self._delete([m for m in messages if m["MessageId"] not in failed])
+        succeeded = [m for m in messages if m["MessageId"] not in failed]
+        if duplicating:
+            again = [m for m in succeeded if _first_receive(m)]
+            self._make_visible(again)
+            succeeded = [m for m in succeeded if not _first_receive(m)]
+        self._delete(succeeded)
+
+    def _send_duplicates(self, messages: list[MessageTypeDef]) -> None:
+        """Chaos: S3 delivering each event twice — a second message with the same body."""
+        for message in messages:
+            if not _first_receive(message) or message["MessageId"] in self._copies:
+                continue
+            sent = self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
+            with self._lock:
+                self._copies[sent["MessageId"]] = None
+                while len(self._copies) > COPIES_REMEMBERED:
+                    self._copies.popitem(last=False)
+                self.stats.duplicates_sent += 1
+
+    def _make_visible(self, messages: list[MessageTypeDef]) -> None:
+        """Chaos: a lapsed visibility timeout — SQS hands these out again, same messageId."""
+        for start in range(0, len(messages), SQS_RECEIVE_MAX):
+            chunk = messages[start : start + SQS_RECEIVE_MAX]
+            response = self._sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(chunk)
+                ],
+            )
+            with self._lock:
+                self.stats.redelivered += len(chunk) - len(response.get("Failed", []))
 
     def _delete(self, messages: list[MessageTypeDef]) -> None:
         for start in range(0, len(messages), SQS_RECEIVE_MAX):
@@ -331,6 +461,10 @@ class SqsEventSource:
                 )
             with self._lock:
                 self.stats.deleted += len(chunk) - len(failed)
+
+
+def _first_receive(message: MessageTypeDef) -> bool:
+    return message.get("Attributes", {}).get("ApproximateReceiveCount") == "1"
 
 
 class RuntimeLoop:

@@ -409,6 +409,11 @@ class FirehoseServer:
             self.throttle_percent = percent
             self._throttle_until = time.monotonic() + seconds
 
+    def throttle_state(self) -> tuple[float, float]:
+        """(percent, seconds left) of the `throttle_for` under way; seconds 0 when none is."""
+        with self._chaos_lock:
+            return self.throttle_percent, max(0.0, self._throttle_until - time.monotonic())
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Per stream: the assembler's counters and the API's, for the status line."""
         out: dict[str, dict[str, int]] = {}

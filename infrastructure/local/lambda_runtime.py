@@ -15,6 +15,17 @@ service does around them:
   `responseContext`, `responsePayload`).
   https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html
   https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html
+- Reserved concurrency (`put_function_concurrency`, as an operator's `sluice pause delivery`
+  sets it): only 0 is enforced, since a pool's size already bounds concurrency. A function at
+  0 is throttled: `invoke` raises `FunctionThrottledError` (the Invoke API answers 429
+  TooManyRequestsException); an asynchronous event stays in its queue, retried as Lambda retries
+  throttled events (1 s, doubling, at most 5 minutes apart, scaled) and never counted as an
+  attempt, until the function takes events again or the event is older than its maximum age:
+  then it goes to the on-failure destination with condition `EventAgeExceeded`. Restoring
+  concurrency retries the waiting events at once (a local shortcut: Lambda's next retry may be
+  up to 5 minutes away).
+- Event source mappings (event_sources.py) list themselves here (`event_source_mappings`), so
+  that the Invoke API's neighbours, List/Get/UpdateEventSourceMapping, can reach them.
 - `stop()` stops the event sources and schedules started on it (event_sources.py), the retry
   queues, and kills every worker: nothing is left running.
 
@@ -65,6 +76,9 @@ ALIAS: Final = "live"
 RETRY_DELAYS_SECONDS: Final = (60.0, 120.0)
 """Lambda's waits before the second and the third attempt of an asynchronous invocation."""
 
+THROTTLE_RETRY_SECONDS: Final = (1.0, 300.0)
+"""Lambda retries a throttled asynchronous event after 1 s, doubling up to 5 minutes."""
+
 RECORD_VERSION: Final = "1.0"
 HISTORY_LIMIT: Final = 10_000
 
@@ -75,6 +89,33 @@ class _Stoppable(Protocol):
     def request_stop(self) -> None: ...
 
     def join(self, timeout: float) -> None: ...
+
+
+class EventSourceMapping(Protocol):
+    """What the Lambda API needs of an event source mapping (event_sources.SqsEventSource)."""
+
+    uuid: str
+    function: str
+
+    @property
+    def event_source_arn(self) -> str: ...
+
+    def configuration(self) -> dict[str, Any]:
+        """As `EventSourceMappingConfiguration` spells it."""
+        ...
+
+    def set_enabled(self, enabled: bool) -> None: ...
+
+
+class FunctionThrottledError(FunctionError):
+    """The function takes no invocation: its reserved concurrency is 0."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__(
+            "TooManyRequestsException",
+            f"Rate Exceeded. (function {function} has a reserved concurrency of 0)",
+        )
+        self.function = function
 
 
 @dataclass(frozen=True)
@@ -135,6 +176,8 @@ class _Pending:
     enqueued: float = field(compare=False)
     delay_seconds: float = field(compare=False, default=0.0)
     last_error: FunctionError | None = field(compare=False, default=None)
+    throttles: int = field(compare=False, default=0)
+    """Times the event found its function throttled (not attempts: the function never ran)."""
 
 
 class _AsyncQueue:
@@ -160,9 +203,25 @@ class _AsyncQueue:
             heapq.heappush(self._heap, pending)
             self._condition.notify()
 
-    def idle(self) -> bool:
+    def idle(self, *, counting_throttled: bool = True) -> bool:
+        """No event waiting or running; with `counting_throttled=False`, events that wait only
+        because their function is throttled do not count."""
         with self._condition:
-            return not self._heap and self._busy == 0
+            waiting = [p for p in self._heap if counting_throttled or not p.throttles]
+            return not waiting and self._busy == 0
+
+    def throttled_waiting(self) -> int:
+        with self._condition:
+            return sum(1 for p in self._heap if p.throttles)
+
+    def retry_throttled_now(self) -> None:
+        with self._condition:
+            now = time.monotonic()
+            for pending in self._heap:
+                if pending.throttles:
+                    pending.due = now
+            heapq.heapify(self._heap)
+            self._condition.notify_all()
 
     def request_stop(self) -> None:
         with self._condition:
@@ -213,11 +272,14 @@ class LambdaRuntime:
         async_configs: Mapping[str, AsyncInvokeConfig] | None = None,
         log_dir: Path | None = None,
         sdk_calls_dir: Path | None = None,
+        upload_corruption_path: Path | None = None,
     ) -> None:
         """`endpoint_url` is where the runtime itself sends on-failure records and where event
         sources poll SQS (moto); the functions reach AWS through their own environment.
         `log_dir`: where each function's workers append their output (`<function>.log`);
-        `sdk_calls_dir`: where they record the SDK operations they call (`<function>.sdk.jsonl`)."""
+        `sdk_calls_dir`: where they record the SDK operations they call (`<function>.sdk.jsonl`);
+        `upload_corruption_path`: the shared count of uploads to corrupt (chaos, see
+        lambda_sandbox.py; only a function whose dependencies have a `corrupt` hook uses it)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
@@ -231,6 +293,7 @@ class LambdaRuntime:
                 region=region,
                 log_dir=log_dir,
                 sdk_calls_dir=sdk_calls_dir,
+                upload_corruption_path=upload_corruption_path,
             )
             for config in functions
         }
@@ -241,6 +304,8 @@ class LambdaRuntime:
         self._queues: dict[str, _AsyncQueue] = {}
         self._history: OrderedDict[str, AsyncHistory] = OrderedDict()
         self._stoppables: list[_Stoppable] = []
+        self._mappings: list[EventSourceMapping] = []
+        self._reserved: dict[str, int] = {}
         self._lock = threading.Lock()
         self._sqs: SQSClient | None = None
         self._stopped = False
@@ -249,8 +314,12 @@ class LambdaRuntime:
     # ------------------------------------------------------------------ invocation
 
     def invoke(self, name: str, event: Any) -> Any:
-        """`RequestResponse`: the handler's result, or FunctionError."""
-        return self._pool(name).invoke(_event_json(event), str(uuid.uuid4()))
+        """`RequestResponse`: the handler's result, or FunctionError (FunctionThrottledError
+        when the function's reserved concurrency is 0)."""
+        pool = self._pool(name)
+        if self.throttled(name):
+            raise FunctionThrottledError(name)
+        return pool.invoke(_event_json(event), str(uuid.uuid4()))
 
     def invoke_async(self, name: str, event: Any) -> str:
         """`Event`: queue the event and return its request id at once."""
@@ -277,11 +346,63 @@ class LambdaRuntime:
         with self._lock:
             return self._history[request_id]
 
-    def async_idle(self) -> bool:
-        """No asynchronous event waiting or running."""
+    def async_idle(self, *, counting_throttled: bool = True) -> bool:
+        """No asynchronous event waiting or running (but, with `counting_throttled=False`, those
+        that wait only because their function is throttled)."""
         with self._lock:
             queues = list(self._queues.values())
-        return all(queue.idle() for queue in queues)
+        return all(queue.idle(counting_throttled=counting_throttled) for queue in queues)
+
+    def async_throttled_waiting(self, name: str | None = None) -> int:
+        """Asynchronous events waiting because their function is throttled."""
+        with self._lock:
+            queues = [q for n, q in self._queues.items() if name is None or n == name]
+        return sum(queue.throttled_waiting() for queue in queues)
+
+    # ------------------------------------------------------------------ reserved concurrency
+
+    def put_function_concurrency(self, name: str, reserved: int) -> None:
+        """PutFunctionConcurrency: 0 throttles the function (see the module docstring)."""
+        self._pool(name)
+        if reserved < 0:
+            raise ValueError(f"reserved concurrency must be at least 0, not {reserved}")
+        with self._lock:
+            self._reserved[name] = reserved
+        if reserved > 0:
+            self._retry_throttled(name)
+
+    def delete_function_concurrency(self, name: str) -> None:
+        """DeleteFunctionConcurrency: back to the unreserved pool."""
+        self._pool(name)
+        with self._lock:
+            self._reserved.pop(name, None)
+        self._retry_throttled(name)
+
+    def function_concurrency(self, name: str) -> int | None:
+        """The reserved concurrency, None when none is reserved."""
+        self._pool(name)
+        with self._lock:
+            return self._reserved.get(name)
+
+    def throttled(self, name: str) -> bool:
+        with self._lock:
+            return self._reserved.get(name) == 0
+
+    def _retry_throttled(self, name: str) -> None:
+        with self._lock:
+            queue = self._queues.get(name)
+        if queue is not None:
+            queue.retry_throttled_now()
+
+    # ------------------------------------------------------------------ event source mappings
+
+    def add_event_source_mapping(self, mapping: EventSourceMapping) -> None:
+        with self._lock:
+            self._mappings.append(mapping)
+
+    def event_source_mappings(self) -> list[EventSourceMapping]:
+        with self._lock:
+            return list(self._mappings)
 
     # ------------------------------------------------------------------ chaos and state
 
@@ -291,6 +412,13 @@ class LambdaRuntime:
         """Kill the worker of the next `times` invocations of `function` at their n-th SDK call
         (see lambda_workers: with `phase="before"` the n-th call is never sent)."""
         self._pool(function).crash_after_calls(n, phase=phase, times=times)
+
+    def armed_crash(self, function: str) -> tuple[int, CrashPhase, int] | None:
+        """(calls, phase, crashes still to cause) of `function`'s armed crash, if any."""
+        return self._pool(function).armed_crash()
+
+    def clear_crash(self, function: str) -> None:
+        self._pool(function).clear_crash()
 
     def stats(self, name: str) -> PoolStats:
         return self._pool(name).stats
@@ -359,6 +487,8 @@ class LambdaRuntime:
         if age >= config.maximum_event_age_seconds:
             self._finish(name, pending, history, "EventAgeExceeded")
             return None
+        if self.throttled(name):
+            return self._throttled(pending, config)
         started = time.monotonic()
         try:
             self._pool(name).invoke(pending.event_json, pending.request_id)
@@ -385,13 +515,24 @@ class LambdaRuntime:
         history.outcome = "Success"
         return None
 
+    def _throttled(self, pending: _Pending, config: AsyncInvokeConfig) -> _Pending:
+        """The event back in the queue: retried as Lambda retries a throttled event, and due no
+        later than the moment it expires, so that it reaches its destination on time."""
+        first, longest = THROTTLE_RETRY_SECONDS
+        delay = min(longest, first * 2**pending.throttles) / self.time_scale
+        pending.throttles += 1
+        expires = pending.enqueued + config.maximum_event_age_seconds / self.time_scale
+        pending.due = min(time.monotonic() + delay, expires)
+        pending.sequence = next(_SEQUENCE)
+        return pending
+
     def _finish(
         self, name: str, pending: _Pending, history: AsyncHistory, condition: Outcome
     ) -> None:
         destination = self.async_config(name).on_failure
         if destination is not None:
             record = invocation_record(
-                function_arn=self._function_arn(name),
+                function_arn=self.function_arn(name),
                 request_id=pending.request_id,
                 condition=condition,
                 attempts=len(history.attempts),
@@ -415,7 +556,8 @@ class LambdaRuntime:
                 self._sqs = self.sqs_client()
             return self._sqs
 
-    def _function_arn(self, name: str) -> str:
+    def function_arn(self, name: str) -> str:
+        """The ARN of the function's `live` alias, which every trigger targets (DESIGN §7)."""
         return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}:{ALIAS}"
 
 

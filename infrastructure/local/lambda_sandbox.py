@@ -19,10 +19,20 @@ whatever the retries — and calls `os._exit(CRASH_EXIT_CODE)`:
 The counter is appended to botocore's `BUILTIN_HANDLERS` before the handler is imported, so every
 botocore session the function creates registers it: boto3's default session (`boto3.client`)
 and those Powertools creates for itself. Calls made while importing are not counted.
+
+Chaos, corrupted uploads (DESIGN §6, "a corrupted upload is injected between Sluice's hashing and
+the minio client"): when the spec names an `upload_corruption_path`, and the handler's module has
+a `dependencies()` whose result is a dataclass with a `corrupt` field (delivery's `DeliveryDeps`),
+the sandbox replaces that function with one returning the same dependencies with a `corrupt`
+hook. Each upload attempt calls the hook; it takes one from the `SharedCounter` in that file
+(shared by every worker process, under an fcntl lock) and, while any is left, flips the first
+byte the minio client reads. The handler's code is unchanged; only what it is given differs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import io
 import json
 import os
@@ -60,6 +70,85 @@ class SandboxSpec:
     sdk_calls_path: str | None = None
     """Where to append each distinct SDK operation the function calls (JSON lines), for the
     least-privilege test; None: not recorded."""
+    upload_corruption_path: str | None = None
+    """The `SharedCounter` of uploads to corrupt (see the module docstring); None: no hook."""
+
+
+class SharedCounter:
+    """A count in a file, read and changed under an exclusive fcntl lock, so that the `sluice up`
+    process (which arms it) and every worker process (which spend it) agree on it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+
+    def set(self, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"a count is at least 0, not {value}")
+        self._update(lambda _current: value)
+
+    def value(self) -> int:
+        return self._update(lambda current: current)
+
+    def take(self) -> bool:
+        """Spend one, if any is left; whether one was."""
+        before = self._update(lambda current: max(0, current - 1), report_before=True)
+        return before > 0
+
+    def _update(self, change: Any, *, report_before: bool = False) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            text = os.read(fd, 64).decode().strip()
+            current = int(text) if text.isdigit() else 0
+            new = int(change(current))
+            if new != current or not text:
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                os.write(fd, str(new).encode())
+            return current if report_before else new
+        finally:
+            os.close(fd)  # releases the lock
+
+
+class _FirstByteFlipped(io.RawIOBase):
+    """The reader minio reads an upload from, with its first byte inverted: the sha256 Sluice
+    computed while spooling no longer matches what is sent."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._flipped = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._inner.read(size)
+        if data and not self._flipped:
+            self._flipped = True
+            return bytes([data[0] ^ 0xFF]) + data[1:]
+        return data
+
+
+def install_upload_corruption(module: Any, counter: SharedCounter) -> bool:
+    """Give `module.dependencies()`'s result a `corrupt` hook spending `counter`; False when the
+    module has no such dependencies (any function but delivery)."""
+    original = getattr(module, "dependencies", None)
+    if not callable(original):
+        return False
+
+    def corrupt(reader: Any) -> Any:
+        return _FirstByteFlipped(reader) if counter.take() else reader
+
+    def dependencies() -> Any:
+        deps = original()
+        if not dataclasses.is_dataclass(deps) or isinstance(deps, type):
+            return deps
+        if "corrupt" not in {f.name for f in dataclasses.fields(deps)}:
+            return deps
+        return dataclasses.replace(deps, corrupt=corrupt)
+
+    module.dependencies = dependencies
+    return True
 
 
 class _SdkCallRecorder:
@@ -183,6 +272,9 @@ def serve(conn: Connection, spec: SandboxSpec) -> None:
     if handler is None:
         conn.send(("init_error", init_error))
         return
+    if spec.upload_corruption_path is not None:
+        module = sys.modules[spec.handler.rpartition(".")[0]]
+        install_upload_corruption(module, SharedCounter(spec.upload_corruption_path))
     conn.send(("ready", os.getpid()))
     while True:
         try:

@@ -264,9 +264,11 @@ class WorkerPool:
         region: str,
         log_dir: Path | None = None,
         sdk_calls_dir: Path | None = None,
+        upload_corruption_path: Path | None = None,
     ) -> None:
         """`log_dir`: where each worker appends its output, to `<function>.log`; None: inherited.
-        `sdk_calls_dir`: where the SDK operations it calls are recorded, `<function>.sdk.jsonl`."""
+        `sdk_calls_dir`: where the SDK operations it calls are recorded, `<function>.sdk.jsonl`.
+        `upload_corruption_path`: the shared count of uploads to corrupt (lambda_sandbox.py)."""
         if size < 1:
             raise ValueError("a function needs at least one worker")
         self.config = config
@@ -282,6 +284,9 @@ class WorkerPool:
             log_path=None if log_dir is None else str(log_dir / f"{config.name}.log"),
             sdk_calls_path=(
                 None if sdk_calls_dir is None else str(sdk_calls_dir / f"{config.name}.sdk.jsonl")
+            ),
+            upload_corruption_path=(
+                None if upload_corruption_path is None else str(upload_corruption_path)
             ),
         )
         self._context = multiprocessing.get_context("spawn")
@@ -310,6 +315,17 @@ class WorkerPool:
             raise ValueError("calls and times must be at least 1")
         with self._lock:
             self._crash = _Crash(calls, phase, times)
+
+    def armed_crash(self) -> tuple[int, CrashPhase, int] | None:
+        """(calls, phase, crashes still to cause) of the armed crash, if any."""
+        with self._lock:
+            crash = self._crash
+            return None if crash is None else (crash.calls, crash.phase, crash.times)
+
+    def clear_crash(self) -> None:
+        """Disarm: invocations already carrying the crash still crash."""
+        with self._lock:
+            self._crash = None
 
     def pids(self) -> list[int]:
         with self._lock:

@@ -8,6 +8,9 @@ runtime — where Lambda's own retries and the on-failure destination apply, as 
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html:
 "Amazon S3 invokes your function asynchronously").
 
+Chaos, duplicate events: while `duplicate()` says so, each S3 event is invoked twice (two
+asynchronous invocations, as S3 delivering its event twice).
+
 A message is deleted only once the invocation is queued (at least once, like S3's delivery of
 its events). The `s3:TestEvent` that S3 sends when the notification is configured is not an
 object event (S3 sends none to a Lambda destination) and is deleted without an invocation;
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,14 +46,27 @@ class NotificationStats:
     invoked: int = 0
     test_events: int = 0
     not_s3_events: int = 0
+    duplicated: int = 0
+    """Chaos: events invoked a second time."""
+
+
+def _never() -> bool:
+    return False
 
 
 class S3NotificationInvoker(RuntimeLoop):
     """Invoke `function` asynchronously with each S3 event that arrives on `queue_url`."""
 
     def __init__(
-        self, runtime: LambdaRuntime, function: str, queue_url: str, *, sqs: SQSClient | None = None
+        self,
+        runtime: LambdaRuntime,
+        function: str,
+        queue_url: str,
+        *,
+        sqs: SQSClient | None = None,
+        duplicate: Callable[[], bool] = _never,
     ) -> None:
+        """`duplicate`: whether chaos duplicates events now."""
         if function not in runtime.functions:
             raise ValueError(f"no function named {function!r}")
         super().__init__(runtime)
@@ -58,6 +75,7 @@ class S3NotificationInvoker(RuntimeLoop):
         self.queue_url = queue_url
         self.stats = NotificationStats()
         self._sqs = sqs or runtime.sqs_client()
+        self._duplicate = duplicate
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -88,11 +106,14 @@ class S3NotificationInvoker(RuntimeLoop):
                 self.stats.not_s3_events += 1
                 log.error("not an S3 event on %s, deleted: %.500s", self.queue_url, body)
             return True
+        copies = 2 if self._duplicate() else 1
         try:
-            self.runtime.invoke_async(self.function, event)
+            for _ in range(copies):
+                self.runtime.invoke_async(self.function, event)
         except RuntimeStoppedError:
             return False
         self.stats.invoked += 1
+        self.stats.duplicated += copies - 1
         return True
 
 

@@ -16,8 +16,12 @@ What runs, and who reaches it how:
   invocations (s3_notifications.py); delivery's async configuration with the delivery DLQ as
   its on-failure destination (requeue's: the requeue DLQ); the redrive schedule; and Lambda's
   Invoke API for redrive (lambda_api.py) — `AWS_ENDPOINT_URL_LAMBDA`.
-- SeaweedFS as MinIO (seaweedfs.py), or a real MinIO given by the caller; the MinIO secret in
-  Secrets Manager points at it.
+- SeaweedFS as MinIO (seaweedfs.py), or a real MinIO given by the caller, behind a TCP proxy
+  (tcp_proxy.py) that chaos can cut: the MinIO secret in Secrets Manager names the proxy, so
+  delivery and redrive see MinIO down when it is cut; `stack.json`'s `minio` keeps the direct
+  address (reading archives is unaffected), `minio_proxy` the proxy's. A real MinIO over TLS is
+  reached directly (the proxy's address would not match its certificate): no minio-down then.
+- Chaos and its control API (chaos.py) on loopback — `control_endpoint`, for `sluice chaos`.
 
 State lives in `<root>/.sluice/`: `stack.json` (stack_file.py) while the stack is up, `logs/`
 (moto, SeaweedFS's directory, one file per function) and SeaweedFS's data, both from the last
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 
 from infrastructure.cli.figures import queue_depth
+from infrastructure.local.chaos import ChaosState, ControlServer
 from infrastructure.local.event_sources import Schedule, SqsEventSource
 from infrastructure.local.firehose_server import FirehoseServer
 from infrastructure.local.lambda_api import LambdaApiServer
@@ -49,6 +54,7 @@ from infrastructure.local.s3_notifications import S3NotificationInvoker
 from infrastructure.local.seaweedfs import SeaweedFSServer, start_seaweedfs
 from infrastructure.local.stack_file import STATE_DIR, MinioEndpoint, StackFile, stack_path
 from infrastructure.local.stack_resources import StackNames, StackResources, provision_stack
+from infrastructure.local.tcp_proxy import TcpProxy
 from infrastructure.local.window_assembly import WindowAssembler
 from infrastructure.tunables import Tunables, parse_tunables, read_tunables_document
 
@@ -64,6 +70,8 @@ DELIVERY: Final = "delivery"
 MAX_BUFFER_SECONDS: Final = 900
 """Firehose's largest buffering interval."""
 DRAIN_POLL_SECONDS: Final = 0.5
+CORRUPT_UPLOADS_FILE: Final = "chaos/corrupt-uploads"
+"""Under the run directory: the count of uploads still to corrupt, shared with the workers."""
 
 
 class StackError(RuntimeError):
@@ -129,6 +137,9 @@ class LocalStack:
         self._seaweedfs: SeaweedFSServer | None = None
         self._lambda_api: LambdaApiServer | None = None
         self._notifications: list[S3NotificationInvoker] = []
+        self._minio_proxy: TcpProxy | None = None
+        self._control: ControlServer | None = None
+        self.chaos: ChaosState | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -165,6 +176,12 @@ class LocalStack:
                 secure=False,
             )
         _ensure_bucket(minio)
+        # Delivery's way to MinIO goes through the proxy chaos cuts; TLS to a real MinIO goes
+        # direct, since its certificate names its own host, not the proxy's.
+        delivery_minio = minio.endpoint
+        if not minio.secure:
+            self._minio_proxy = TcpProxy(minio.endpoint).start()
+            delivery_minio = self._minio_proxy.endpoint
         say("provisioning buckets, queues, tables and the MinIO secret")
         names = StackNames.for_prefix(PREFIX, tunables.firehose.stream_count)
         self.resources = resources = provision_stack(
@@ -175,7 +192,7 @@ class LocalStack:
             names=names,
             tunables=tunables,
             minio_secret={
-                "endpoint": minio.endpoint,
+                "endpoint": delivery_minio,
                 "access_key": minio.access_key,
                 "secret_key": minio.secret_key,
                 "bucket": minio.bucket,
@@ -214,14 +231,30 @@ class LocalStack:
             },
             log_dir=logs,
             sdk_calls_dir=options.sdk_calls_dir,
+            upload_corruption_path=run_dir / CORRUPT_UPLOADS_FILE,
         )
+        (run_dir / CORRUPT_UPLOADS_FILE).parent.mkdir(parents=True, exist_ok=True)
+        self.chaos = chaos = ChaosState(
+            runtime=runtime,
+            firehose=self.firehose,
+            minio_proxy=self._minio_proxy,
+            counter_path=run_dir / CORRUPT_UPLOADS_FILE,
+        )
+        self._control = ControlServer(chaos).start()
         self._lambda_api.start(runtime)
         self.ingest = SqsEventSource(
-            runtime, "forwarder", resources.ingest_queue_url, tunables.ingest
+            runtime,
+            "forwarder",
+            resources.ingest_queue_url,
+            tunables.ingest,
+            duplicate=chaos.duplicating,
         ).start()
         self._notifications = [
-            S3NotificationInvoker(runtime, DELIVERY, resources.buffers_events_url).start(),
-            S3NotificationInvoker(runtime, "requeue", resources.errors_events_url).start(),
+            S3NotificationInvoker(runtime, name, url, duplicate=chaos.duplicating).start()
+            for name, url in (
+                (DELIVERY, resources.buffers_events_url),
+                ("requeue", resources.errors_events_url),
+            )
         ]
         Schedule.for_redrive(runtime, tunables.redrive).start()
         say("checking that every service answers")
@@ -248,6 +281,8 @@ class LocalStack:
             processor_buffer_seconds=tunables.firehose.processor_buffer_seconds,
             started_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             logs=str(logs),
+            control_endpoint=self._control.endpoint,
+            minio_proxy=None if self._minio_proxy is None else self._minio_proxy.endpoint,
         )
         self.file.write(stack_path(options.root))
 
@@ -338,6 +373,12 @@ class LocalStack:
         if self._lambda_api is not None:
             self._lambda_api.stop()
             self._lambda_api = None
+        if self._control is not None:
+            self._control.stop()
+            self._control = None
+        if self._minio_proxy is not None:
+            self._minio_proxy.stop()
+            self._minio_proxy = None
         if self._seaweedfs is not None:
             self._seaweedfs.stop()
             self._seaweedfs = None
@@ -360,9 +401,14 @@ class LocalStack:
         deadline = time.monotonic() + timeout
         while True:
             pending = [name for name, url in queues.items() if queue_depth(sqs, url) > 0]
-            if not runtime.async_idle():
+            # Events of a paused (throttled) function would wait out the whole drain: they are
+            # reported, not waited for. In AWS they would wait in Lambda's queue; here they end.
+            if not runtime.async_idle(counting_throttled=False):
                 pending.append("asynchronous invocations")
             if not pending or time.monotonic() > deadline:
+                throttled = runtime.async_throttled_waiting()
+                if throttled:
+                    pending.append(f"{throttled} asynchronous events of paused functions")
                 return pending
             time.sleep(DRAIN_POLL_SECONDS)
 

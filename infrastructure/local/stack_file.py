@@ -69,6 +69,14 @@ class StackFile:
     started_at: str
     logs: str
     """Directory of the stack's logs: moto, SeaweedFS, one file per function."""
+    control_endpoint: str | None = None
+    """The chaos control API of `sluice up` (infrastructure/local/chaos.py); None in stack files
+    written before it existed."""
+    minio_proxy: str | None = None
+    """`host:port` of the TCP proxy in front of MinIO, which the MinIO secret names: delivery and
+    redrive reach MinIO through it, so `sluice chaos minio-down` cuts them off. `minio` above
+    stays the direct address, so that tests and `sluice put/load` read archives whatever the
+    chaos. None: no proxy (a real MinIO over TLS is reached directly)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

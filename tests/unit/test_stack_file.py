@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,8 @@ def example() -> StackFile:
         processor_buffer_seconds=10,
         started_at="2026-11-25T12:00:00Z",
         logs=".sluice/run/logs",
+        control_endpoint="http://127.0.0.1:5003",
+        minio_proxy="127.0.0.1:9001",
     )
 
 
@@ -64,3 +67,16 @@ def test_a_damaged_file_is_named(tmp_path: Path) -> None:
 
 def test_the_expected_wait_is_both_buffers_at_the_time_scale() -> None:
     assert example().expected_wait_seconds == 7.0
+
+
+def test_a_file_written_before_the_chaos_fields_still_reads(tmp_path: Path) -> None:
+    # GIVEN a stack file without `control_endpoint` and `minio_proxy` (an older `sluice up`)
+    path = stack_path(tmp_path)
+    path.parent.mkdir()
+    raw = json.loads(example().to_json())
+    del raw["control_endpoint"], raw["minio_proxy"]
+    path.write_text(json.dumps(raw))
+    # WHEN it is read THEN it is that stack, with neither chaos control nor MinIO proxy
+    read = read_stack(tmp_path)
+    assert (read.control_endpoint, read.minio_proxy) == (None, None)
+    assert read.aws_endpoint == example().aws_endpoint

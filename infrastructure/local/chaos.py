@@ -1,0 +1,288 @@
+"""Chaos for gamedays on the local stack (DESIGN §6), and the control API `sluice chaos` uses.
+
+Chaos lives in the runtime and in proxies, never in handler code. `ChaosState` holds the
+switches and arms them on what `sluice up` runs:
+
+- `minio_down(seconds)`: the TCP proxy in front of MinIO (tcp_proxy.py) cut: open connections
+  reset, new ones refused, restored by itself after `seconds`. Delivery and redrive reach MinIO
+  only through the proxy (the MinIO secret names it), so both see MinIO down.
+- `throttle(percent, seconds)`: every local Firehose stream refuses `percent` % of records
+  (`FirehoseServer.throttle_for`).
+- `duplicate_events(seconds)`: S3 delivering every event twice, and the ingest mapping
+  redelivering every message once (event_sources.py, s3_notifications.py read `duplicating`).
+- `crash(function, after_calls, phase)`: the next invocation's worker killed at its K-th SDK
+  call (`LambdaRuntime.crash_after_calls`).
+- `corrupt_uploads(count)`: the next `count` archive uploads corrupted between Sluice's hashing
+  and the minio client, in the delivery worker (lambda_sandbox.py's hook, spending the
+  `SharedCounter` whose file is `counter_path`).
+- `status()` says what is armed; `clear()` disarms everything.
+
+Seconds are wall-clock seconds, never scaled by the stack's `--time-scale`: a gameday's outage
+lasts as long as the operator asked, whatever the stack's clock.
+
+`ControlServer` serves that on 127.0.0.1 (a free port; `control_endpoint` in stack.json), JSON
+in and out: `GET /chaos` (the status), `POST /chaos/<action>` with the arguments as an object
+(`minio-down {"seconds"}`, `throttle {"percent", "seconds"}`, `duplicate-events {"seconds"}`,
+`crash {"function", "after_calls", "phase"}`, `corrupt-upload {"count"}`, `clear {}`), each
+answering the status after the change; a refused request answers 400 (404 for an unknown action)
+with `{"error": "..."}`. Loopback only and unauthenticated, like the rest of the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, get_args
+
+from infrastructure.local.lambda_sandbox import CrashPhase, SharedCounter
+
+if TYPE_CHECKING:
+    from infrastructure.local.firehose_server import FirehoseServer
+    from infrastructure.local.lambda_runtime import LambdaRuntime
+    from infrastructure.local.tcp_proxy import TcpProxy
+
+log = logging.getLogger(__name__)
+
+CHAOS_FUNCTIONS: Final = ("forwarder", "delivery")
+"""Functions `crash` may be armed on (the CLI's choices; others could be, but are not asked)."""
+PHASES: Final = get_args(CrashPhase)
+MAX_SECONDS: Final = 24 * 3600.0
+
+
+class ChaosError(ValueError):
+    """A chaos request was refused; the message says why."""
+
+
+class TimedSwitch:
+    """On until a wall-clock deadline (monotonic), then off by itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def on_for(self, seconds: float) -> None:
+        with self._lock:
+            self._until = time.monotonic() + seconds
+
+    def off(self) -> None:
+        with self._lock:
+            self._until = 0.0
+
+    def seconds_left(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - time.monotonic())
+
+    def __call__(self) -> bool:
+        return self.seconds_left() > 0
+
+
+def _seconds(value: Any, what: str = "seconds") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ChaosError(f"{what} must be a number, not {value!r}")
+    if not 0 < value <= MAX_SECONDS:
+        raise ChaosError(f"{what} must be within (0, {MAX_SECONDS:.0f}], not {value!r}")
+    return float(value)
+
+
+def _count(value: Any, what: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ChaosError(f"{what} must be an integer of at least {minimum}, not {value!r}")
+    return value
+
+
+class ChaosState:
+    """The stack's chaos switches (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        runtime: LambdaRuntime,
+        firehose: FirehoseServer,
+        minio_proxy: TcpProxy | None,
+        counter_path: Path,
+    ) -> None:
+        """`minio_proxy` None: MinIO is reached directly (a real MinIO over TLS), and
+        `minio_down` is refused."""
+        self._runtime = runtime
+        self._firehose = firehose
+        self._proxy = minio_proxy
+        self.corruptions = SharedCounter(counter_path)
+        self.corruptions.set(0)
+        self.duplicating = TimedSwitch()
+
+    def minio_down(self, seconds: Any) -> None:
+        if self._proxy is None:
+            raise ChaosError(
+                "minio-down needs the TCP proxy in front of MinIO, and this stack delivers to a "
+                "MinIO over TLS directly (the proxy would break its certificate's host name)"
+            )
+        self._proxy.cut_for(_seconds(seconds))
+
+    def throttle(self, percent: Any, seconds: Any) -> None:
+        if isinstance(percent, bool) or not isinstance(percent, int | float):
+            raise ChaosError(f"percent must be a number, not {percent!r}")
+        if not 0 < percent <= 100:
+            raise ChaosError(f"percent must be within (0, 100], not {percent!r}")
+        self._firehose.throttle_for(float(percent), _seconds(seconds))
+
+    def duplicate_events(self, seconds: Any) -> None:
+        self.duplicating.on_for(_seconds(seconds))
+
+    def crash(self, function: Any, after_calls: Any = 1, phase: Any = "after") -> None:
+        if function not in self._functions():
+            known = ", ".join(self._functions())
+            raise ChaosError(f"function must be one of {known}, not {function!r}")
+        if phase not in PHASES:
+            raise ChaosError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
+        self._runtime.crash_after_calls(function, _count(after_calls, "after_calls"), phase=phase)
+
+    def corrupt_uploads(self, count: Any) -> None:
+        self.corruptions.set(_count(count, "count"))
+
+    def clear(self) -> None:
+        if self._proxy is not None:
+            self._proxy.restore()
+        self._firehose.throttle_for(0.0, 0.0)
+        self.duplicating.off()
+        for function in self._functions():
+            self._runtime.clear_crash(function)
+        self.corruptions.set(0)
+
+    def status(self) -> dict[str, Any]:
+        percent, throttle_left = self._firehose.throttle_state()
+        crashes = {}
+        for function in self._functions():
+            armed = self._runtime.armed_crash(function)
+            if armed is not None:
+                calls, phase, times = armed
+                crashes[function] = {"after_calls": calls, "phase": phase, "times": times}
+        minio_left = 0.0 if self._proxy is None else self._proxy.cut_seconds_left()
+        return {
+            "minio_down": {"armed": minio_left > 0, "seconds_left": round(minio_left, 1)},
+            "throttle": {
+                "armed": throttle_left > 0,
+                "percent": percent if throttle_left > 0 else 0.0,
+                "seconds_left": round(throttle_left, 1),
+            },
+            "duplicate_events": {
+                "armed": self.duplicating(),
+                "seconds_left": round(self.duplicating.seconds_left(), 1),
+            },
+            "crash": crashes,
+            "corrupt_upload": {"count_left": self.corruptions.value()},
+        }
+
+    def _functions(self) -> list[str]:
+        return [name for name in CHAOS_FUNCTIONS if name in self._runtime.functions]
+
+    def actions(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+        """What `POST /chaos/<action>` runs, with the request's arguments."""
+        return {
+            "minio-down": lambda a: self.minio_down(a.get("seconds")),
+            "throttle": lambda a: self.throttle(a.get("percent"), a.get("seconds")),
+            "duplicate-events": lambda a: self.duplicate_events(a.get("seconds")),
+            "crash": lambda a: self.crash(
+                a.get("function"), a.get("after_calls", 1), a.get("phase", "after")
+            ),
+            "corrupt-upload": lambda a: self.corrupt_uploads(a.get("count")),
+            "clear": lambda _a: self.clear(),
+        }
+
+
+class ControlServer:
+    """The chaos control API on `host:port` (0: a free port), served from a daemon thread."""
+
+    def __init__(self, chaos: ChaosState, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.chaos = chaos
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.control = self  # type: ignore[attr-defined]  # the handler's way back
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> ControlServer:
+        if self._thread is not None:
+            raise RuntimeError("the control server is already started")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="chaos-control",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        path = path.split("?", 1)[0].rstrip("/")
+        if method == "GET" and path == "/chaos":
+            return 200, self.chaos.status()
+        prefix = "/chaos/"
+        if method != "POST" or not path.startswith(prefix):
+            return 404, {"error": f"no such operation: {method} {path}"}
+        name = path[len(prefix) :]
+        action = self.chaos.actions().get(name)
+        if action is None:
+            known = ", ".join(self.chaos.actions())
+            return 404, {"error": f"no chaos named {name!r}; known: {known}"}
+        try:
+            arguments = _arguments(body)
+            action(arguments)
+        except ChaosError as err:
+            return 400, {"error": str(err)}
+        log.warning("chaos armed: %s %s", name, arguments)
+        return 200, self.chaos.status()
+
+
+def _arguments(body: bytes) -> dict[str, Any]:
+    try:
+        arguments = json.loads(body or b"{}")
+    except ValueError as err:
+        raise ChaosError(f"the request body is not JSON: {err}") from err
+    if not isinstance(arguments, dict):
+        raise ChaosError("the request body must be a JSON object")
+    return arguments
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    def _serve(self, method: str) -> None:
+        control: ControlServer = self.server.control  # type: ignore[attr-defined]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            status, answer = control.handle(method, self.path, body)
+        except Exception as err:  # an answer rather than a dropped connection
+            log.exception("chaos control: %s %s failed", method, self.path)
+            status, answer = 500, {"error": f"{type(err).__name__}: {err}"}
+        encoded = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        self.wfile.write(encoded)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("chaos control: " + format, *args)
