@@ -4,7 +4,8 @@
     sluice chaos throttle --percent P --seconds N every Firehose stream refuses P % of records
     sluice chaos duplicate-events --seconds N     every S3 event twice, every ingest message
                                                   redelivered once
-    sluice chaos crash forwarder|delivery [--after-calls K] [--phase after|before]
+    sluice chaos crash forwarder|processor|delivery [--after-calls K] [--phase after|before|hang]
+                                                  [--times N]
     sluice chaos corrupt-upload --count K         the next K archive uploads corrupted
     sluice chaos status | clear
 
@@ -71,16 +72,28 @@ def register(commands: Any) -> None:
     )
     duplicates.add_argument("--seconds", type=float, required=True, help=WALL_CLOCK)
     crash = action(
-        "crash", "kill the worker of the function's next invocation at its K-th SDK call"
+        "crash",
+        "kill (or hang) the worker of the function's next invocation(s) at their K-th SDK call",
     )
     crash.add_argument("function", choices=CHAOS_FUNCTIONS)
-    crash.add_argument("--after-calls", type=int, default=1, metavar="K", help="K (default 1)")
+    crash.add_argument(
+        "--after-calls",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K (default 1); 0: as the invocation starts, before any handler code",
+    )
     crash.add_argument(
         "--phase",
         choices=PHASES,
         default="after",
         help="after (default): once the K-th call has been answered (AWS acted, the handler "
-        "never learns); before: as the K-th call is about to be sent (K-1 calls reached AWS)",
+        "never learns); before: as the K-th call is about to be sent (K-1 calls reached AWS); "
+        "hang: the worker stops dead before the K-th call, until killed at the function's "
+        "timeout (an invocation past its timeout)",
+    )
+    crash.add_argument(
+        "--times", type=int, default=1, metavar="N", help="the next N invocations (default 1)"
     )
     corrupt = action(
         "corrupt-upload",
@@ -98,7 +111,12 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "throttle":
         return {"percent": args.percent, "seconds": args.seconds}
     if args.action == "crash":
-        return {"function": args.function, "after_calls": args.after_calls, "phase": args.phase}
+        return {
+            "function": args.function,
+            "after_calls": args.after_calls,
+            "phase": args.phase,
+            "times": args.times,
+        }
     if args.action == "corrupt-upload":
         return {"count": args.count}
     return {}

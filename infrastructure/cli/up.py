@@ -72,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start in the background and return once the stack is up; `sluice down` stops it",
     )
+    parser.add_argument(
+        "--tunables",
+        type=Path,
+        metavar="FILE",
+        help="another tunables.json for the stack and its functions (try a change before "
+        "deploying it; its `local` profile applies)",
+    )
     minio = parser.add_argument_group(
         "a real MinIO instead of SeaweedFS (all four of endpoint, keys and bucket)"
     )
@@ -109,6 +116,7 @@ def options_from(args: argparse.Namespace, root: Path) -> StackOptions:
         buffer_seconds=args.buffer_seconds,
         minio=_minio(args),
         workers_per_function=args.workers,
+        tunables_file=args.tunables,
     )
 
 

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAOS_FUNCTIONS: Final = ("forwarder", "delivery")
+CHAOS_FUNCTIONS: Final = ("forwarder", "processor", "delivery")
 """Functions `crash` may be armed on (the CLI's choices; others could be, but are not asked)."""
 PHASES: Final = get_args(CrashPhase)
 MAX_SECONDS: Final = 24 * 3600.0
@@ -133,13 +133,20 @@ class ChaosState:
     def duplicate_events(self, seconds: Any) -> None:
         self.duplicating.on_for(_seconds(seconds))
 
-    def crash(self, function: Any, after_calls: Any = 1, phase: Any = "after") -> None:
+    def crash(
+        self, function: Any, after_calls: Any = 1, phase: Any = "after", times: Any = 1
+    ) -> None:
         if function not in self._functions():
             known = ", ".join(self._functions())
             raise ChaosError(f"function must be one of {known}, not {function!r}")
         if phase not in PHASES:
             raise ChaosError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
-        self._runtime.crash_after_calls(function, _count(after_calls, "after_calls"), phase=phase)
+        self._runtime.crash_after_calls(
+            function,
+            _count(after_calls, "after_calls", minimum=0),
+            phase=phase,
+            times=_count(times, "times"),
+        )
 
     def corrupt_uploads(self, count: Any) -> None:
         self.corruptions.set(_count(count, "count"))
@@ -187,7 +194,10 @@ class ChaosState:
             "throttle": lambda a: self.throttle(a.get("percent"), a.get("seconds")),
             "duplicate-events": lambda a: self.duplicate_events(a.get("seconds")),
             "crash": lambda a: self.crash(
-                a.get("function"), a.get("after_calls", 1), a.get("phase", "after")
+                a.get("function"),
+                a.get("after_calls", 1),
+                a.get("phase", "after"),
+                a.get("times", 1),
             ),
             "corrupt-upload": lambda a: self.corrupt_uploads(a.get("count")),
             "clear": lambda _a: self.clear(),

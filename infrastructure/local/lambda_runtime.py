@@ -413,6 +413,10 @@ class LambdaRuntime:
         (see lambda_workers: with `phase="before"` the n-th call is never sent)."""
         self._pool(function).crash_after_calls(n, phase=phase, times=times)
 
+    def recycle(self, function: str) -> None:
+        """New execution environments for `function`, as after a deploy (WorkerPool.recycle)."""
+        self._pool(function).recycle()
+
     def armed_crash(self, function: str) -> tuple[int, CrashPhase, int] | None:
         """(calls, phase, crashes still to cause) of `function`'s armed crash, if any."""
         return self._pool(function).armed_crash()

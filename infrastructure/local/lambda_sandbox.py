@@ -50,7 +50,10 @@ FUNCTION_VERSION: Final = "$LATEST"
 CRASH_EXIT_CODE: Final = 86
 """Exit status of a worker killed by a crash it was armed with, told from other deaths."""
 
-CrashPhase = Literal["before", "after"]
+CrashPhase = Literal["before", "after", "hang"]
+"""Where an armed crash strikes at its K-th SDK call: `before` it goes out, `after` it was
+answered, or `hang`: the worker stops dead before it, until the runtime kills it at the
+function's timeout. K = 0 strikes as the invocation starts, before any handler code."""
 
 
 @dataclass(frozen=True)
@@ -201,11 +204,19 @@ class _SdkCallCounter:
     def arm(self, crash: tuple[int, CrashPhase] | None) -> None:
         self.calls = 0
         self.crash_at, self.phase = crash if crash else (None, "before")
+        if self.crash_at == 0:
+            self._strike()
+
+    def _strike(self) -> None:
+        if self.phase == "hang":
+            while True:  # the runtime kills the worker at the invocation's deadline
+                time.sleep(3600)
+        os._exit(CRASH_EXIT_CODE)
 
     def _before_call(self, **_: Any) -> None:
         self.calls += 1
-        if self.phase == "before" and self.calls == self.crash_at:
-            os._exit(CRASH_EXIT_CODE)
+        if self.phase in ("before", "hang") and self.calls == self.crash_at:
+            self._strike()
 
     def _after_call(self, **_: Any) -> None:
         if self.phase == "after" and self.calls == self.crash_at:

@@ -212,6 +212,8 @@ def worker_environment(config: FunctionConfig, region: str) -> dict[str, str]:
 class _Worker:
     process: BaseProcess
     conn: Connection
+    generation: int = 0
+    """The pool's generation it was started in (`WorkerPool.recycle`)."""
     _kill_lock: threading.Lock = field(default_factory=threading.Lock)
     _killed: bool = False
 
@@ -296,6 +298,7 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._crash: _Crash | None = None
         self._stopped = False
+        self._generation = 0
 
     # ---------------------------------------------------------------- public
 
@@ -311,8 +314,8 @@ class WorkerPool:
     def crash_after_calls(
         self, calls: int, *, phase: CrashPhase = "before", times: int = 1
     ) -> None:
-        if calls < 1 or times < 1:
-            raise ValueError("calls and times must be at least 1")
+        if calls < 0 or times < 1:
+            raise ValueError("calls must be at least 0 and times at least 1")
         with self._lock:
             self._crash = _Crash(calls, phase, times)
 
@@ -330,6 +333,16 @@ class WorkerPool:
     def pids(self) -> list[int]:
         with self._lock:
             return [w.pid for w in self._workers if w.pid is not None and w.process.is_alive()]
+
+    def recycle(self) -> None:
+        """New execution environments from now on, as a deploy gives: idle workers stop at once,
+        busy ones when their invocation ends; the next invocations start cold (and so read
+        their code, schemas and configuration again)."""
+        with self._lock:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            self._discard(worker)
 
     def stop(self) -> None:
         with self._lock:
@@ -366,7 +379,7 @@ class WorkerPool:
             name=f"lambda-{self.config.name}",
             daemon=True,  # killed by multiprocessing at exit should stop() be forgotten
         )
-        worker = _Worker(process, parent_end)
+        worker = _Worker(process, parent_end, generation=self._generation)
         with self._lock:
             if self._stopped:
                 raise RuntimeStoppedError(self.config.name)
@@ -435,7 +448,8 @@ class WorkerPool:
                 raise RuntimeStoppedError(self.config.name) from None
             self._count("errors")
             raise self._exit_error(worker, request_id) from None
-        self._settle_crash(armed, crashed=False)
+        hung = kind == "timeout" and armed is not None and armed[1][1] == "hang"
+        self._settle_crash(armed, crashed=hung)
         if kind == "timeout":
             self._discard(worker)
             if self._stopped:
@@ -445,10 +459,11 @@ class WorkerPool:
             message = f"RequestId: {request_id} Error: Task timed out after {elapsed:.2f} seconds"
             raise FunctionError("Sandbox.Timedout", message)
         with self._lock:
-            if self._stopped:
-                worker.kill()
-            else:
+            retired = self._stopped or worker.generation != self._generation
+            if not retired:
                 self._idle.append(worker)
+        if retired:
+            self._discard(worker)
         if kind == "ok":
             return json.loads(detail)
         self._count("errors")

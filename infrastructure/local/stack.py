@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import boto3
 
+from infrastructure import environment
 from infrastructure.cli.figures import queue_depth
 from infrastructure.local.chaos import ChaosState, ControlServer
 from infrastructure.local.event_sources import Schedule, SqsEventSource
@@ -93,6 +94,9 @@ class StackOptions:
     """How long `stop` waits for in-flight deliveries; None: delivery's timeout plus 30 s."""
     sdk_calls_dir: Path | None = None
     """Record the SDK operations each function calls there (the least-privilege test)."""
+    tunables_file: Path | None = None
+    """Another tunables.json for the stack and its functions (`SLUICE_TUNABLES_PATH`): to try a
+    change, a payload schema say, before deploying it. None: the shipped one."""
 
     def __post_init__(self) -> None:
         if not self.time_scale > 0:
@@ -110,10 +114,10 @@ class StackOptions:
         return self.root / STATE_DIR
 
 
-def local_tunables(buffer_seconds: int | None) -> Tunables:
+def local_tunables(buffer_seconds: int | None, tunables_file: Path | None = None) -> Tunables:
     """The `local` profile, with Firehose's buffer interval replaced when asked (the processor
     buffer never waits longer than the destination's)."""
-    tunables = parse_tunables(read_tunables_document(), PROFILE)
+    tunables = parse_tunables(read_tunables_document(tunables_file), PROFILE)
     if buffer_seconds is None:
         return tunables
     firehose = dataclasses.replace(
@@ -127,7 +131,7 @@ def local_tunables(buffer_seconds: int | None) -> Tunables:
 class LocalStack:
     def __init__(self, options: StackOptions) -> None:
         self.options = options
-        self.tunables = local_tunables(options.buffer_seconds)
+        self.tunables = local_tunables(options.buffer_seconds, options.tunables_file)
         self.file: StackFile | None = None
         self.resources: StackResources | None = None
         self.runtime: LambdaRuntime | None = None
@@ -216,6 +220,12 @@ class LocalStack:
                 "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
             },
         )
+        if options.tunables_file is not None:
+            given = {environment.TUNABLES_PATH: str(options.tunables_file.resolve())}
+            configs = [
+                dataclasses.replace(config, environment={**config.environment, **given})
+                for config in configs
+            ]
         self.runtime = runtime = LambdaRuntime(
             configs,
             workers_per_function=options.workers_per_function,

@@ -30,7 +30,7 @@ def function(
 
 
 def wait_until(
-    condition: Callable[[], T], *, what: str, timeout: float = 60.0, every: float = 0.05
+    condition: Callable[[], T | None], *, what: str, timeout: float = 60.0, every: float = 0.05
 ) -> T:
     deadline = time.monotonic() + timeout
     while True:

@@ -142,7 +142,11 @@ def test_each_chaos_armed_through_the_command_is_armed_on_the_stack(
         (["throttle", "--percent", "0", "--seconds", "5"], "percent must be within"),
         (["minio-down", "--seconds", "-1"], "seconds must be within"),
         (["corrupt-upload", "--count", "0"], "count must be an integer of at least 1"),
-        (["crash", "delivery", "--after-calls", "0"], "after_calls must be"),
+        (
+            ["crash", "delivery", "--after-calls", "-1"],
+            "after_calls must be an integer of at least 0",
+        ),
+        (["crash", "delivery", "--times", "0"], "times must be an integer of at least 1"),
     ],
 )
 def test_values_out_of_range_are_refused_with_the_reason(

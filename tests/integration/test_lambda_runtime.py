@@ -17,6 +17,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +317,38 @@ def test_handler_exception_and_init_error_are_function_errors(
 
 
 @pytest.mark.slow
+def test_recycle_starts_new_workers_as_a_deploy_does(
+    start_runtime: Callable[..., LambdaRuntime],
+) -> None:
+    # GIVEN a warm worker
+    runtime = start_runtime(function("slow", "slow"))
+    pid = runtime.invoke("slow", {"seconds": 0})["pid"]
+    assert runtime.invoke("slow", {"seconds": 0})["pid"] == pid
+    # WHEN the function's execution environments are recycled (a deploy, locally)
+    runtime.recycle("slow")
+    # THEN the idle worker is gone and the next invocation is a cold start in a new one
+    wait_until(lambda: not alive(pid), what="the recycled worker to be gone", timeout=10)
+    assert runtime.invoke("slow", {"seconds": 0})["pid"] != pid
+    assert runtime.cold_starts("slow") == 2
+
+
+def test_a_worker_busy_when_recycled_is_retired_after_its_invocation(
+    start_runtime: Callable[..., LambdaRuntime],
+) -> None:
+    # GIVEN an invocation in flight
+    runtime = start_runtime(function("slow", "slow"))
+    pid = runtime.invoke("slow", {"seconds": 0})["pid"]
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(runtime.invoke, "slow", {"seconds": 1})
+        wait_until(lambda: runtime.stats("slow").invocations == 2, what="the second invocation")
+        # WHEN the function is recycled meanwhile
+        runtime.recycle("slow")
+        # THEN the invocation ends normally, in the old worker, which is then retired
+        assert busy.result()["pid"] == pid
+    wait_until(lambda: not alive(pid), what="the retired worker to be gone", timeout=10)
+    assert runtime.invoke("slow", {"seconds": 0})["pid"] != pid
+
+
 def test_timeout_kills_the_worker_and_the_next_invocation_is_a_cold_start(
     start_runtime: Callable[..., LambdaRuntime],
 ) -> None:
@@ -434,6 +467,39 @@ def test_crash_after_calls_kills_the_worker_at_the_nth_sdk_call(
     assert sent == {"before": 2, "unarmed": 5, "after": 3}
     assert runtime.stats("caller").crashes == 2
     assert runtime.cold_starts("caller") == 2
+
+
+def test_crash_at_the_start_and_a_hang_past_the_timeout(
+    moto_server: str, sqs: Any, start_runtime: Callable[..., LambdaRuntime]
+) -> None:
+    """`--after-calls 0` strikes before any handler code (a function that makes no SDK call,
+    as the processor); `hang` is an invocation past its timeout, killed as Lambda kills one."""
+    url, _ = create_queue(sqs, "hangs")
+    runtime = start_runtime(
+        function("caller", "counts_calls", timeout=2.0, env={"AWS_ENDPOINT_URL": moto_server})
+    )
+
+    def invoke(tag: str) -> Any:
+        return runtime.invoke("caller", {"queue_url": url, "calls": 3, "tag": tag})
+
+    # WHEN a crash is armed at call 0, then a hang at the 2nd call, twice
+    runtime.crash_after_calls("caller", 0)
+    with pytest.raises(FunctionError) as at_start:
+        invoke("start")
+    runtime.crash_after_calls("caller", 2, phase="hang", times=2)
+    hangs = []
+    for tag in ("hang-1", "hang-2"):
+        with pytest.raises(FunctionError) as hung:
+            invoke(tag)
+        hangs.append(hung.value)
+    # THEN the first died before sending anything; the hung ones timed out after one call
+    assert at_start.value.error_type == "Runtime.ExitError"
+    assert [h.error_type for h in hangs] == ["Sandbox.Timedout", "Sandbox.Timedout"]
+    # ... the hang was spent by the two invocations it struck: the next one runs whole
+    assert runtime.armed_crash("caller") is None
+    assert invoke("after") == {"calls": 3}
+    sent = Counter(m["Body"].rpartition("-")[0] for m in provision.drain_queue(sqs, url))
+    assert sent == {"hang-1": 1, "hang-2": 1, "after": 3}
 
 
 # ================================================================== asynchronous invocation

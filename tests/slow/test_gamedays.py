@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,10 @@ from infrastructure.cli import deployment, main
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.figures import queue_depth
 from infrastructure.local.stack import LocalStack, StackOptions
+from infrastructure.tunables import read_tunables_document
 from tests.integration.runtime_support import wait_until
 from tests.slow.test_local_stack import TIME_SCALE
+from transform.envelope import file_id
 
 pytestmark = pytest.mark.slow
 
@@ -202,3 +205,146 @@ def test_corrupted_uploads_are_caught_and_retried(gameday: Gameday) -> None:
     gameday.assert_exactly_once(gameday.all_delivered())
     left = json.loads(gameday.sluice("chaos", "status", "--json"))["corrupt_upload"]
     assert left["count_left"] == 0
+
+
+def test_forwarder_invocation_past_its_timeout(gameday: Gameday) -> None:
+    assert gameday.stack.runtime is not None
+    runtime = gameday.stack.runtime
+    timeouts = runtime.stats("forwarder").timeouts
+    # GIVEN the forwarder's next invocation stuck before its 3rd SDK call — for a one-file
+    # batch: after claiming the file (IN_PROGRESS) and reading it, before sending it
+    gameday.sluice("chaos", "crash", "forwarder", "--after-calls", "3", "--phase", "hang")
+    gameday.land(1, name="stuck")
+    # THEN it is killed at its timeout, its idempotency record left IN_PROGRESS
+    wait_until(
+        lambda: runtime.stats("forwarder").timeouts > timeouts, what="the timeout", timeout=120
+    )
+    [stuck] = gameday.landed
+    assert idempotency_status(gameday.target, stuck) == "IN_PROGRESS"
+    # WHEN more files land, and the stuck message returns after its visibility timeout
+    gameday.land(9)
+    # THEN the in-progress record had expired: the file was sent, and every file went through
+    # exactly once
+    gameday.assert_exactly_once(gameday.all_delivered())
+    assert idempotency_status(gameday.target, stuck) == "COMPLETED"
+
+
+def test_processor_invocations_failing_as_a_whole_are_requeued(gameday: Gameday) -> None:
+    assert gameday.stack.runtime is not None
+    runtime = gameday.stack.runtime
+    requeued = runtime.stats("requeue").invocations
+    # GIVEN the processor's next invocations dying as they start — more than Firehose's
+    # retries of a batch, so whole batches go to errors/
+    retries = gameday.stack.tunables.firehose.processor_retries
+    times = str(2 * (1 + retries))  # both streams' batches
+    gameday.sluice("chaos", "crash", "processor", "--after-calls", "0", "--times", times)
+    gameday.land(20)
+    # THEN requeue puts those records back into Firehose, and every file arrives once
+    wait_until(
+        lambda: runtime.stats("requeue").invocations > requeued,
+        what="requeue invoked for errors/",
+        timeout=SETTLE_SECONDS,
+    )
+    gameday.assert_exactly_once(gameday.all_delivered())
+
+
+def idempotency_status(target: Deployment, key: str) -> str | None:
+    """The forwarder's record of the key's only version."""
+    s3 = target.client("s3")
+    [version] = s3.list_object_versions(Bucket=target.landing_bucket, Prefix=key)["Versions"]
+    item = target.client("dynamodb").get_item(
+        TableName=target.idempotency_table,
+        Key={"id": {"S": file_id(target.landing_bucket, key, version["VersionId"])}},
+        ConsistentRead=True,
+    )
+    status: str | None = item.get("Item", {}).get("status", {}).get("S")
+    return status
+
+
+# ---------------------------------------------------------------- poison files
+
+READING_FIELDS: list[dict[str, Any]] = [{"name": "sensor", "type": "string"}]
+STRICT_SCHEMA = {
+    "type": "record",
+    "name": "Reading",
+    "fields": [*READING_FIELDS, {"name": "celsius", "type": "double"}],
+}
+FIXED_SCHEMA = {
+    "type": "record",
+    "name": "Reading",
+    "fields": [*READING_FIELDS, {"name": "celsius", "type": ["null", "double"], "default": None}],
+}
+
+
+@pytest.fixture(scope="module")
+def schema_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("schemas") / "reading.avsc"
+
+
+@pytest.fixture(scope="module")
+def poison_stack(
+    tmp_path_factory: pytest.TempPathFactory, schema_file: Path
+) -> Iterator[LocalStack]:
+    """A stack whose tunables check `readings/` against a schema of the test's (an absolute
+    path: a schema tried locally before it is shipped)."""
+    schema_file.write_text(json.dumps(STRICT_SCHEMA))
+    document = read_tunables_document()
+    document["processor"]["payload_schemas"].append(
+        {"prefix": "readings/", "schema": str(schema_file), "format": "ndjson"}
+    )
+    tunables = tmp_path_factory.mktemp("tunables") / "tunables.json"
+    tunables.write_text(json.dumps(document))
+    root = tmp_path_factory.mktemp("poison")
+    options = StackOptions(root=root, time_scale=TIME_SCALE, tunables_file=tunables)
+    started = LocalStack(options).start()
+    try:
+        yield started
+    finally:
+        started.stop(flush=False)
+
+
+def test_poison_files_quarantined_schema_fixed_released_delivered(
+    poison_stack: LocalStack,
+    schema_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SLUICE_ROOT", str(poison_stack.options.root))
+    gameday = Gameday(poison_stack, capsys, prefix="readings/")
+    s3 = gameday.target.client("s3")
+    # GIVEN readings that pass the schema, and readings in Fahrenheit that fail it
+    for n in range(10):
+        key = f"readings/sensor-{n}.ndjson"
+        field_ = "celsius" if n % 2 else "fahrenheit"
+        body = (json.dumps({"sensor": f"s{n}", field_: 20.5}) + "\n").encode()
+        s3.put_object(Bucket=gameday.target.landing_bucket, Key=key, Body=body)
+        gameday.landed[key] = body
+
+    def quarantined() -> list[dict[str, Any]]:
+        out = gameday.sluice("quarantine", "list", "--reason", "payload-schema", "--json")
+        entries: list[dict[str, Any]] = json.loads(out)
+        return entries
+
+    # THEN the five failing ones are quarantined with their reason, the others delivered
+    def five_held() -> list[dict[str, Any]] | None:
+        entries = quarantined()
+        return entries if len(entries) == 5 else None
+
+    held = wait_until(five_held, what="5 quarantined", timeout=SETTLE_SECONDS)
+    assert all("celsius" in entry["detail"] for entry in held)
+
+    def good_delivered() -> dict[str, Any] | None:
+        report = gameday.reconcile()
+        return report if report["summary"]["delivered"] == 5 else None
+
+    report = wait_until(good_delivered, what="the good readings delivered", timeout=SETTLE_SECONDS)
+    assert report["summary"]["quarantined"] == 5
+    # WHEN the schema is fixed (deployed: new execution environments) and they are released
+    schema_file.write_text(json.dumps(FIXED_SCHEMA))
+    assert poison_stack.runtime is not None
+    poison_stack.runtime.recycle("processor")
+    out = gameday.sluice("quarantine", "release", "--reason", "payload-schema")
+    assert "5 of 5 released" in out
+    # THEN they are delivered, each once, and nothing is held back any more
+    gameday.assert_exactly_once(gameday.all_delivered())
+    assert quarantined() == []
