@@ -112,6 +112,9 @@ def redrive(deps: RedriveDeps, *, dry_run: bool = False) -> RedriveReport:
 def _drain_dlq(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: bool) -> int:
     used = 0
     min_age_ms = deps.tunables.min_age_seconds * 1000
+    looked_at: list[dict[str, str]] = []
+    """Received but left in the DLQ (too young, or a dry run): visible again once the run is
+    done, so that neither the next run nor an operator's `sluice redrive` waits for them."""
     while used < budget:
         response = deps.sqs.receive_message(
             QueueUrl=deps.dlq_url,
@@ -125,9 +128,28 @@ def _drain_dlq(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: b
         for message in messages:
             sent_ms = int(message.get("Attributes", {}).get("SentTimestamp", "0"))
             if deps.clock() * 1000 - sent_ms < min_age_ms:
-                continue  # visible again after its visibility timeout; a later run takes it
+                looked_at.append(_handle(message))
+                continue
             used += _redrive_message(deps, report, message, dry_run)
+            if dry_run:
+                looked_at.append(_handle(message))
+    _make_visible(deps, looked_at)
     return used
+
+
+def _handle(message: Any) -> dict[str, str]:
+    return {"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]}
+
+
+def _make_visible(deps: RedriveDeps, messages: list[dict[str, str]]) -> None:
+    for start in range(0, len(messages), 10):
+        deps.sqs.change_message_visibility_batch(
+            QueueUrl=deps.dlq_url,
+            Entries=[
+                {"Id": m["Id"], "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for m in messages[start : start + 10]
+            ],
+        )
 
 
 def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry_run: bool) -> int:

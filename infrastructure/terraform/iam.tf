@@ -230,7 +230,7 @@ data "aws_iam_policy_document" "delivery" {
 data "aws_iam_policy_document" "redrive" {
   statement {
     sid       = "DrainDeliveryDlq"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
     resources = [aws_sqs_queue.delivery_dlq.arn]
   }
 

@@ -13,8 +13,9 @@ The mapping from an operation to its IAM action follows the Service Authorizatio
 (https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html):
 mostly `<service>:<Operation>`, with S3's exceptions — a versioned read is
 `s3:GetObjectVersion`, HeadObject is authorised as GetObject, ListObjectsV2 as `s3:ListBucket`,
-ListObjectVersions as `s3:ListBucketVersions` — and DynamoDB's TransactWriteItems authorised per
-item as PutItem, UpdateItem, DeleteItem or ConditionCheckItem.
+ListObjectVersions as `s3:ListBucketVersions` — SQS's batch operations authorised as their single
+ones, and DynamoDB's TransactWriteItems authorised per item as PutItem, UpdateItem, DeleteItem or
+ConditionCheckItem.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ S3_ACTIONS: Final = {
 }
 
 
+SQS_BATCH_ACTIONS: Final = {
+    "SendMessageBatch": "sqs:SendMessage",
+    "DeleteMessageBatch": "sqs:DeleteMessage",
+    "ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+
 def iam_actions(call: Mapping[str, Any]) -> set[str]:
     """The IAM actions that authorise one recorded SDK call."""
     service, operation = call["service"], call["operation"]
@@ -98,6 +106,8 @@ def iam_actions(call: Mapping[str, Any]) -> set[str]:
         return {special}
     if service == "dynamodb" and operation == "TransactWriteItems":
         return {TRANSACTION_ITEM_ACTIONS[kind] for kind in call.get("items", [])}
+    if service == "sqs" and operation in SQS_BATCH_ACTIONS:
+        return {SQS_BATCH_ACTIONS[operation]}
     if service == "lambda" and operation == "Invoke":
         return {"lambda:InvokeFunction"}
     return {f"{IAM_PREFIX[service]}:{operation}"}

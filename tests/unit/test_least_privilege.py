@@ -25,6 +25,9 @@ def test_operations_map_to_the_actions_iam_checks() -> None:
     }
     assert iam_actions(call("lambda", "Invoke")) == {"lambda:InvokeFunction"}
     assert iam_actions(call("firehose", "PutRecordBatch")) == {"firehose:PutRecordBatch"}
+    assert iam_actions(call("sqs", "ChangeMessageVisibilityBatch")) == {
+        "sqs:ChangeMessageVisibility"
+    }
 
 
 def test_a_missing_action_and_an_unneeded_one_are_both_reported() -> None:

@@ -294,6 +294,8 @@ def test_a_message_younger_than_min_age_is_left_alone(rd: Redrive) -> None:
     assert report.dlq_redriven == 0
     assert rd.dlq_count() == 1
     assert rd.ledger.get_window(wid(key)) is None
+    # ... nor hidden: a run that takes it (`sluice redrive --min-age 0`) sees it at once
+    assert rd.dlq_count(visible_only=True) == 1
 
 
 @pytest.mark.parametrize("state", [WindowState.DELIVERED, WindowState.EMPTY])
@@ -612,10 +614,11 @@ def test_dry_run_invokes_and_deletes_nothing_but_lists_what_it_would_redrive(
 
     # THEN it lists all three: the DLQ first, then staged windows oldest first
     assert report.would_redrive == [failed_key, stale_key, unrecorded_key]
-    # AND invokes nothing, sleeps not, deletes nothing
+    # AND invokes nothing, sleeps not, deletes nothing, hides nothing
     assert rd.invoked == []
     assert rd.sleeps == []
     assert rd.dlq_count() == 1
+    assert rd.dlq_count(visible_only=True) == 1
     # AND writes nothing to the ledger
     assert rd.ledger.get_window(wid(failed_key)) is None
     assert rd.ledger.get_window(wid(unrecorded_key)) is None
