@@ -162,10 +162,10 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
             extra={"alarm": "DeliveryDlqUnreadable", "body": message["Body"][:500]},
         )
         return 0
-    if dry_run:
-        report.would_redrive += [key for _, key in keys]
-        return 1
     windows = [(bucket, unquote_plus(key)) for bucket, key in keys]  # keys arrive URL-encoded
+    if dry_run:
+        report.would_redrive += [key for _, key in windows]
+        return 1
     needed = [(b, k) for b, k in windows if _needs_redrive(deps, report, b, k)]
     if needed:  # delivery returns at once for the windows of the event already settled
         try:

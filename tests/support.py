@@ -102,7 +102,9 @@ class SerializedClient:
 
 
 def on_failure_record(staged_key: str) -> dict[str, Any]:
-    """What Lambda sends the on-failure destination once delivery's async retries are spent."""
+    """What Lambda sends the on-failure destination once delivery's async retries are spent: the
+    S3 event it was invoked with, its key URL-encoded as S3 sends it (`=` as `%3D`)."""
+    payload = staged_event(STAGING, quote_plus(staged_key, safe="/"))
     return {
         "version": "1.0",
         "timestamp": "2026-11-25T12:10:00.000Z",
@@ -112,7 +114,7 @@ def on_failure_record(staged_key: str) -> dict[str, Any]:
             "condition": "RetriesExhausted",
             "approximateInvokeCount": 3,
         },
-        "requestPayload": staged_event(STAGING, staged_key),
+        "requestPayload": payload,
         "responseContext": {
             "statusCode": 200,
             "executedVersion": "7",
