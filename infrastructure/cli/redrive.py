@@ -271,7 +271,11 @@ def move_ingest_dlq(target: Deployment, *, limit: int | None, dry_run: bool) -> 
         except NotImplementedError:
             pass  # moto in process
         except ClientError as err:
-            if "not been implemented" not in str(err):  # moto server; anything else is real
+            # moto server answers an unimplemented action with a bare HTTP 500 (no AWS error
+            # code); moving message by message is as correct, only slower, so a real 5xx of
+            # SQS's falls back too. Anything else (access denied, a wrong ARN) is raised.
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if status not in (500, 501):
                 raise
     return IngestMove(waiting, "message-by-message", moved=_move_each(target, sqs, limit))
 

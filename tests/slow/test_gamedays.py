@@ -348,3 +348,35 @@ def test_poison_files_quarantined_schema_fixed_released_delivered(
     # THEN they are delivered, each once, and nothing is held back any more
     gameday.assert_exactly_once(gameday.all_delivered())
     assert quarantined() == []
+
+
+def test_events_in_the_ingest_dlq_are_moved_back_and_delivered(gameday: Gameday) -> None:
+    target = gameday.target
+    sqs = target.client("sqs")
+    # GIVEN the forwarder paused while files land, and their events moved to the ingest DLQ
+    # by hand (as `maxReceiveCount` failures would leave them)
+    gameday.sluice("pause", "forwarder")
+    gameday.land(5)
+
+    def events() -> list[dict[str, Any]] | None:
+        got = sqs.receive_message(
+            QueueUrl=target.ingest_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
+        return got or None
+
+    moved = 0
+    while moved < len(gameday.landed):
+        for message in wait_until(events, what="ingest events", timeout=60):
+            sqs.send_message(QueueUrl=target.ingest_dlq_url, MessageBody=message["Body"])
+            sqs.delete_message(
+                QueueUrl=target.ingest_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+            moved += "Records" in message["Body"]
+    gameday.sluice("resume", "forwarder")
+    # WHEN the operator moves them back (moto server lacks StartMessageMoveTask)
+    out = gameday.sluice("redrive", "--ingest", "--json")
+    # THEN they are moved one by one, and every file is delivered once
+    assert json.loads(out)["method"] == "message-by-message"
+    assert json.loads(out)["moved"] >= len(gameday.landed)
+    assert queue_depth(sqs, target.ingest_dlq_url) == 0
+    gameday.assert_exactly_once(gameday.all_delivered())
