@@ -23,7 +23,7 @@ TF := TF_DATA_DIR=$(CURDIR)/build/terraform/$(ENV) terraform -chdir=$(TF_DIR)
 TF_VARS := -var-file=env/$(ENV).tfvars -var=lambda_architecture=$(ARCH)
 
 .PHONY: help install run load test test-slow tf-check lint demo package tf-init plan deploy \
-	destroy smoke clean
+	destroy smoke clean bench bench-e2e
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +31,7 @@ help: ## List the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
 install: $(STAMP) ## Create .venv/ with Sluice (editable) and its dev dependencies
@@ -48,6 +48,12 @@ test: $(STAMP) ## Unit and in-process tests, and the Terraform's offline checks;
 
 test-slow: $(STAMP) ## Tests that start servers or need long clocks; < 35 min
 	$(BIN)/pytest -m slow -n $(PYTEST_WORKERS)
+
+bench: $(STAMP) ## Benchmarks against the machine's limits and rclone (QUICK=1: < 2 min); build/bench.json, docs/BENCHMARKS.md
+	$(BIN)/python -m infrastructure.bench $(if $(QUICK),--quick,)
+
+bench-e2e: $(STAMP) ## The local stack at production buffering, 10 then 100 files/s: rate, latency, losses
+	$(BIN)/python -m infrastructure.bench.e2e
 
 tf-check: ## Terraform only: fmt, init (offline mirror), validate, mocked `terraform test`
 	$(TF_DIR)/check.sh

@@ -9,12 +9,14 @@ percentiles of the windows that carried them (from the ledger, as the status lin
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -80,6 +82,10 @@ class LoadReport:
     windows: set[str] = field(default_factory=set)
     started: float = 0.0
     sending_seconds: float = 0.0
+    landed_at: list[float] = field(default_factory=list)
+    """Wall-clock time (epoch s) of each successful put, in the order they completed."""
+    not_sent: int = 0
+    """Files `land`'s time limit left unsent."""
 
     @property
     def missing(self) -> int:
@@ -117,33 +123,69 @@ def _default_wait(stack: StackFile) -> float:
 def _send(
     stack: StackFile, run_id: str, args: argparse.Namespace, total: int, report: LoadReport
 ) -> None:
+    land(
+        stack,
+        run_id,
+        rate=args.rate,
+        total=total,
+        seed=args.seed,
+        report=report,
+        progress=lambda text: print(text, flush=True),
+    )
+
+
+def land(
+    stack: StackFile,
+    run_id: str,
+    *,
+    rate: float,
+    total: int,
+    seed: int,
+    report: LoadReport,
+    threads: int = PUT_THREADS,
+    progress: Callable[[str], None] | None = None,
+    stop_after: float | None = None,
+) -> None:
+    """Land `total` files of the workload's mix under `run_id` at `rate` files/s (paced from the
+    start, so a slow put does not lower the rate while threads are free), recording each in
+    `report`. `stop_after` seconds: put nothing more after that (a stack that cannot keep up
+    would otherwise stretch a timed run without end); what was left is `report.not_sent`.
+    Also what `make bench-e2e` lands with."""
     s3 = deployment.from_stack(stack).client("s3")
     lock = threading.Lock()
 
-    def land(file: workload.WorkloadFile) -> None:
+    def put_one(file: workload.WorkloadFile) -> None:
         try:
             s3.put_object(Bucket=stack.landing_bucket, Key=file.key, Body=file.body)
         except Exception as err:  # noqa: BLE001  # counted and reported, the run goes on
             with lock:
                 report.send_errors.append(f"{file.key}: {err}")
             return
+        landed = time.time()
         with lock:
             report.sent[(file.key, file.sha256)] = file.kind
+            report.landed_at.append(landed)
 
     start = time.monotonic()
+    stop_at = math.inf if stop_after is None else start + stop_after
     futures: list[Future[None]] = []
-    with ThreadPoolExecutor(PUT_THREADS) as pool:
-        for number, file in enumerate(workload.files(run_id, args.seed)):
-            if number >= total:
+    with ThreadPoolExecutor(threads) as pool:
+        for number, file in enumerate(workload.files(run_id, seed)):
+            if number >= total or time.monotonic() > stop_at:
                 break
-            delay = start + number / args.rate - time.monotonic()
+            delay = start + number / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(pool.submit(land, file))
-            if number and number % max(1, round(args.rate * 10)) == 0:
-                print(f"  {number} sent", flush=True)
+            futures.append(pool.submit(put_one, file))
+            if progress and number and number % max(1, round(rate * 10)) == 0:
+                progress(f"  {number} sent")
+        if stop_after is not None:
+            wait(futures, timeout=max(0.0, stop_at - time.monotonic()))
+            cancelled = [future for future in futures if future.cancel()]
+            report.not_sent = total - len(futures) + len(cancelled)
     for future in futures:
-        future.result()
+        if not future.cancelled():
+            future.result()
     report.sending_seconds = time.monotonic() - start
 
 

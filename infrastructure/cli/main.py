@@ -26,6 +26,7 @@ from types import ModuleType
 
 from infrastructure import environment
 from infrastructure.cli import (
+    capacity,
     chaos,
     deployment,
     files,
@@ -42,7 +43,16 @@ from infrastructure.cli import (
 from infrastructure.cli.deployment import DeploymentError
 from infrastructure.local.stack_file import NoStackError
 
-OPERATIONS: tuple[ModuleType, ...] = (reconcile, trace, redrive, replay, quarantine, pause, chaos)
+OPERATIONS: tuple[ModuleType, ...] = (
+    reconcile,
+    trace,
+    redrive,
+    replay,
+    quarantine,
+    pause,
+    chaos,
+    capacity,
+)
 """Modules of the operator's commands; each adds its subcommands in `register(commands)`."""
 
 
