@@ -11,10 +11,12 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import fastavro
+import orjson
 from fastavro.validation import ValidationError, validate
 
 from infrastructure.tunables import SCHEMAS_DIR
@@ -114,10 +116,12 @@ def check(record: Any) -> dict[str, Any]:
     missing = [name for name in REQUIRED_FIELDS if name not in record]
     if missing:
         raise EnvelopeError(f"envelope is missing required fields: {', '.join(missing)}")
-    # The raising mode builds an error for every union branch it rejects (each optional field
-    # holding a value), which dominated the processor's per-record cost; run it only to explain
-    # a failure.
-    if not validate(record, PARSED_SCHEMA, raise_errors=False):
+    # fastavro's validate costs ~10 us a record, most of the processor's and delivery's
+    # per-record work; `_plainly_valid` accepts a subset of what it accepts (the shapes our
+    # own writers produce) in a fraction of that, and anything else still goes to fastavro.
+    # Its raising mode builds an error for every union branch it rejects, so it runs only to
+    # explain a failure.
+    if not _plainly_valid(record) and not validate(record, PARSED_SCHEMA, raise_errors=False):
         _explain(record)
     encoding = record["body_encoding"]
     if encoding in INLINE_ENCODINGS:
@@ -133,6 +137,50 @@ def check(record: Any) -> dict[str, Any]:
     return record
 
 
+def _field_check(avro_type: Any) -> Callable[[Any], bool] | None:
+    """A check that accepts only values fastavro's `validate` accepts for `avro_type` (ints as
+    exactly `int`, in range; strings as exactly `str`); None for a type this does not cover."""
+    if isinstance(avro_type, list):
+        branches = [_field_check(branch) for branch in avro_type if branch != "null"]
+        if "null" not in avro_type or len(branches) != 1 or branches[0] is None:
+            return None
+        inner = branches[0]
+        return lambda value: value is None or inner(value)
+    if avro_type == "string":
+        return lambda value: type(value) is str
+    if isinstance(avro_type, str) and avro_type in _INT_RANGES:
+        low, high = _INT_RANGES[avro_type]
+        return lambda value: type(value) is int and low <= value <= high
+    if isinstance(avro_type, dict) and avro_type.get("type") == "enum":
+        symbols = frozenset(avro_type["symbols"])
+        return lambda value: type(value) is str and value in symbols
+    return None
+
+
+_INT_RANGES: Final = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_FIELD_CHECKS: Final = {
+    field["name"]: (_field_check(field["type"]), "default" in field)
+    for field in PARSED_SCHEMA["fields"]
+}
+
+
+def _plainly_valid(record: dict[str, Any]) -> bool:
+    """True only when fastavro's `validate` would be too: every field of a covered type and
+    well-typed, optional ones absent or valid, no field the schema does not name. False means
+    "ask fastavro", not "invalid"."""
+    if not record.keys() <= _FIELD_CHECKS.keys():
+        return False
+    for name, (valid, optional) in _FIELD_CHECKS.items():
+        if valid is None:
+            return False
+        if name in record:
+            if not valid(record[name]):
+                return False
+        elif not optional:
+            return False
+    return True
+
+
 def _explain(record: dict[str, Any]) -> None:
     try:
         validate(record, PARSED_SCHEMA, raise_errors=True)
@@ -142,10 +190,39 @@ def _explain(record: dict[str, Any]) -> None:
     raise EnvelopeError("envelope fails envelope.avsc")
 
 
+def loads(data: bytes | str) -> Any:
+    """`json.loads`, with the same result and the same errors, ~4x faster on envelope lines.
+
+    orjson parses what both accept to the same objects, except that it reads an integer past
+    64 bits as a float; and it refuses what `json` tolerates (NaN, lone surrogates, a BOM,
+    UTF-16). So a document orjson refuses, or one holding any float, is parsed by `json`.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+    return value if _no_float(value) else json.loads(data)
+
+
+def _no_float(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict:
+        values: Any = value.values()
+    elif kind is list:
+        values = value
+    else:
+        return kind is not float
+    for item in values:
+        kind = type(item)
+        if kind is float or ((kind is dict or kind is list) and not _no_float(item)):
+            return False
+    return True
+
+
 def decode(line: bytes | str) -> dict[str, Any]:
     """Parse and validate one wire-form envelope (a trailing newline is allowed)."""
     try:
-        record = json.loads(line)
+        record = loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise EnvelopeError(f"envelope is not JSON: {err}") from err
     return check(record)
@@ -153,22 +230,26 @@ def decode(line: bytes | str) -> dict[str, Any]:
 
 def body_bytes(record: dict[str, Any]) -> bytes:
     """The inline body's bytes; EnvelopeError for a ref or a body that does not match its sha256."""
+    data = decode_body(record)
+    if hashlib.sha256(data).hexdigest() != record["body_sha256"]:
+        raise EnvelopeError(f"body of {record['file_id']} does not match its body_sha256")
+    return data
+
+
+def decode_body(record: dict[str, Any]) -> bytes:
+    """The inline body's bytes, not checked against body_sha256 (for a reader that checks them
+    itself, as the archive writer does); EnvelopeError for a ref or an undecodable body."""
     encoding = record["body_encoding"]
-    data: bytes
     if encoding == "utf8":
         try:
-            data = record["body"].encode("utf-8")
+            return bytes(record["body"].encode("utf-8"))
         except UnicodeEncodeError as err:  # JSON can carry lone surrogates; UTF-8 cannot
             raise EnvelopeError(
                 f"utf8 body of {record['file_id']} is not encodable: {err}"
             ) from err
-    elif encoding == "base64":
+    if encoding == "base64":
         try:
-            data = base64.b64decode(record["body"], validate=True)
+            return base64.b64decode(record["body"], validate=True)
         except ValueError as err:
             raise EnvelopeError(f"base64 body of {record['file_id']} is not base64") from err
-    else:
-        raise EnvelopeError(f"{record['file_id']} is a ref: its body is in the landing bucket")
-    if hashlib.sha256(data).hexdigest() != record["body_sha256"]:
-        raise EnvelopeError(f"body of {record['file_id']} does not match its body_sha256")
-    return data
+    raise EnvelopeError(f"{record['file_id']} is a ref: its body is in the landing bucket")

@@ -1,0 +1,525 @@
+"""The functions' own costs: processor throughput, forwarder CPU, SDK calls and latency, cold start.
+
+Handlers are called through their Lambda entry points (`lambda_handler`, Powertools decorators
+and all) in this process, with the function's environment as Terraform sets it, tracing off (no
+X-Ray daemon here) and logs at WARNING (so the bench's output stays readable; INFO costs one
+line per batch). AWS is either moto in process (to count SDK calls) or in-process fakes that
+answer at no cost (to time Sluice's own work); each figure says which.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from unittest import mock
+
+from infrastructure.bench.results import Figure, progress
+
+REGION: Final = "eu-west-2"
+LANDING: Final = "sluice-landing-bench"
+STAGING: Final = "sluice-staging-bench"
+IDEMPOTENCY_TABLE: Final = "sluice-idempotency-bench"
+STREAMS: Final = ("sluice-bench-0", "sluice-bench-1")
+HANDLER_MODULES: Final = (
+    "transform.forwarder",
+    "transform.processor",
+    "transform.requeue",
+    "delivery.handler",
+    "delivery.redrive",
+)
+READ_DELAY_SECONDS: Final = 0.030
+BATCH: Final = 10
+"""The ingest event source mapping's batch size (tunables.json `ingest.batch_size`)."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    processor_bytes: int
+    processor_repeats: int
+    forwarder_batches: int
+    batch10_repeats: int
+    import_repeats: int
+
+
+FULL: Final = Sizes(3_000_000, 5, 200, 10, 3)
+QUICK: Final = Sizes(1_000_000, 3, 50, 5, 1)
+TINY: Final = Sizes(20_000, 1, 2, 1, 1)
+"""For tests: the figure names, not the numbers."""
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def function_env(role: str) -> Iterator[None]:
+    """The function's environment (tunables.json) with bench resource names and fake
+    credentials; no AWS endpoint, so nothing can reach a real account or a local server."""
+    from infrastructure import environment  # noqa: PLC0415  # sections import lazily
+    from infrastructure.tunables import load_tunables  # noqa: PLC0415
+
+    bindings = {
+        environment.LANDING_BUCKET: LANDING,
+        environment.STAGING_BUCKET: STAGING,
+        environment.IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
+        environment.FIREHOSE_STREAMS: ",".join(STREAMS),
+    }
+    spec = load_tunables().functions[role]
+    values = {
+        **spec.environment,
+        **{name: bindings.get(name, f"bench-{name.lower()}") for name in spec.resource_environment},
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",  # a made-up credential for fakes and moto
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    with mock.patch.dict(os.environ, values):
+        for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+            del os.environ[name]
+        load_tunables.cache_clear()
+        yield
+    load_tunables.cache_clear()
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Powertools prints each invocation's metrics (EMF) to stdout: not the bench's output."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _context(name: str, timeout: float = 60) -> Any:
+    from infrastructure.local.lambda_context import LocalLambdaContext  # noqa: PLC0415
+
+    return LocalLambdaContext(name, timeout)
+
+
+def _best(repeats: int, run: Callable[[], object]) -> tuple[float, float]:
+    """(wall, CPU) seconds of the fastest of `repeats` runs, after a warm-up."""
+    run()
+    best = (float("inf"), float("inf"))
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        taken = (time.perf_counter() - wall, time.process_time() - cpu)
+        best = min(best, taken)
+    return best
+
+
+# --- processor ----------------------------------------------------------------------------------
+
+
+def processor_event(total_bytes: int, record_bytes: int = 1024) -> dict[str, Any]:
+    """A Firehose transformation event of ~`total_bytes` of forwarder envelopes, each
+    ~`record_bytes` on the wire (inline text bodies, as most small files travel)."""
+    from transform.envelope import Envelope, file_id  # noqa: PLC0415
+
+    records = []
+    for n in range(max(1, total_bytes // record_bytes)):
+        key = f"acme/2025/11/24/events-{n:06d}.log"
+        fields = {
+            "file_id": file_id(LANDING, key, f"v{n}"),
+            "bucket": LANDING,
+            "key": key,
+            "version_id": f"v{n}",
+            "event_time_ms": 1_764_000_000_000 + n,
+            "forwarded_at_ms": 1_764_000_000_500 + n,
+        }
+        probe = Envelope.inline(b"", size=0, **fields).encode()
+        body = (f"{n:08d} GET /api/orders?page={n % 97} 200 " * 40).encode()
+        body = body[: max(0, record_bytes - len(probe))]
+        data = Envelope.inline(body, size=len(body), **fields).encode()
+        records.append(
+            {
+                "recordId": f"{n:056d}",
+                "approximateArrivalTimestamp": 1_764_000_001_000 + n,
+                "data": base64.b64encode(data).decode("ascii"),
+            }
+        )
+    return {
+        "invocationId": "bench",
+        "deliveryStreamArn": f"arn:aws:firehose:{REGION}:123456789012:deliverystream/{STREAMS[0]}",
+        "region": REGION,
+        "records": records,
+    }
+
+
+def measure_processor(sizes: Sizes, reduced: str) -> Figure:
+    with function_env("processor"):
+        from transform import processor  # noqa: PLC0415  # after the environment is set
+
+        processor.reset()
+        event = processor_event(sizes.processor_bytes)
+        count = len(event["records"])
+
+        def invoke() -> None:
+            with quiet_stdout():
+                response = processor.lambda_handler(event, _context("processor"))
+            if sum(r["result"] == "Ok" for r in response["records"]) != count:
+                raise AssertionError("a bench record failed in the processor")
+
+        wall, cpu = _best(sizes.processor_repeats, invoke)
+        processor.reset()
+    per_core = count / cpu
+    return Figure(
+        name="processor_records_per_s",
+        value=round(per_core),
+        unit="records/s/core",
+        what=f"{count:,} records of 1 KiB (a {sizes.processor_bytes / 1e6:g} MB transformation "
+        f"event) through transform.processor.lambda_handler: decode, validate, enrich{reduced}",
+        goal=">= 20,000 per core",
+        met=per_core >= 20_000,
+        note=f"per CPU second; wall {count / wall:,.0f} records/s (best of "
+        f"{sizes.processor_repeats})",
+    )
+
+
+# --- forwarder ----------------------------------------------------------------------------------
+
+
+class FakeS3:
+    """The landing bucket's reads, from memory; each read optionally sleeps (S3's latency)."""
+
+    def __init__(self, bodies: dict[tuple[str, str], bytes], delay: float = 0.0) -> None:
+        self._bodies = bodies
+        self._delay = delay
+        self.calls = 0
+
+    def get_object(  # boto3's parameter names
+        self, *, Bucket: str, Key: str, VersionId: str
+    ) -> dict[str, Any]:
+        self.calls += 1
+        if self._delay:
+            time.sleep(self._delay)
+        return {"Body": io.BytesIO(self._bodies[(Key, VersionId)])}
+
+
+class FakeDynamoDB:
+    """Every idempotency write succeeds at once."""
+
+    def put_item(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+    def batch_write_item(self, **_: Any) -> dict[str, Any]:
+        return {"UnprocessedItems": {}}
+
+
+class FakeFirehose:
+    """Every record accepted at once."""
+
+    def put_record_batch(  # boto3's parameter names
+        self, *, DeliveryStreamName: str, Records: list[Any]
+    ) -> dict[str, Any]:
+        return {
+            "FailedPutCount": 0,
+            "RequestResponses": [{"RecordId": f"r{n}"} for n in range(len(Records))],
+        }
+
+
+def sqs_batch(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SQS event source mapping batch: one S3 notification (one record) per message."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{n}",
+                "receiptHandle": f"h-{n}",
+                "body": json.dumps({"Records": [record]}),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:sluice-ingest",
+                "awsRegion": REGION,
+            }
+            for n, record in enumerate(records)
+        ]
+    }
+
+
+def s3_record(key: str, size: int, etag: str, version_id: str) -> dict[str, Any]:
+    """An ObjectCreated record as S3 sends it for a versioned bucket (versionId included)."""
+    return {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": REGION,
+        "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": LANDING, "arn": f"arn:aws:s3:::{LANDING}"},
+            "object": {
+                "key": key,
+                "size": size,
+                "eTag": etag,
+                "versionId": version_id,
+                "sequencer": "0066A1B2C3D4E5F601",
+            },
+        },
+    }
+
+
+def _fake_batches(count: int, size: int = 1024) -> tuple[dict[tuple[str, str], bytes], list[Any]]:
+    bodies: dict[tuple[str, str], bytes] = {}
+    batches = []
+    for b in range(count):
+        records = []
+        for n in range(BATCH):
+            key, version = f"acme/2025/11/24/b{b:05d}-{n}.json", f"v{b}-{n}"
+            bodies[(key, version)] = (b'{"n":%d,"pad":"' % n).ljust(size - 2, b"x") + b'"}'
+            records.append(s3_record(key, size, f"{b:016x}{n:016x}", version))
+        batches.append(sqs_batch(records))
+    return bodies, batches
+
+
+@contextlib.contextmanager
+def _fake_clients(s3: Any) -> Iterator[Any]:
+    """transform.clients answering with the fakes; the forwarder built afresh (a cold start)."""
+    from transform import clients, forwarder  # noqa: PLC0415  # after the environment is set
+
+    with (
+        mock.patch.object(clients, "s3", return_value=s3),
+        mock.patch.object(clients, "dynamodb", FakeDynamoDB),
+        mock.patch.object(clients, "firehose", FakeFirehose),
+    ):
+        forwarder.dependencies.cache_clear()
+        try:
+            yield forwarder
+        finally:
+            forwarder.dependencies.cache_clear()
+
+
+def _check(response: dict[str, Any]) -> None:
+    if response["batchItemFailures"]:
+        raise AssertionError(f"bench batch failed: {response}")
+
+
+def measure_forwarder_cpu(sizes: Sizes, reduced: str) -> Figure:
+    bodies, batches = _fake_batches(sizes.forwarder_batches)
+    with function_env("forwarder"), _fake_clients(FakeS3(bodies)) as forwarder, quiet_stdout():
+        _check(forwarder.lambda_handler(batches[0], _context("forwarder")))  # warm-up
+        cpu = time.process_time()
+        for batch in batches:
+            _check(forwarder.lambda_handler(batch, _context("forwarder")))
+        cpu = time.process_time() - cpu
+    files = len(batches) * BATCH
+    per_file = cpu / files * 1000
+    return Figure(
+        name="forwarder_envelope_cpu_ms_per_file",
+        value=round(per_file, 3),
+        unit="ms CPU/file",
+        what=f"{files:,} files of 1 KiB in batches of {BATCH} through "
+        f"transform.forwarder.lambda_handler: parse, resolve, claim, read, envelope, send, "
+        f"complete{reduced}",
+        goal="<= 0.5 ms",
+        met=per_file <= 0.5,
+        note="SDK calls excluded: S3, DynamoDB and Firehose are in-process fakes that answer at "
+        "no cost (boto3 adds ~1.5-2 ms CPU per call, DESIGN §6); thread pool included",
+    )
+
+
+def batch10_ms(repeats: int, tunables: Path | None = None) -> float:
+    """Best wall time of one batch of 10 with 30 ms reads (the fake DynamoDB keeps no
+    records, so every invocation claims and reads afresh)."""
+    from infrastructure import environment  # noqa: PLC0415
+
+    bodies, batches = _fake_batches(1)
+    override = {environment.TUNABLES_PATH: str(tunables)} if tunables else {}
+    with (
+        function_env("forwarder"),
+        mock.patch.dict(os.environ, override),
+        _fake_clients(FakeS3(bodies, READ_DELAY_SECONDS)) as fwd,
+    ):
+
+        def invoke() -> None:
+            with quiet_stdout():
+                _check(fwd.lambda_handler(batches[0], _context("forwarder")))
+
+        wall, _ = _best(repeats, invoke)
+    return wall * 1000
+
+
+def measure_batch10(sizes: Sizes, workdir: Path, reduced: str) -> Figure:
+    from infrastructure.tunables import TUNABLES_FILE, load_tunables  # noqa: PLC0415
+
+    ms = batch10_ms(sizes.batch10_repeats)
+    concurrency = load_tunables().forwarder.read_concurrency
+    limit = ""
+    if ms > 60 and concurrency < BATCH:
+        # What the same code does once the tunable covers a whole batch, measured now.
+        document = json.loads(TUNABLES_FILE.read_text())
+        document["forwarder"]["read_concurrency"] = BATCH
+        document.pop("$schema", None)
+        changed = workdir / "tunables-read-concurrency-10.json"
+        changed.write_text(json.dumps(document))
+        limit = (
+            f"; read_concurrency {concurrency} < the batch of {BATCH}: two waves of reads, "
+            f"so at least {2 * READ_DELAY_SECONDS * 1000:.0f} ms. With read_concurrency "
+            f"{BATCH} (tunables.json) the same run measures "
+            f"{batch10_ms(sizes.batch10_repeats, changed):.1f} ms"
+        )
+    return Figure(
+        name="forwarder_batch10_ms",
+        value=round(ms, 1),
+        unit="ms",
+        what=f"wall time of a batch of {BATCH} files through the forwarder when every object "
+        f"read takes {READ_DELAY_SECONDS * 1000:.0f} ms (fake S3 that sleeps; DynamoDB and "
+        f"Firehose fakes answer at once){reduced}",
+        goal="<= 60 ms",
+        met=ms <= 60,
+        reference=f"{READ_DELAY_SECONDS * 1000:.0f} ms: one read; read_concurrency {concurrency}",
+        note=f"best of {sizes.batch10_repeats}{limit}",
+    )
+
+
+def measure_sdk_calls(reduced: str) -> Figure:
+    """SDK calls per file for one realistic batch on moto in process (S3, DynamoDB, Firehose)."""
+    import boto3  # noqa: PLC0415
+    from moto import mock_aws  # noqa: PLC0415
+
+    from infrastructure.local import provision  # noqa: PLC0415
+    from transform import clients, forwarder  # noqa: PLC0415
+
+    calls: list[str] = []
+
+    def count(event_name: str, **_: Any) -> None:
+        calls.append(event_name.removeprefix("before-call."))
+
+    with function_env("forwarder"), mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        provision.create_bucket(s3, LANDING, REGION, versioned=True)
+        provision.create_bucket(s3, STAGING, REGION, versioned=True)
+        provision.create_idempotency_table(
+            boto3.client("dynamodb", region_name=REGION), IDEMPOTENCY_TABLE
+        )
+        firehose = boto3.client("firehose", region_name=REGION)
+        for stream in STREAMS:
+            firehose.create_delivery_stream(
+                DeliveryStreamName=stream,
+                ExtendedS3DestinationConfiguration={
+                    "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                    "BucketARN": f"arn:aws:s3:::{STAGING}",
+                },
+            )
+        records = []
+        for n in range(BATCH):
+            key = f"acme/2025/11/24/f{n}.json"
+            put = s3.put_object(Bucket=LANDING, Key=key, Body=b'{"n":%d}' % n)
+            records.append(
+                s3_record(key, len(f'{{"n":{n}}}'), put["ETag"].strip('"'), put["VersionId"])
+            )
+        clients.reset()
+        forwarder.dependencies.cache_clear()
+        for client in (clients.s3(), clients.dynamodb(), clients.firehose()):
+            client.meta.events.register("before-call", count)
+        with quiet_stdout():
+            _check(forwarder.lambda_handler(sqs_batch(records), _context("forwarder")))
+        clients.reset()
+        forwarder.dependencies.cache_clear()
+    per_file = len(calls) / BATCH
+    tally = ", ".join(f"{calls.count(c)} {c}" for c in sorted(set(calls)))
+    return Figure(
+        name="forwarder_sdk_calls_per_file",
+        value=round(per_file, 2),
+        unit="calls/file",
+        what=f"SDK calls for a batch of {BATCH} small files (events with versionId, as S3 sends "
+        f"for a versioned bucket) on moto in process{reduced}",
+        goal="<= 3",
+        met=per_file <= 3,
+        reference=tally,
+    )
+
+
+# --- cold start ---------------------------------------------------------------------------------
+
+
+_IMPORT_LINE: Final = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)$")
+_CHILD_LINE: Final = re.compile(r"import time:\s+\d+ \|\s+(\d+) \|   (\S+)$")
+"""A module imported directly by the top-level one (two more spaces of indent)."""
+
+
+def import_ms(module: str) -> tuple[float, dict[str, float]]:
+    """Cumulative import time of `module` in a fresh interpreter (`python -X importtime`), and
+    that of each module it imports directly (what makes it slow)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    done = subprocess.run(  # noqa: S603  # this interpreter, a fixed module name
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    children: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        match = _IMPORT_LINE.match(line)
+        if match and match.group(2) == module:
+            return int(match.group(1)) / 1000, children
+        child = _CHILD_LINE.match(line)
+        if child:
+            children[child.group(2)] = int(child.group(1)) / 1000
+    raise AssertionError(f"no import time for {module} in: {done.stderr[-500:]}")
+
+
+def measure_cold_start(sizes: Sizes, reduced: str) -> Figure:
+    from infrastructure.tunables import load_tunables  # noqa: PLC0415
+
+    roles = {
+        spec.handler.rsplit(".", 1)[0]: role for role, spec in load_tunables().functions.items()
+    }
+    times: dict[str, tuple[float, dict[str, float]]] = {}
+    for module in HANDLER_MODULES:
+        with function_env(roles[module]):
+            runs = [import_ms(module) for _ in range(sizes.import_repeats)]
+            times[module] = min(runs, key=lambda run: run[0])
+    slowest = max(times, key=lambda module: times[module][0])
+    worst, children = times[slowest]
+    each = ", ".join(f"{m} {t:,.0f}" for m, (t, _) in times.items())
+    top = sorted(children.items(), key=lambda item: -item[1])[:4]
+    limit = (
+        f"; {slowest} spends it in " + ", ".join(f"{name} {ms:,.0f} ms" for name, ms in top)
+        if worst >= 400
+        else ""
+    )
+    return Figure(
+        name="cold_start_ms_max",
+        value=round(worst),
+        unit="ms",
+        what=f"import time of each handler module in a fresh `python -X importtime` (best of "
+        f"{sizes.import_repeats}), the slowest reported{reduced}",
+        goal="< 400 ms",
+        met=worst < 400,
+        reference=f"each (ms): {each}",
+        note="the function's environment, tracing off (Powertools' Tracer still builds the "
+        "X-Ray recorder at import); import only, nothing deferred to the first invocation" + limit,
+    )
+
+
+# --- the section --------------------------------------------------------------------------------
+
+
+def run(quick: bool, workdir: Path) -> list[Figure]:
+    return measure(QUICK if quick else FULL, workdir, reduced=quick)
+
+
+def measure(sizes: Sizes, workdir: Path, *, reduced: bool = True) -> list[Figure]:
+    less = " (quick run: smaller input)" if reduced else ""
+    progress("functions: processor")
+    figures = [measure_processor(sizes, less)]
+    progress("functions: forwarder CPU per file")
+    figures.append(measure_forwarder_cpu(sizes, less))
+    progress("functions: forwarder SDK calls (moto)")
+    figures.append(measure_sdk_calls(""))
+    progress("functions: forwarder batch of 10 with 30 ms reads")
+    figures.append(measure_batch10(sizes, workdir, less))
+    progress("functions: cold start of each handler module")
+    figures.append(measure_cold_start(sizes, ""))
+    return figures

@@ -1,0 +1,74 @@
+"""`make bench`'s sections on tiny inputs: each produces exactly its figures, and the runner
+writes what it measured. No timings are checked: this machine's load says nothing about Sluice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infrastructure.bench import __main__ as runner
+from infrastructure.bench import core, functions, results
+from infrastructure.bench.results import Figure
+
+
+def test_core_section_produces_its_figures(tmp_path: Path) -> None:
+    # GIVEN tiny windows  WHEN the core section measures them
+    figures = core.measure(core.TINY, tmp_path)
+    # THEN it gives exactly the core figures, each positive, goals judged
+    runner.check_names("core", figures)
+    assert all(figure.value > 0 for figure in figures)
+    assert {f.name for f in figures if f.met is not None} == {
+        "delivery_files_per_s_1k",
+        "delivery_mb_per_s_100k",
+    }
+
+
+def test_the_core_bench_builds_the_same_archive_every_time(tmp_path: Path) -> None:
+    # GIVEN one small window  WHEN it is delivered twice
+    window = core.make_window(tmp_path / "w.json.gz", core.Payload(), 5, 1024, ref=False)
+    first, second = core.deliver(window, tmp_path), core.deliver(window, tmp_path)
+    # THEN the same bytes (the real archive path is deterministic), all files in it
+    assert (first.sha256, first.etag, first.files) == (second.sha256, second.etag, 5)
+
+
+def test_functions_section_produces_its_figures(tmp_path: Path) -> None:
+    figures = functions.measure(functions.TINY, tmp_path)
+    runner.check_names("functions", figures)
+    by_name = {figure.name: figure for figure in figures}
+    # 10 reads, 10 claims, a send per stream and one completion: never fewer than 2 a file
+    assert by_name["forwarder_sdk_calls_per_file"].value >= 2
+    assert "fakes" in by_name["forwarder_envelope_cpu_ms_per_file"].note
+
+
+def test_runner_writes_json_and_its_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a section that returns fixed figures, and output paths in tmp_path
+    fixed = [
+        Figure(name, 1.0, "x", "what", goal="> 2", met=False, note=f"{name} is limited")
+        for name in runner.SECTIONS["core"]
+    ]
+    monkeypatch.setattr(runner, "load_section", lambda name: lambda quick, workdir: fixed)
+    monkeypatch.setattr(runner, "JSON_PATH", tmp_path / "bench.json")
+    monkeypatch.setattr(results, "DOC", tmp_path / "BENCHMARKS.md")
+    monkeypatch.setattr(results.write_section, "__defaults__", (tmp_path / "BENCHMARKS.md",))
+    # WHEN the runner runs it
+    assert runner.main(["--quick", "--only", "core"]) == 0
+    # THEN bench.json holds every figure and the document says what limits each missed goal
+    assert set(json.loads((tmp_path / "bench.json").read_text())) == set(runner.SECTIONS["core"])
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "<!-- bench: begin -->" in text
+    assert "delivery_files_per_s_1k is limited" in text
+
+
+def test_a_missing_section_fails_clearly_before_measuring(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a section module that is not there
+    monkeypatch.setitem(runner.SECTIONS, "absent", ("some_figure",))
+    # WHEN it is asked for  THEN the run fails at once, naming the file, inventing nothing
+    assert runner.main(["--only", "absent"]) == 2
+    assert "infrastructure/bench/absent.py" in capsys.readouterr().err
