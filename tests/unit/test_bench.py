@@ -43,6 +43,38 @@ def test_functions_section_produces_its_figures(tmp_path: Path) -> None:
     assert "fakes" in by_name["forwarder_envelope_cpu_ms_per_file"].note
 
 
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       900 |        900 |       botocore.compat
+import time:     40000 |      40900 |     botocore
+import time:    150000 |     190900 |   aws_xray_sdk.core
+import time:      3000 |       3000 |     delivery.names
+import time:      2000 |       5000 |   delivery.archive
+import time:      1000 |     196900 | delivery.handler
+"""
+
+
+def test_import_time_is_attributed_to_packages_by_self_time() -> None:
+    # GIVEN -X importtime's lines for a handler module
+    # WHEN they are parsed
+    run = functions.parse_importtime(IMPORTTIME, "delivery.handler")
+    # THEN the total is the module's cumulative time and each package sums its own self time
+    assert run.total_ms == pytest.approx(196.9)
+    assert run.by_package_ms == pytest.approx(
+        {"botocore": 40.9, "aws_xray_sdk": 150.0, "delivery": 6.0}
+    )
+    # AND the summary names the costliest packages, the X-Ray SDK's reason, Sluice's share
+    summary = functions.where_import_time_goes(run)
+    assert summary.startswith("aws_xray_sdk 150 ms (the X-Ray SDK builds")
+    assert "botocore 41 ms" in summary
+    assert summary.endswith("Sluice's own modules 6 ms")
+
+
+def test_import_time_of_a_module_not_imported_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"no import time for transform\.forwarder"):
+        functions.parse_importtime(IMPORTTIME, "transform.forwarder")
+
+
 def test_runner_writes_json_and_its_section(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
