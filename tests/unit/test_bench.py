@@ -63,16 +63,33 @@ def test_import_time_is_attributed_to_packages_by_self_time() -> None:
     assert run.by_package_ms == pytest.approx(
         {"botocore": 40.9, "aws_xray_sdk": 150.0, "delivery": 6.0}
     )
-    # AND the summary names the costliest packages, the X-Ray SDK's reason, Sluice's share
+    # AND the summary names the costliest packages first, Sluice's own modules as one
     summary = functions.where_import_time_goes(run)
-    assert summary.startswith("aws_xray_sdk 150 ms (the X-Ray SDK builds")
-    assert "botocore 41 ms" in summary
-    assert summary.endswith("Sluice's own modules 6 ms")
+    assert summary == "aws_xray_sdk 150 ms, botocore 41 ms; Sluice's own modules 6 ms"
 
 
 def test_import_time_of_a_module_not_imported_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"no import time for transform\.forwarder"):
         functions.parse_importtime(IMPORTTIME, "transform.forwarder")
+
+
+def test_cold_start_is_measured_in_the_environment_lambda_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a developer's shell pointing boto3 at a local endpoint, tracing off
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    # WHEN the delivery function's cold-start environment is built
+    with functions.function_env("delivery"):
+        env = functions.cold_start_env("delivery")
+    # THEN it has Lambda's runtime variables (the X-Ray SDK samples locally in Lambda), its
+    # configured ones, tracing on as deployed, and no endpoint
+    assert env["LAMBDA_TASK_ROOT"]
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "sluice-bench-delivery"
+    assert env["_HANDLER"] == "delivery.handler.lambda_handler"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "delivery"
+    assert "POWERTOOLS_TRACE_DISABLED" not in env
+    assert not [name for name in env if name.startswith("AWS_ENDPOINT_URL")]
 
 
 def test_runner_writes_json_and_its_section(
