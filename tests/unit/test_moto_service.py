@@ -1,13 +1,20 @@
-"""The moto launcher's middleware: DynamoDB requests one at a time, the rest concurrently."""
+"""The moto launcher's changes to moto: DynamoDB requests one at a time, the rest concurrently;
+SQS's clock."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from infrastructure.local.moto_service import SerializedDynamoDB
+import boto3
+import pytest
+from moto import mock_aws
+from moto.sqs import models as sqs_models
+
+from infrastructure.local.moto_service import SerializedDynamoDB, fast_sqs_clock
 
 
 class SlowApp:
@@ -54,3 +61,41 @@ def test_other_services_stay_concurrent() -> None:
     inner = SlowApp()
     run_concurrently(SerializedDynamoDB(inner), None)  # S3: REST, no target header
     assert inner.most > 1
+
+
+@pytest.fixture
+def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's SQS with the launcher's clock, moto's own restored afterwards."""
+    monkeypatch.setattr(sqs_models, "unix_time", sqs_models.unix_time)
+    monkeypatch.setattr(sqs_models, "unix_time_millis", sqs_models.unix_time_millis)
+    fast_sqs_clock()
+
+
+def test_sqs_clock_tells_the_time_moto_tells(fast_clock: None) -> None:
+    # GIVEN the launcher's SQS clock  WHEN asked for now and for a given datetime
+    now_ms = sqs_models.unix_time_millis()
+    # THEN the same as moto's own clock (milliseconds since the epoch), both ways
+    assert abs(now_ms - time.time() * 1000) < 1_000
+    assert sqs_models.unix_time(datetime(2026, 12, 2)) == 1_796_169_600.0
+    assert sqs_models.unix_time_millis(datetime(2026, 12, 2)) == 1_796_169_600_000.0
+
+
+def test_sqs_with_the_fast_clock_still_hides_received_messages(fast_clock: None) -> None:
+    with mock_aws():
+        # GIVEN a queue with two messages
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+        for body in ("a", "b"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        # WHEN one is received
+        first = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+        # THEN it stays hidden for its visibility timeout: the next receive gets the other
+        second = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in first + second] in (["a", "b"], ["b", "a"])
+        assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages") is None
+        # AND a message made visible again (timeout 0) comes back
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"], VisibilityTimeout=0
+        )
+        again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in again] == [first[0]["Body"]]
