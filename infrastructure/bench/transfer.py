@@ -9,8 +9,9 @@ end, also on error):
   would cost moto several GiB and minutes per read. SeaweedFS streams, verifies SigV4 and keeps
   versions, which delivery reads refs by.
 - MinIO: SeaweedFS server "minio", a second server, so that rclone cannot copy server-side.
-- DynamoDB (the ledger) and Secrets Manager (the MinIO secret): moto in server mode, with its
-  TransactWriteItems made linear (`infrastructure.bench.moto_ledger` says why).
+- DynamoDB (the ledger) and Secrets Manager (the MinIO secret): moto in server mode through
+  Sluice's launcher, as the local stack runs it (TransactWriteItems made linear:
+  `infrastructure.local.moto_service.linear_dynamodb_transactions` says why).
 
 Delivery runs in worker processes (`infrastructure.bench.delivery_worker`) built as the Lambda
 builds itself, so memory is that of a process running delivery alone.
@@ -53,7 +54,7 @@ from botocore.config import Config
 from minio.deleteobjects import DeleteObject
 
 from infrastructure import environment
-from infrastructure.bench import moto_ledger, results
+from infrastructure.bench import results
 from infrastructure.bench.results import Figure
 from infrastructure.bench.rss import MiB, RssSampler
 from infrastructure.bench.staged import (
@@ -65,7 +66,7 @@ from infrastructure.bench.staged import (
     write_ref_window,
 )
 from infrastructure.local import provision
-from infrastructure.local.moto_service import MotoServer
+from infrastructure.local.moto_service import MotoServer, start_moto
 from infrastructure.local.seaweedfs import REGION, SeaweedFSServer, start_seaweedfs
 from infrastructure.tunables import load_tunables
 
@@ -143,7 +144,7 @@ class _Stack:
     def start(cls, workdir: Path) -> Iterator[_Stack]:
         with contextlib.ExitStack() as servers:
             _say("starting moto (DynamoDB, Secrets Manager) and two SeaweedFS (S3, MinIO)")
-            moto = moto_ledger.start(workdir / "moto.log")
+            moto = start_moto(workdir / "moto.log")
             servers.callback(moto.stop)
             s3_server = start_seaweedfs(workdir / "seaweedfs-s3", tls=False)
             servers.callback(s3_server.stop)

@@ -16,15 +16,19 @@ It also makes moto's S3 event notifications carry what real S3's do and moto 5.2
 Without a version id the forwarder must list the key's versions to find the one the event
 announced, which moto answers by scanning the whole bucket: the local stack would slow down
 as files accumulate, and would exercise a path AWS never takes. (In-process `mock_aws` tests
-keep moto's plain events, so that fallback stays tested.) And it gives moto's SQS a cheap
-clock (`fast_sqs_clock`): moto reads its slow one twice per queued message per request, which
-made a deep ingest queue drain slower than a burst filled it. Everything else is moto's own
-server, as `moto.server.main` sets it up.
+keep moto's plain events, so that fallback stays tested.) Two costs of moto's that grow with
+the data and would swamp what the local stack shows are made linear: SQS's clock
+(`fast_sqs_clock`), which moto reads twice per queued message per request, so a deep ingest
+queue drained slower than a burst filled it; and DynamoDB transactions
+(`linear_dynamodb_transactions`), which copied the whole ledger once per claimed file.
+Everything else is moto's own server, as `moto.server.main` sets it up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import itertools
 import os
 import signal
@@ -79,6 +83,71 @@ def aws_shaped_s3_events() -> None:
         return body
 
     notifications._get_s3_event = event  # send_event looks the function up at each call
+
+
+def linear_dynamodb_transactions() -> None:
+    """TransactWriteItems that backs up the items it names, not whole tables.
+
+    moto 5.2.5's `DynamoDBBackend.transact_write_items` deep-copies the *whole table once per
+    item* of the transaction, to roll back on failure (`moto/dynamodb/models/__init__.py`).
+    Delivery claims files 100 to a transaction, so each claim costs 100 copies of a ledger that
+    grows with every file delivered: quadratic. Measured here: the transactions of one
+    2,000-file window took 7-20 s each, 197 s in all, once the ledger held a few windows; a
+    128 MiB window (~17,000 files) would take hours. That is moto, not DynamoDB.
+
+    Here the table copies are no-ops; instead the items the transaction names are backed up
+    before it runs and restored if it raises. Same outcome, all or nothing (DynamoDB requests
+    are serialised by `SerializedDynamoDB`), at the cost of a few item copies.
+    """
+    from moto.dynamodb import models  # noqa: PLC0415  # only the server process imports moto
+
+    backend: Any = models.DynamoDBBackend
+    original: Callable[..., None] = backend.transact_write_items
+    table_class: type = getattr(models, "Table")  # noqa: B009  # moto does not export it
+
+    class _NoTableCopies:
+        """Stands in for the `copy` module inside moto's DynamoDB models: tables are not copied
+        (their rollback becomes a no-op); anything else is."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if isinstance(value, table_class):
+                return value
+            return copy.deepcopy(value, memo)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key")
+            if key is None and "Item" in op:
+                names = [table.hash_key_attr]
+                if table.range_key_attr is not None:
+                    names.append(table.range_key_attr)
+                key = {name: op["Item"][name] for name in names if name in op["Item"]}
+            if not key:
+                continue
+            with contextlib.suppress(Exception):  # malformed: moto's own checks will say so
+                current = self.get_item(table.name, key)
+                backups.append(
+                    (table.name, key, None if current is None else copy.deepcopy(current))
+                )
+        try:
+            original(self, transact_items)
+        except BaseException:
+            for table_name, key, item in reversed(backups):
+                if item is None:
+                    with contextlib.suppress(Exception):
+                        self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, item.to_json()["Attributes"])
+            raise
+
+    setattr(models, "copy", _NoTableCopies)  # noqa: B010  # moto uses only its deepcopy there
+    backend.transact_write_items = transact_write_items
 
 
 def fast_sqs_clock() -> None:
@@ -213,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     aws_shaped_s3_events()
     fast_sqs_clock()
+    linear_dynamodb_transactions()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,

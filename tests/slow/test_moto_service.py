@@ -67,3 +67,30 @@ def test_dynamodb_transactions_from_many_threads_lose_no_item(moto_server: str) 
         thread.join()
     count = dynamodb.scan(TableName="ledger", Select="COUNT")["Count"]
     assert count == 8 * 5 * 10
+
+
+def test_linear_dynamodb_transactions_are_still_all_or_nothing(moto_server: str) -> None:
+    """The launcher backs up the items a transaction names instead of whole tables
+    (`linear_dynamodb_transactions`); a transaction must still be all or nothing."""
+    # GIVEN a ledger holding one item
+    dynamodb: Any = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_server)
+    provision.create_ledger_table(dynamodb, "t")
+    dynamodb.put_item(TableName="t", Item={"pk": {"S": "b"}, "v": {"S": "old"}})
+    items = [
+        {
+            "Put": {
+                "TableName": "t",
+                "Item": {"pk": {"S": key}, "v": {"S": "new"}},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        for key in ("a", "b", "c")
+    ]
+    # WHEN a transaction's middle item fails its condition
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(TransactItems=items)
+    # THEN nothing of it was written; and a transaction that passes writes everything
+    rows = dynamodb.scan(TableName="t")["Items"]
+    assert sorted((row["pk"]["S"], row["v"]["S"]) for row in rows) == [("b", "old")]
+    dynamodb.transact_write_items(TransactItems=items[::2])
+    assert len(dynamodb.scan(TableName="t")["Items"]) == 3

@@ -1,4 +1,4 @@
-"""The transfer benchmark's instruments (infrastructure.bench: rss, staged, transfer, moto_ledger)
+"""The transfer benchmark's instruments (infrastructure.bench: rss, staged, transfer)
 measure what they claim. No timing is asserted."""
 
 from __future__ import annotations
@@ -10,15 +10,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from delivery.window import InlineBodies, parse_window
-from infrastructure.bench import moto_ledger
 from infrastructure.bench.rss import MiB, RssSampler, read_memory, reset_peak
 from infrastructure.bench.staged import BodyPool, PatternStream, write_inline_window
 from infrastructure.bench.transfer import _rclone_stats
-from infrastructure.local import provision
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc")
 
@@ -140,38 +137,3 @@ def test_rclone_stats_are_the_last_json_stats_line() -> None:
     )
     assert _rclone_stats(log) == {"bytes": 5, "serverSideCopies": 0}
     assert _rclone_stats("") == {}
-
-
-@pytest.mark.slow  # a moto server
-def test_patched_moto_transaction_is_still_all_or_nothing(tmp_path: Path) -> None:
-    server = moto_ledger.start(tmp_path / "moto.log")
-    try:
-        dynamodb = boto3.client(
-            "dynamodb",
-            endpoint_url=server.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="x",
-            aws_secret_access_key="x",
-        )
-        provision.create_ledger_table(dynamodb, "t")
-        dynamodb.put_item(TableName="t", Item={"pk": {"S": "b"}, "v": {"S": "old"}})
-        # WHEN a transaction's middle item fails its condition
-        items = [
-            {
-                "Put": {
-                    "TableName": "t",
-                    "Item": {"pk": {"S": key}, "v": {"S": "new"}},
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-            for key in ("a", "b", "c")
-        ]
-        with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
-            dynamodb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
-        # THEN nothing of it was written; and a transaction that passes writes everything
-        rows = dynamodb.scan(TableName="t")["Items"]
-        assert sorted((row["pk"]["S"], row["v"]["S"]) for row in rows) == [("b", "old")]
-        dynamodb.transact_write_items(TransactItems=items[::2])  # type: ignore[arg-type]
-        assert len(dynamodb.scan(TableName="t")["Items"]) == 3
-    finally:
-        server.stop()
