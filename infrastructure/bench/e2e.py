@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -785,6 +786,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    # SIGTERM (kill, CI's stop) ends the run as Ctrl-C does: `run` stops the stack on the way
+    # out. Python's default would exit at once and leave moto and SeaweedFS running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def say(text: str) -> None:
         print(text, flush=True)

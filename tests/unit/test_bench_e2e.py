@@ -3,6 +3,12 @@ test."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from infrastructure.bench import e2e
@@ -127,3 +133,28 @@ def test_the_machine_is_saturated_only_when_every_core_is_busy() -> None:
     assert e2e.saturation([busy]).saturated == ([] if e2e.CORES > 1 else ["machine"])
     full = Sample(0, 0, 0, 0, 0, 0, 0, 0, cpu={"machine": 0.95 * e2e.CORES})
     assert e2e.saturation([full]).saturated == ["machine"]
+
+
+def test_sigterm_ends_the_run_through_its_cleanup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a run under way (the stack's start and stop stood in for by a try/finally)
+    cleaned: list[bool] = []
+
+    def run(*_: Any) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # WHEN it is sent SIGTERM
+            time.sleep(5)
+        finally:
+            cleaned.append(True)
+
+    monkeypatch.setattr(e2e, "run", run)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            e2e.main(["--quick", "--root", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # THEN it exits as a terminated process does, after its cleanup ran (the stack stopped)
+    assert exited.value.code == 143
+    assert cleaned == [True]
