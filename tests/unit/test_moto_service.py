@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 from moto.sqs import models as sqs_models
 
-from infrastructure.local.moto_service import SerializedDynamoDB, fast_sqs_clock
+from infrastructure.local.moto_service import SerializedDynamoDB, faster_sqs
 
 
 class SlowApp:
@@ -65,10 +65,13 @@ def test_other_services_stay_concurrent() -> None:
 
 @pytest.fixture
 def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's SQS with the launcher's clock, moto's own restored afterwards."""
+    """moto's SQS as the launcher runs it; moto's own restored afterwards."""
     monkeypatch.setattr(sqs_models, "unix_time", sqs_models.unix_time)
     monkeypatch.setattr(sqs_models, "unix_time_millis", sqs_models.unix_time_millis)
-    fast_sqs_clock()
+    backend = sqs_models.SQSBackend
+    check = "is_message_valid_based_on_retention_period"
+    monkeypatch.setattr(backend, check, getattr(backend, check))
+    faster_sqs()
 
 
 def test_sqs_clock_tells_the_time_moto_tells(fast_clock: None) -> None:
@@ -99,3 +102,20 @@ def test_sqs_with_the_fast_clock_still_hides_received_messages(fast_clock: None)
         )
         again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
         assert [m["Body"] for m in again] == [first[0]["Body"]]
+
+
+def test_sqs_with_the_launchers_changes_still_drops_expired_messages(fast_clock: None) -> None:
+    with mock_aws():
+        # GIVEN a queue keeping messages 60 s, holding one sent 61 s ago and one sent now
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})[
+            "QueueUrl"
+        ]
+        sqs.send_message(QueueUrl=url, MessageBody="old")
+        backend = sqs_models.sqs_backends["123456789012"]["eu-west-2"]
+        (old,) = backend.get_queue("q")._messages
+        old.sent_timestamp -= 61_000
+        sqs.send_message(QueueUrl=url, MessageBody="new")
+        # WHEN the queue is read  THEN the expired message is not delivered
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        assert "old" not in [m["Body"] for m in got]
