@@ -101,8 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m infrastructure.bench" + (" --quick" if args.quick else "")
     if args.only != list(SECTIONS):
         command += f" --only {','.join(args.only)}"
-    results.write_section("bench", command, document(figures, args.quick))
-    results.progress(f"wrote {JSON_PATH} and {results.DOC} in {time.monotonic() - started:,.0f} s")
+    # A quick run has its own section: a development run never replaces the full run's figures.
+    section = "bench-quick" if args.quick else "bench"
+    results.write_section(section, command, document(figures, args.quick))
+    results.progress(
+        f"wrote {JSON_PATH} and the `{section}` section of {results.DOC} in "
+        f"{time.monotonic() - started:,.0f} s"
+    )
     return 0
 
 

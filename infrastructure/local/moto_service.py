@@ -159,9 +159,9 @@ def faster_sqs() -> None:
     attributes, three of which count the queue's messages. So a receive of 10 scanned the queue
     some 30 times: with 1,000 messages waiting, a receive and a delete of 10 took 971 ms of
     moto's CPU, 15 ms with these changes (`docs/scripts/measure_moto_sqs.py`); a burst deepened
-    the ingest queue faster than the forwarder could drain it. Here the clock is `time.time()` (the same value;
-    a given datetime is still converted by moto's own function) and the retention check reads
-    the retention period alone.
+    the ingest queue faster than the forwarder could drain it. Here the clock is `time.time()`
+    (the same value; a given datetime is still converted by moto's own function) and the
+    retention check reads the retention period alone.
     """
     from moto.sqs import models  # noqa: PLC0415  # only the server process imports moto
 

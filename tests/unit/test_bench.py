@@ -104,13 +104,18 @@ def test_runner_writes_json_and_its_section(
     monkeypatch.setattr(runner, "JSON_PATH", tmp_path / "bench.json")
     monkeypatch.setattr(results, "DOC", tmp_path / "BENCHMARKS.md")
     monkeypatch.setattr(results.write_section, "__defaults__", (tmp_path / "BENCHMARKS.md",))
-    # WHEN the runner runs it
+    # WHEN the runner runs it, fully and then quickly
+    assert runner.main(["--only", "core"]) == 0
     assert runner.main(["--quick", "--only", "core"]) == 0
     # THEN bench.json holds every figure and the document says what limits each missed goal
     assert set(json.loads((tmp_path / "bench.json").read_text())) == set(runner.SECTIONS["core"])
     text = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "<!-- bench: begin -->" in text
     assert "delivery_files_per_s_1k is limited" in text
+    # AND the quick run wrote a section of its own, leaving the full run's in place
+    full, _, quick = text.partition("<!-- bench-quick: begin -->")
+    assert "<!-- bench: begin -->" in full
+    assert "Measured by `python -m infrastructure.bench --only core`" in full
+    assert "Measured by `python -m infrastructure.bench --quick --only core`" in quick
 
 
 def test_a_missing_section_fails_clearly_before_measuring(
