@@ -14,8 +14,8 @@ Chaos (DESIGN §6, "a crash is the worker killed after N SDK calls"): when an in
 whatever the retries — and calls `os._exit(CRASH_EXIT_CODE)`:
 - `phase="before"`: at the n-th call's `before-call`: it never leaves the process, so n - 1
   calls reached AWS;
-- `phase="after"`: at the n-th call's `after-call`: AWS acted and answered, the handler never
-  learns of it.
+- `phase="after"`: at the n-th `after-call` (the n-th answer, of whichever call): AWS acted
+  and answered, the handler never learns of it.
 The counter is appended to botocore's `BUILTIN_HANDLERS` before the handler is imported, so every
 botocore session the function creates registers it: boto3's default session (`boto3.client`)
 and those Powertools creates for itself. Calls made while importing are not counted.
@@ -37,6 +37,7 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -186,12 +187,20 @@ class _SdkCallRecorder:
 
 
 class _SdkCallCounter:
-    """Counts botocore API calls of the current invocation; exits the process at the armed one."""
+    """Counts botocore API calls of the current invocation; exits the process at the armed one.
+
+    Calls can run in several threads at once (the forwarder reads objects in a pool), so the
+    calls begun and the calls answered are counted apart, under a lock: `before` strikes when the
+    n-th call begins, `after` when the n-th answer arrives, whichever call it belongs to. (One
+    count for both missed its moment when a third call began before a second was answered.)
+    """
 
     def __init__(self) -> None:
         self.calls = 0
+        self.answered = 0
         self.crash_at: int | None = None
         self.phase: CrashPhase = "before"
+        self._lock = threading.Lock()
 
     def install(self) -> None:
         """Register on every botocore session created from now on (boto3's default one and
@@ -202,8 +211,9 @@ class _SdkCallCounter:
         handlers.BUILTIN_HANDLERS.append(("after-call", self._after_call))
 
     def arm(self, crash: tuple[int, CrashPhase] | None) -> None:
-        self.calls = 0
-        self.crash_at, self.phase = crash if crash else (None, "before")
+        with self._lock:
+            self.calls = self.answered = 0
+            self.crash_at, self.phase = crash if crash else (None, "before")
         if self.crash_at == 0:
             self._strike()
 
@@ -214,12 +224,17 @@ class _SdkCallCounter:
         os._exit(CRASH_EXIT_CODE)
 
     def _before_call(self, **_: Any) -> None:
-        self.calls += 1
-        if self.phase in ("before", "hang") and self.calls == self.crash_at:
+        with self._lock:
+            self.calls += 1
+            strike = self.phase in ("before", "hang") and self.calls == self.crash_at
+        if strike:
             self._strike()
 
     def _after_call(self, **_: Any) -> None:
-        if self.phase == "after" and self.calls == self.crash_at:
+        with self._lock:
+            self.answered += 1
+            strike = self.phase == "after" and self.answered == self.crash_at
+        if strike:
             os._exit(CRASH_EXIT_CODE)
 
 
