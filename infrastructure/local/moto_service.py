@@ -20,8 +20,8 @@ keep moto's plain events, so that fallback stays tested.) Two costs of moto's th
 the data and would swamp what the local stack shows are taken out: SQS's scans of the whole
 queue per message received (`faster_sqs`), so a deep ingest queue drained slower than a burst
 filled it; and DynamoDB transactions (`linear_dynamodb_transactions`), which copied the whole
-ledger once per claimed file.
-Everything else is moto's own server, as `moto.server.main` sets it up.
+ledger once per claimed file. Everything else is moto's own server, as `moto.server.main` sets
+it up.
 """
 
 from __future__ import annotations

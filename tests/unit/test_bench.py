@@ -80,8 +80,7 @@ def test_cold_start_is_measured_in_the_environment_lambda_gives(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     # WHEN the delivery function's cold-start environment is built
-    with functions.function_env("delivery"):
-        env = functions.cold_start_env("delivery")
+    env = functions.cold_start_env("delivery")
     # THEN it has Lambda's runtime variables (the X-Ray SDK samples locally in Lambda), its
     # configured ones, tracing on as deployed, and no endpoint
     assert env["LAMBDA_TASK_ROOT"]

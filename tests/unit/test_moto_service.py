@@ -1,5 +1,5 @@
 """The moto launcher's changes to moto: DynamoDB requests one at a time, the rest concurrently;
-SQS's clock."""
+SQS without its per-message queue scans (`faster_sqs`)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def test_other_services_stay_concurrent() -> None:
 
 
 @pytest.fixture
-def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+def launcher_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
     """moto's SQS as the launcher runs it; moto's own restored afterwards."""
     monkeypatch.setattr(sqs_models, "unix_time", sqs_models.unix_time)
     monkeypatch.setattr(sqs_models, "unix_time_millis", sqs_models.unix_time_millis)
@@ -74,7 +74,7 @@ def fast_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     faster_sqs()
 
 
-def test_sqs_clock_tells_the_time_moto_tells(fast_clock: None) -> None:
+def test_sqs_clock_tells_the_time_moto_tells(launcher_sqs: None) -> None:
     # GIVEN the launcher's SQS clock  WHEN asked for now and for a given datetime
     now_ms = sqs_models.unix_time_millis()
     # THEN the same as moto's own clock (milliseconds since the epoch), both ways
@@ -83,7 +83,7 @@ def test_sqs_clock_tells_the_time_moto_tells(fast_clock: None) -> None:
     assert sqs_models.unix_time_millis(datetime(2026, 12, 2)) == 1_796_169_600_000.0
 
 
-def test_sqs_with_the_fast_clock_still_hides_received_messages(fast_clock: None) -> None:
+def test_sqs_with_the_launchers_changes_still_hides_received_messages(launcher_sqs: None) -> None:
     with mock_aws():
         # GIVEN a queue with two messages
         sqs = boto3.client("sqs", region_name="eu-west-2")
@@ -104,7 +104,7 @@ def test_sqs_with_the_fast_clock_still_hides_received_messages(fast_clock: None)
         assert [m["Body"] for m in again] == [first[0]["Body"]]
 
 
-def test_sqs_with_the_launchers_changes_still_drops_expired_messages(fast_clock: None) -> None:
+def test_sqs_with_the_launchers_changes_still_drops_expired_messages(launcher_sqs: None) -> None:
     with mock_aws():
         # GIVEN a queue keeping messages 60 s, holding one sent 61 s ago and one sent now
         sqs = boto3.client("sqs", region_name="eu-west-2")
