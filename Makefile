@@ -1,6 +1,7 @@
 # Sluice — every command a developer or platform engineer runs starts here.
-# Each target sets up what it needs: the virtualenv at .venv/ is built on first use
-# and rebuilt when pyproject.toml changes.
+# Each target sets up what it needs: the virtualenv at .venv/ is built on first use from the
+# lock (requirements/dev.txt, exported from uv.lock, every file checked against its hash) and
+# rebuilt from scratch when the lock or pyproject.toml changes.
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -22,19 +23,25 @@ TF_DIR := infrastructure/terraform
 TF := TF_DATA_DIR=$(CURDIR)/build/terraform/$(ENV) terraform -chdir=$(TF_DIR)
 TF_VARS := -var-file=env/$(ENV).tfvars -var=lambda_architecture=$(ARCH)
 
-.PHONY: help install run load test test-slow tf-check lint demo package tf-init plan deploy \
+.PHONY: help install lock lock-check run load test test-slow tf-check lint demo package tf-init plan deploy \
 	destroy smoke clean bench bench-e2e
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+$(STAMP): pyproject.toml requirements/dev.txt
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --quiet --no-input --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-input --no-deps --no-build-isolation -e .
 	@touch $@
 
-install: $(STAMP) ## Create .venv/ with Sluice (editable) and its dev dependencies
+install: $(STAMP) ## Create .venv/ with Sluice (editable) and exactly the locked dev dependencies
+
+lock: $(STAMP) ## Refresh uv.lock and requirements/ after a change to pyproject.toml (UPGRADE=1: newest releases)
+	$(BIN)/python -m infrastructure.lock refresh $(if $(UPGRADE),--upgrade,)
+
+lock-check: $(STAMP) ## Fail when pyproject.toml, uv.lock, requirements/ and .venv/ disagree
+	$(BIN)/python -m infrastructure.lock check
 
 run: $(STAMP) ## The whole pipeline locally, in the foreground (TIME_SCALE=10 shortens waits); Ctrl-C stops
 	$(BIN)/sluice up --time-scale $(TIME_SCALE)

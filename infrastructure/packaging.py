@@ -1,7 +1,7 @@
 """Build the Lambda packages: one deterministic zip per function, for python3.12 on x86_64 or arm64.
 
     python -m infrastructure.packaging [--arch x86_64|arm64] [--out build/lambda]
-                                       [--cache build/pip-cache] [--refresh]
+                                       [--cache build/package-cache] [--refresh]
 
 Writes `<out>/<function>.zip` for every function in tunables.json (forwarder, processor, requeue,
 delivery, redrive), the files `infrastructure/terraform/lambda.tf` deploys; `--arch` must match
@@ -13,16 +13,18 @@ function runs the same code with the same dependencies and differs only in its h
 - Sluice's function code: the `transform` and `delivery` packages, and of `infrastructure` only
   what the functions read at run time (`__init__.py`, `tunables.py`, `environment.py`,
   `tunables.json`, `tunables.schema.json`, `schemas/`) — never `local/`, `cli/` or `terraform/`.
-- The runtime dependencies of pyproject.toml's `[project] dependencies` (read from it, not
-  repeated here), installed by pip for CPython 3.12 on manylinux2014 / manylinux_2_28 of the
-  target machine, binary wheels only.
-- Not: `__pycache__`, `*.pyc` (Lambda compiles on import), or the `bin/` console scripts pip
-  writes, whose `#!` line names the interpreter that ran the build and which no function runs.
+- The runtime dependencies exactly as locked: `requirements/lambda.txt` (exported from uv.lock,
+  see infrastructure/lock.py), every file checked against its hash, installed by uv for CPython
+  3.12 on manylinux_2_28 (or older) of the target machine, binary wheels only, environment
+  markers evaluated for that Python and machine rather than the one running the build.
+- Not: `__pycache__`, `*.pyc` (Lambda compiles on import), or the `bin/` console scripts an
+  installer writes, whose `#!` line names the interpreter that ran the build (no function runs
+  them).
 
-boto3 and botocore are packaged, pinned by the wheel cache, although the python3.12 runtime
+boto3 and botocore are packaged, pinned by the lock, although the python3.12 runtime
 ships its own. AWS's Lambda best practices ask for it ("to have full control of the dependencies
 your function uses, package all of your dependencies with your deployment package"): the
-runtime's copy is upgraded by AWS on its own schedule, may lag behind `boto3>=1.35`, and would
+runtime's copy is upgraded by AWS on its own schedule, may lag behind the locked version, and would
 make the code that runs differ from the code the tests ran. Powertools' Tracer also patches
 botocore, so the two are best shipped as a tested pair. The cost is about 17 MB of the 25 MB zip
 (botocore's service models), well inside the limits checked below.
@@ -32,11 +34,10 @@ timestamp 1980-01-01 00:00, permissions 0644 (0755 for directories and executabl
 fields or comments, one compression level. (Deflate's output depends on the zlib build, so
 "same" means the same machine image.)
 
-Wheels are kept per architecture under `<cache>/wheels/<arch>/` and pip's HTTP cache under
-`<cache>/http/`. A build first installs from the wheel folder alone (`--no-index`): offline and
-fast, and the folder pins the versions, so builds repeat. Only if it cannot satisfy
-pyproject.toml (first build, a raised lower bound) are the wheels downloaded from the index;
-`--refresh` downloads first, taking whatever newer releases the index has. A lock file serializes
+Downloaded wheels are kept in uv's cache under `<cache>` (default build/package-cache). A build
+first installs from the cache alone (`--offline`): fast, and offline once the cache holds the
+locked wheels. Only if that fails (first build, a new lock) does it ask the index; `--refresh`
+asks the index first. The versions come from the lock either way. A lock file serializes
 concurrent builds sharing a cache.
 
 Lambda's limits are checked: 50 MB zipped for a direct upload, 250 MB unzipped.
@@ -56,12 +57,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from packaging.utils import canonicalize_name
+
+from infrastructure import lock
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 """The checkout: where pyproject.toml and the function code are."""
@@ -70,10 +74,14 @@ PYTHON_VERSION: Final = "3.12"
 """The runtime in lambda.tf (python3.12)."""
 
 ARCHITECTURES: Final = {
-    "x86_64": ("manylinux2014_x86_64", "manylinux_2_28_x86_64"),
-    "arm64": ("manylinux2014_aarch64", "manylinux_2_28_aarch64"),
+    "x86_64": "x86_64-manylinux_2_28",
+    "arm64": "aarch64-manylinux_2_28",
 }
-"""Lambda's architectures and the wheel platforms their runtime (Amazon Linux 2023) runs."""
+"""Lambda's architectures and uv's name for the platform their runtime (Amazon Linux 2023, glibc
+2.34) runs: wheels tagged manylinux_2_28, manylinux2014 or older install."""
+
+REQUIREMENTS: Final = Path("requirements") / "lambda.txt"
+"""The runtime dependencies as locked (infrastructure/lock.py writes it from uv.lock)."""
 
 MAX_ZIPPED_BYTES: Final = 50 * 1024 * 1024
 """Lambda's limit for a zip uploaded directly (Terraform's `filename`)."""
@@ -100,9 +108,9 @@ ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
 COMPRESS_LEVEL: Final = 6
 FILE_MODE: Final = 0o644
 EXECUTABLE_MODE: Final = 0o755
-PIP_OUTPUT_LINES: Final = 40
-PIP_LINE_CHARS: Final = 300
-"""How much of pip's output a failure shows (pip lists every release it rejected on one line)."""
+INSTALLER_OUTPUT_LINES: Final = 40
+INSTALLER_LINE_CHARS: Final = 300
+"""How much of uv's output a failure shows."""
 
 
 class PackagingError(Exception):
@@ -130,11 +138,14 @@ def functions(root: Path = ROOT) -> dict[str, str]:
     return {name: str(value["handler"]) for name, value in spec.items()}
 
 
-def dependencies(root: Path = ROOT) -> list[str]:
-    """The runtime requirements: pyproject.toml's `[project] dependencies`."""
-    with (root / "pyproject.toml").open("rb") as f:
-        project = tomllib.load(f)["project"]
-    return [str(requirement) for requirement in project["dependencies"]]
+def locked_versions(root: Path = ROOT) -> dict[str, str]:
+    """Distribution name (normalized) → version, as requirements/lambda.txt pins them."""
+    versions: dict[str, str] = {}
+    for line in (root / REQUIREMENTS).read_text(encoding="utf-8").splitlines():
+        name, separator, rest = line.partition("==")
+        if separator and not line.startswith((" ", "#")):
+            versions[canonicalize_name(name)] = rest.split(";")[0].split()[0].rstrip("\\")
+    return versions
 
 
 def build_packages(
@@ -151,7 +162,9 @@ def build_packages(
             f"unknown architecture {arch!r}; expected one of {list(ARCHITECTURES)}"
         )
     handlers = functions(root)
-    requirements = dependencies(root)
+    requirements = root / REQUIREMENTS
+    if not requirements.is_file():
+        raise PackagingError(f"no {requirements}: run `make lock` (it exports it from uv.lock)")
     started = time.monotonic()
     _say(f"packaging {len(handlers)} functions for python{PYTHON_VERSION} on {arch}")
     with tempfile.TemporaryDirectory(prefix="sluice-package-") as scratch:
@@ -196,64 +209,53 @@ def build_packages(
 
 
 def _install_dependencies(
-    requirements: Sequence[str], arch: str, tree: Path, cache: Path, *, refresh: bool
+    requirements: Path, arch: str, tree: Path, cache: Path, *, refresh: bool
 ) -> None:
-    wheels = cache / "wheels" / arch
-    wheels.mkdir(parents=True, exist_ok=True)
-    target = [
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        PYTHON_VERSION,
-        *(option for platform in ARCHITECTURES[arch] for option in ("--platform", platform)),
-        "--cache-dir",
-        str(cache / "http"),
-        "--disable-pip-version-check",
-        "--no-input",
-    ]
+    cache.mkdir(parents=True, exist_ok=True)
     install = [
+        "pip",
         "install",
+        "--no-config",  # no user or system uv.toml: the lock and these flags decide
         "--target",
         str(tree),
-        "--no-index",
-        "--find-links",
-        str(wheels),
-        "--no-compile",
-        "--no-warn-script-location",
-        *target,
-        *requirements,
+        "--python-platform",
+        ARCHITECTURES[arch],
+        "--python-version",
+        PYTHON_VERSION,
+        "--only-binary",
+        ":all:",
+        "--require-hashes",
+        "--cache-dir",
+        str(cache),
+        "--requirements",
+        str(requirements),
     ]
-    download = ["download", "--dest", str(wheels), *target, *requirements]
     with _locked(cache / f"{arch}.lock"):
         if not refresh:
-            _say(f"installing dependencies from the wheel cache {wheels}")
-            if _pip(install).returncode == 0:
+            _say(f"installing {requirements.name} from the cache {cache}")
+            if _uv([*install, "--offline"]).returncode == 0:
                 return
-            _say("the wheel cache cannot satisfy pyproject.toml; downloading wheels")
+            _say("the cache does not hold every locked wheel; downloading them")
             _empty(tree)
         else:
-            _say("refreshing the wheel cache from the index")
-        _say(f"pip download for {arch} into {wheels}: {', '.join(requirements)}")
-        _check_pip(_pip(download), f"pip download of the dependencies for {arch}")
-        _say(f"installing dependencies from the wheel cache {wheels}")
-        _check_pip(_pip(install), f"pip install of the dependencies for {arch}")
-
-
-def _pip(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pip", *args]
-    try:
-        return subprocess.run(  # noqa: S603  # fixed argv from this module, no shell
-            command, capture_output=True, text=True, check=False
+            _say("refreshing the cache from the index")
+        _check_installer(
+            _uv([*install, *(["--refresh"] if refresh else [])]),
+            f"installing the locked dependencies for {arch}",
         )
-    except OSError as error:
-        raise PackagingError(f"cannot run pip with {sys.executable}: {error}") from error
 
 
-def _check_pip(result: subprocess.CompletedProcess[str], what: str) -> None:
+def _uv(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return lock.uv(*args)
+    except lock.LockError as error:
+        raise PackagingError(str(error)) from error
+
+
+def _check_installer(result: subprocess.CompletedProcess[str], what: str) -> None:
     if result.returncode == 0:
         return
-    output = (result.stdout + result.stderr).strip().splitlines()[-PIP_OUTPUT_LINES:]
+    output = (result.stdout + result.stderr).strip().splitlines()[-INSTALLER_OUTPUT_LINES:]
     raise PackagingError(
         f"{what} failed (exit {result.returncode}):\n  $ {' '.join(map(str, result.args))}\n"
         + "\n".join(f"  {_shorten(line)}" for line in output)
@@ -261,7 +263,7 @@ def _check_pip(result: subprocess.CompletedProcess[str], what: str) -> None:
 
 
 def _shorten(line: str) -> str:
-    return line if len(line) <= PIP_LINE_CHARS else f"{line[:PIP_LINE_CHARS]}…"
+    return line if len(line) <= INSTALLER_LINE_CHARS else f"{line[:INSTALLER_LINE_CHARS]}…"
 
 
 @contextlib.contextmanager
@@ -381,11 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="x86_64")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lambda")
-    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "pip-cache")
+    parser.add_argument("--cache", type=Path, default=ROOT / "build" / "package-cache")
     parser.add_argument(
         "--refresh",
         action="store_true",
-        help="download from the index first, taking newer releases (default: the wheel cache)",
+        help="ask the index first, not the cache (the versions are the lock's either way)",
     )
     args = parser.parse_args(argv)
     try:

