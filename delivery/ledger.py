@@ -9,7 +9,12 @@ One table, key `pk` (S), TTL attribute `expires_at` (epoch seconds):
 - `WIN#<window_id>`: `state` (CLAIMED | DELIVERED | EMPTY | PARKED), `staged_key`, the persisted
   `exclusions` (so every attempt builds the same bytes, rule 3), the verified archive `parts`
   (rule 4), `redrive_count`, `parked_reason`, timestamps, `file_count`, the first delivery's
-  `latency_ms` histogram (delivery.latency), `expires_at`.
+  `latency_ms` histogram (delivery.latency). Only a final window (DELIVERED, EMPTY) carries
+  `expires_at`: one not yet delivered stays until it is, however long that takes.
+  While not final it also carries `pending` (its state) and `pending_since_ms` (first claimed):
+  the keys of the sparse index `pending-windows`, so that redrive and `sluice redrive --parked`
+  find the windows still to deliver with a Query whose cost is the number of such windows, never
+  the table's history (about one FILE item per file for the TTL: ~35 M at 10 files/s).
 
 States move CLAIMED -> DELIVERED | EMPTY | PARKED, and PARKED -> CLAIMED only by `unpark`
 (the operator's `sluice redrive --window`). DELIVERED and EMPTY are final: nothing moves a
@@ -43,8 +48,15 @@ logger = Logger(child=True)
 
 LEDGER_KEY: Final = "pk"
 LEDGER_TTL_ATTRIBUTE: Final = "expires_at"
+PENDING_INDEX: Final = "pending-windows"
+PENDING_KEY: Final = "pending"
+PENDING_SINCE: Final = "pending_since_ms"
+"""The sparse index of windows not yet final (Terraform: dynamodb.tf; locally: provision.py)."""
+QUERY_PAGE_LIMIT: Final = 100
 FILE_PREFIX: Final = "FILE#"
 WINDOW_PREFIX: Final = "WIN#"
+SWEEP_KEY: Final = "SWEEP#staging"
+"""The sweep's low-water mark: the start of the oldest hour of staged windows it still lists."""
 TRANSACTION_LIMIT: Final = 100
 """Items per TransactWriteItems call (DynamoDB's limit)."""
 BATCH_GET_LIMIT: Final = 100
@@ -193,7 +205,9 @@ class Ledger:
         unique = list(dict.fromkeys(file_ids))  # BatchGetItem refuses duplicate keys
         found: dict[str, str] = {}
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            for item in self._batch_get(unique[start : start + BATCH_GET_LIMIT]):
+            chunk = unique[start : start + BATCH_GET_LIMIT]
+            keys = [{LEDGER_KEY: {"S": FILE_PREFIX + fid}} for fid in chunk]
+            for item in self._batch_get_items(keys, projection=("pk", "owner")):
                 found[item[LEDGER_KEY]["S"].removeprefix(FILE_PREFIX)] = item["owner"]["S"]
         return found
 
@@ -298,18 +312,18 @@ class Ledger:
         owners = self.owners(file_ids)
         return owners, [file_id for file_id in file_ids if file_id not in owners]
 
-    def _batch_get(self, file_ids: list[str]) -> Iterator[dict[str, Any]]:
-        keys: list[dict[str, Any]] = [{LEDGER_KEY: {"S": FILE_PREFIX + fid}} for fid in file_ids]
+    def _batch_get_items(
+        self, keys: list[dict[str, Any]], *, projection: Sequence[str] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """The items of `keys` (at most 100) that exist, unprocessed keys retried."""
         stalls = 0
         while keys:
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": keys,
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "pk, #owner",
-                    "ExpressionAttributeNames": {"#owner": "owner"},
-                }
-            }
+            table: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+            if projection:
+                names = {f"#p{n}": name for n, name in enumerate(projection)}
+                table["ProjectionExpression"] = ", ".join(names)
+                table["ExpressionAttributeNames"] = names
+            request: dict[str, Any] = {self._table: table}
             response: Any = self._dynamodb.batch_get_item(RequestItems=request)
             yield from response.get("Responses", {}).get(self._table, [])
             left = response.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
@@ -340,36 +354,43 @@ class Ledger:
         A record that `record_redrive` created before any attempt gets its exclusions now.
         """
         now = self._clock()
-        response = self._dynamodb.update_item(
-            TableName=self._table,
-            Key=_window_key(window_id),
-            # Every attribute if_not_exists: one atomic write that never changes an existing one.
-            UpdateExpression=(
-                "SET #state = if_not_exists(#state, :claimed), "
-                "staged_key = if_not_exists(staged_key, :key), "
-                "exclusions = if_not_exists(exclusions, :exclusions), "
-                "#plan = if_not_exists(#plan, :plan), "
-                "redrive_count = if_not_exists(redrive_count, :zero), "
-                "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
-                "updated_at_ms = if_not_exists(updated_at_ms, :now), "
-                "#exp = if_not_exists(#exp, :exp)"
-            ),
-            ExpressionAttributeNames={
-                "#state": "state",
-                "#exp": LEDGER_TTL_ATTRIBUTE,
-                "#plan": "plan",
-            },
-            ExpressionAttributeValues={
-                ":claimed": {"S": WindowState.CLAIMED},
-                ":key": {"S": staged_key},
-                ":exclusions": _serializer.serialize([asdict(e) for e in exclusions]),
-                ":plan": _serializer.serialize(dict(plan or {})),
-                ":zero": {"N": "0"},
-                ":now": {"N": str(int(now * 1000))},
-                ":exp": {"N": str(int(now) + self._ttl_seconds)},
-            },
-            ReturnValues="ALL_NEW",
-        )
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_window_key(window_id),
+                # Every attribute if_not_exists: one atomic write that never changes an existing
+                # one. `pending` copies the state (absent: CLAIMED); the condition keeps a final
+                # window out of the index.
+                UpdateExpression=(
+                    "SET #state = if_not_exists(#state, :claimed), "
+                    "#pending = if_not_exists(#state, :claimed), "
+                    "staged_key = if_not_exists(staged_key, :key), "
+                    "exclusions = if_not_exists(exclusions, :exclusions), "
+                    "#plan = if_not_exists(#plan, :plan), "
+                    "redrive_count = if_not_exists(redrive_count, :zero), "
+                    "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
+                    "#since = if_not_exists(claimed_at_ms, :now), "
+                    "updated_at_ms = if_not_exists(updated_at_ms, :now) "
+                    "REMOVE #exp"
+                ),
+                ConditionExpression=_NOT_FINAL,
+                ExpressionAttributeNames={**_PENDING_NAMES, "#plan": "plan"},
+                ExpressionAttributeValues={
+                    ":claimed": {"S": WindowState.CLAIMED},
+                    ":parked": {"S": WindowState.PARKED},
+                    ":key": {"S": staged_key},
+                    ":exclusions": _serializer.serialize([asdict(e) for e in exclusions]),
+                    ":plan": _serializer.serialize(dict(plan or {})),
+                    ":zero": {"N": "0"},
+                    ":now": {"N": str(int(now * 1000))},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if _error_code(err) != "ConditionalCheckFailedException":
+                raise
+            return _window_record(self._final_item(err, window_id))
         return _window_record(response["Attributes"])
 
     def add_exclusions(self, window_id: str, exclusions: Sequence[ExclusionRecord]) -> None:
@@ -453,7 +474,7 @@ class Ledger:
                 "SET #state = :delivered, parts = :parts, file_count = :count, "
                 "delivered_at_ms = if_not_exists(delivered_at_ms, :now), updated_at_ms = :now, "
                 "latency_ms = if_not_exists(latency_ms, :latency), "
-                "#exp = :exp REMOVE parked_reason"
+                "#exp = :exp REMOVE parked_reason, #pending, #since"
             ),
             condition=f"#state IN ({', '.join(states)})",
             values={
@@ -476,7 +497,7 @@ class Ledger:
             update=(
                 "SET #state = :empty, staged_key = if_not_exists(staged_key, :key), "
                 "redrive_count = if_not_exists(redrive_count, :zero), file_count = :zero, "
-                "updated_at_ms = :now, #exp = :exp REMOVE parked_reason"
+                "updated_at_ms = :now, #exp = :exp REMOVE parked_reason, #pending, #since"
             ),
             condition="attribute_not_exists(pk) OR #state <> :delivered",
             values={
@@ -499,7 +520,8 @@ class Ledger:
         old = self._conditional_update(
             window_id,
             update=(
-                "SET #state = :parked, parked_reason = :reason, updated_at_ms = :now, #exp = :exp"
+                "SET #state = :parked, #pending = :parked, parked_reason = :reason, "
+                "#since = if_not_exists(claimed_at_ms, :now), updated_at_ms = :now REMOVE #exp"
             ),
             condition="attribute_exists(pk) AND NOT #state IN (:delivered, :empty)",
             values={
@@ -507,7 +529,7 @@ class Ledger:
                 ":reason": {"S": reason},
                 ":delivered": {"S": WindowState.DELIVERED},
                 ":empty": {"S": WindowState.EMPTY},
-                **self._times(self._clock()),
+                ":now": {"N": str(int(self._clock() * 1000))},
             },
         )
         if old is None:
@@ -522,15 +544,15 @@ class Ledger:
         old = self._conditional_update(
             window_id,
             update=(
-                "SET #state = :claimed, redrive_count = :zero, updated_at_ms = :now, #exp = :exp "
-                "REMOVE parked_reason"
+                "SET #state = :claimed, #pending = :claimed, redrive_count = :zero, "
+                "updated_at_ms = :now REMOVE parked_reason, #exp"
             ),
             condition="#state = :parked",
             values={
                 ":claimed": {"S": WindowState.CLAIMED},
                 ":parked": {"S": WindowState.PARKED},
                 ":zero": {"N": "0"},
-                **self._times(self._clock()),
+                ":now": {"N": str(int(self._clock() * 1000))},
             },
         )
         if old is not None:
@@ -543,56 +565,120 @@ class Ledger:
         without exclusions: the first `begin` persists them. Changes no state.
         """
         now = self._clock()
-        response = self._dynamodb.update_item(
-            TableName=self._table,
-            Key=_window_key(window_id),
-            UpdateExpression=(
-                "ADD redrive_count :one "
-                "SET #state = if_not_exists(#state, :claimed), "
-                "staged_key = if_not_exists(staged_key, :key), "
-                "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
-                "updated_at_ms = :now, #exp = :exp"
-            ),
-            ExpressionAttributeNames={"#state": "state", "#exp": LEDGER_TTL_ATTRIBUTE},
-            ExpressionAttributeValues={
-                ":one": {"N": "1"},
-                ":claimed": {"S": WindowState.CLAIMED},
-                ":key": {"S": staged_key},
-                **self._times(now),
-            },
-            ReturnValues="UPDATED_NEW",
-        )
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_window_key(window_id),
+                UpdateExpression=(
+                    "ADD redrive_count :one "
+                    "SET #state = if_not_exists(#state, :claimed), "
+                    "#pending = if_not_exists(#state, :claimed), "
+                    "staged_key = if_not_exists(staged_key, :key), "
+                    "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
+                    "#since = if_not_exists(claimed_at_ms, :now), "
+                    "updated_at_ms = :now REMOVE #exp"
+                ),
+                ConditionExpression=_NOT_FINAL,
+                ExpressionAttributeNames=_PENDING_NAMES,
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":claimed": {"S": WindowState.CLAIMED},
+                    ":parked": {"S": WindowState.PARKED},
+                    ":key": {"S": staged_key},
+                    ":now": {"N": str(int(now * 1000))},
+                },
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as err:
+            if _error_code(err) != "ConditionalCheckFailedException":
+                raise
+            # Final already (a late delivery won the race): nothing to count.
+            return _window_record(self._final_item(err, window_id)).redrive_count
         return int(response["Attributes"]["redrive_count"]["N"])
 
-    def windows_in_state(self, state: WindowState, limit: int) -> list[WindowRecord]:
-        """Up to `limit` windows in `state`, in no particular order.
+    def pending_windows(
+        self, state: WindowState, limit: int, *, since_ms: int | None = None
+    ) -> list[WindowRecord]:
+        """Up to `limit` windows in `state` (CLAIMED or PARKED), oldest first (by first claim),
+        only those first claimed at or after `since_ms` if given.
 
-        A filtered Scan of the whole table: fine at this scale (the table holds about one FILE
-        item per file for the TTL, and redrive/status run every few minutes), but it reads
-        every item. At larger scale a sparse GSI keyed on `state` (only WIN items carry it)
-        would replace it with a Query.
+        A Query of the sparse index `pending-windows`: it reads the windows not yet final and
+        nothing else, whatever the size of the table. The index is eventually consistent: a
+        window that changed state in the last second may show its old one.
         """
+        if state not in (WindowState.CLAIMED, WindowState.PARKED):
+            raise ValueError(f"only windows not yet final are indexed, not {state}")
+        condition = "#pending = :state"
+        names = {"#pending": PENDING_KEY}
+        values: dict[str, Any] = {":state": {"S": state}}
+        if since_ms is not None:
+            condition += " AND #since >= :since"
+            names["#since"] = PENDING_SINCE
+            values[":since"] = {"N": str(since_ms)}
         found: list[WindowRecord] = []
-        start: dict[str, Any] | None = None
+        start: Mapping[str, Any] | None = None
         while len(found) < limit:
-            page = self._scan_page(state, start)
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": PENDING_INDEX,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": True,
+                "Limit": min(QUERY_PAGE_LIMIT, limit - len(found)),
+            }
+            if start is not None:
+                arguments["ExclusiveStartKey"] = start
+            page = self._dynamodb.query(**arguments)
             found.extend(_window_record(item) for item in page.get("Items", []))
             start = page.get("LastEvaluatedKey")
             if start is None:
                 break
         return found[:limit]
 
-    def _scan_page(self, state: WindowState, start: Mapping[str, Any] | None) -> Any:
-        arguments: dict[str, Any] = {
-            "TableName": self._table,
-            "FilterExpression": "begins_with(pk, :win) AND #state = :state",
-            "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":win": {"S": WINDOW_PREFIX}, ":state": {"S": state}},
-            "ConsistentRead": True,
-        }
-        if start is not None:
-            arguments["ExclusiveStartKey"] = start
-        return self._dynamodb.scan(**arguments)
+    def get_windows(self, window_ids: Sequence[str]) -> dict[str, WindowRecord]:
+        """The records of those of `window_ids` that have one (BatchGetItem, 100 a call)."""
+        records: dict[str, WindowRecord] = {}
+        unique = list(dict.fromkeys(window_ids))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            keys = [_window_key(w) for w in unique[start : start + BATCH_GET_LIMIT]]
+            for item in self._batch_get_items(keys):
+                record = _window_record(item)
+                records[record.window_id] = record
+        return records
+
+    # -- the sweep's low-water mark ----------------------------------------------------------
+
+    def sweep_low_water(self) -> float | None:
+        """Epoch seconds of the oldest hour redrive's sweep still lists; None before the first."""
+        response = self._dynamodb.get_item(
+            TableName=self._table, Key={LEDGER_KEY: {"S": SWEEP_KEY}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return None if item is None else float(item["hour_start"]["N"])
+
+    def set_sweep_low_water(self, hour_start: float) -> None:
+        """Move the mark to `hour_start` (the sweep, forward; runs one at a time)."""
+        self._dynamodb.put_item(
+            TableName=self._table,
+            Item={LEDGER_KEY: {"S": SWEEP_KEY}, "hour_start": {"N": str(int(hour_start))}},
+        )
+
+    def lower_sweep_low_water(self, hour_start: float) -> None:
+        """Move the mark back to `hour_start` if it is past it (a window released from PARKED:
+        the sweep lists its hour again and writes the hour's marker once it is delivered)."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={LEDGER_KEY: {"S": SWEEP_KEY}},
+                UpdateExpression="SET hour_start = :h",
+                ConditionExpression="attribute_exists(hour_start) AND hour_start > :h",
+                ExpressionAttributeValues={":h": {"N": str(int(hour_start))}},
+            )
+        except ClientError as err:
+            if _error_code(err) != "ConditionalCheckFailedException":
+                raise
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -613,7 +699,7 @@ class Ledger:
                 Key=_window_key(window_id),
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#state": "state", "#exp": LEDGER_TTL_ATTRIBUTE},
+                ExpressionAttributeNames=_names_used(update + condition),
                 ExpressionAttributeValues=dict(values),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -624,11 +710,30 @@ class Ledger:
             return old if old is not None else self._raw_window(window_id)
         return None
 
+    def _final_item(self, err: ClientError, window_id: str) -> dict[str, Any]:
+        """The item a `_NOT_FINAL` condition failed on (read again if the error lacks it)."""
+        old: dict[str, Any] | None = err.response.get("Item")  # type: ignore[assignment]  # botocore types the error Item loosely
+        return old if old is not None else self._raw_window(window_id)
+
     def _raw_window(self, window_id: str) -> dict[str, Any]:
         response = self._dynamodb.get_item(
             TableName=self._table, Key=_window_key(window_id), ConsistentRead=True
         )
         return dict(response.get("Item", {}))
+
+
+_NOT_FINAL: Final = "attribute_not_exists(#state) OR #state IN (:claimed, :parked)"
+_PENDING_NAMES: Final = {
+    "#state": "state",
+    "#pending": PENDING_KEY,
+    "#since": PENDING_SINCE,
+    "#exp": LEDGER_TTL_ATTRIBUTE,
+}
+
+
+def _names_used(expressions: str) -> dict[str, str]:
+    """The attribute names an expression uses (DynamoDB refuses unused ones)."""
+    return {name: value for name, value in _PENDING_NAMES.items() if name in expressions}
 
 
 def _error_code(err: ClientError) -> str:

@@ -30,8 +30,10 @@ bucket and the secret (never its values). The codes:
 
 from __future__ import annotations
 
+import io
 import os
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,23 +313,56 @@ class MinioAccess:
             ) from err
 
     def healthy(self) -> bool:
-        """Whether MinIO answers now and the bucket exists (short timeouts); for redrive.
+        """Whether MinIO takes a write now (short timeouts); for redrive.
 
-        Network, TLS, HTTP and authentication failures make it False (logged). A secret that
-        cannot be read or is malformed raises: that is not MinIO being down.
+        Writes a small probe object under `PROBE_PREFIX`, reads it back and deletes that version:
+        a MinIO that answers a HEAD but refuses writes (disk full, lost quorum, a policy change)
+        is not healthy, and redrive must not spend windows' redrives on it. Network, TLS, HTTP,
+        authentication and S3 errors, or a probe read back wrong, make it False (logged). A
+        secret that cannot be read or is malformed raises: that is not MinIO being down.
         """
         try:
-            exists = self._call(lambda client, s: client.bucket_exists(s.bucket), quick=True)
-        except (MinioException, MinioAuthError, urllib3.exceptions.HTTPError, OSError) as err:
+            self._call(write_probe, quick=True)
+        except (
+            MinioException,
+            MinioAuthError,
+            ProbeMismatch,
+            urllib3.exceptions.HTTPError,
+            OSError,
+        ) as err:
             logger.warning(
-                "MinIO is not healthy", extra={"minio": self.describe(), "error": _summary(err)}
+                "MinIO does not take writes",
+                extra={"minio": self.describe(), "error": _summary(err)},
             )
             return False
-        if not exists:
-            logger.warning(
-                "MinIO answers but the bucket does not exist", extra={"minio": self.describe()}
-            )
-        return bool(exists)
+        return True
+
+
+class ProbeMismatch(RuntimeError):
+    """MinIO returned other bytes than the health probe wrote."""
+
+
+PROBE_PREFIX: Final = ".sluice-health/"
+"""Where the health probe writes, outside the archive prefix consumers read."""
+
+
+def write_probe(client: Minio, settings: MinioSettings) -> None:
+    """Put a small object under PROBE_PREFIX, read it back, delete that version."""
+    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    body = f"sluice health probe {key}".encode()
+    written = client.put_object(settings.bucket, key, io.BytesIO(body), len(body))
+    try:
+        response = client.get_object(settings.bucket, key, version_id=written.version_id)
+        try:
+            got = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        if got != body:
+            raise ProbeMismatch(f"{settings.bucket}/{key}: read back {len(got)} other bytes")
+    finally:
+        # this version only: a versioned bucket keeps no delete marker and no old version
+        client.remove_object(settings.bucket, key, version_id=written.version_id)
 
 
 def _summary(err: BaseException) -> str:

@@ -1,17 +1,28 @@
 """Redrive's logic: nothing staged stays undelivered unnoticed (DESIGN §4, §4a rule 6).
 
-Each run, once MinIO answers its health check:
+Each run first measures what must be reported even if the rest cannot run (`check_health`: MinIO
+takes a write, the oldest window not yet delivered, from the ledger's index); then, once MinIO is
+healthy:
 1. takes on-failure records from the delivery DLQ (older than `min_age_seconds`) and invokes
    delivery again, asynchronously, with the original event; the message is deleted once Lambda
    accepted the invocation. A window redriven more than `max_redrives` times is PARKED instead,
-   and alarmed: it needs a person (`sluice redrive --window` releases it).
+   and alarmed: it needs a person (`sluice redrive --window` releases it). Only the window's own
+   failures count: a record whose error is the environment's (`ENVIRONMENT_ERRORS`: MinIO, the
+   network, throttling of DynamoDB or KMS) is redriven without counting, so an outage never parks
+   windows en masse.
 2. re-invokes delivery for staged windows that have no ledger record after the destination
    buffer interval + `unrecorded_grace_seconds` (a lost S3 event, a crash between claims), and
    for windows CLAIMED longer than `claimed_stale_seconds` (a crash after claiming).
 3. reports the age of the oldest undelivered window (alarmed above 24 h);
 4. writes the hour marker of each closed hour whose windows are all delivered
    (delivery.hour_markers).
-At most `limit_per_run` windows a run, spread over up to `jitter_seconds`.
+At most `limit_per_run` windows a run, spread over up to `jitter_seconds`, oldest hour first.
+
+What a run reads is bounded by the work pending, never by history: windows not yet final come
+from the ledger's sparse index (delivery.ledger), and the sweep lists staged windows only from its
+low-water mark, the oldest hour not yet done (closed, every window delivered, empty or parked, its
+marker written), which it moves forward as hours are done. Before the first mark it starts
+`lookback_hours` back. An hour whose parked window is released goes back under the mark.
 """
 
 from __future__ import annotations
@@ -21,8 +32,8 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
@@ -37,6 +48,36 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 logger = Logger(child=True)
+
+ENVIRONMENT_ERRORS: Final = frozenset(
+    {
+        # MinIO or the network between (urllib3, minio-py, delivery.upload, delivery.minio_access)
+        "MaxRetryError",
+        "ProtocolError",
+        "NewConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionError",
+        "TimeoutError",
+        "UploadError",
+        "MinioAuthError",
+        "ServerError",
+        # AWS throttling and service-side errors (botocore raises them by their code)
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionConflictException",
+        "LedgerRetriesExhausted",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "KMSInternalException",
+        "KMSThrottlingException",
+        "EndpointConnectionError",
+        "SlowDown",
+    }
+)
+"""Error types of delivery failures that say nothing about the window itself. A generic
+botocore `ClientError` counts when its message names one of them (`An error occurred (X)`)."""
 
 Invoker = Callable[[dict[str, Any]], None]
 """Invoke delivery asynchronously with this event; raise if Lambda did not accept it."""
@@ -65,6 +106,8 @@ class RedriveDeps:
 class RedriveReport:
     minio_healthy: bool = False
     dlq_redriven: int = 0
+    environment_redriven: int = 0
+    """Of those, failed for the environment (MinIO, network, throttling): not counted."""
     parked: list[str] = field(default_factory=list)
     dlq_settled: int = 0
     """DLQ messages for windows already delivered or empty: deleted without an invocation."""
@@ -97,14 +140,32 @@ def staged_event(bucket: str, key: str) -> dict[str, Any]:
     }
 
 
-def redrive(deps: RedriveDeps, *, dry_run: bool = False) -> RedriveReport:
-    report = RedriveReport()
+@dataclass(frozen=True)
+class Health:
+    """What a run measures before its work, to be published even if the work never ends."""
+
+    minio_healthy: bool
+    oldest_undelivered_age_seconds: float | None
+
+
+def check_health(deps: RedriveDeps) -> Health:
+    """MinIO's write probe and the oldest window not yet delivered: three requests at most."""
+    return Health(deps.minio_healthy(), _oldest_in_ledger(deps, deps.clock()))
+
+
+def redrive(
+    deps: RedriveDeps, *, dry_run: bool = False, health: Health | None = None
+) -> RedriveReport:
+    health = health or check_health(deps)
+    report = RedriveReport(
+        minio_healthy=health.minio_healthy,
+        oldest_undelivered_age_seconds=health.oldest_undelivered_age_seconds,
+    )
     budget = deps.tunables.limit_per_run
-    report.minio_healthy = deps.minio_healthy()
     if report.minio_healthy:
         budget -= _drain_dlq(deps, report, budget, dry_run)
     else:
-        logger.warning("MinIO does not answer; DLQ left for the next run")
+        logger.warning("MinIO does not take writes; DLQ left for the next run")
     _sweep_staging(deps, report, budget if report.minio_healthy else 0, dry_run)
     return report
 
@@ -166,6 +227,7 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     if dry_run:
         report.would_redrive += [key for _, key in windows]
         return 1
+    environment = environment_failure(json.loads(message["Body"]).get("responsePayload"))
     needed = [(b, k) for b, k in windows if _needs_redrive(deps, report, b, k)]
     if needed:  # delivery returns at once for the windows of the event already settled
         try:
@@ -173,13 +235,29 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
         except Exception as err:  # noqa: BLE001  # the message stays; a later run retries it
             _invoke_failed(report, [k for _, k in needed], err)
             return 1
-        for _, key in needed:
-            _count_redrive(deps, key)
+        if environment:
+            report.environment_redriven += 1
+        else:
+            for _, key in needed:
+                _count_redrive(deps, key)
         report.dlq_redriven += 1
     # Parked or settled windows need no invocation, and their message goes all the same: parked
     # ones are released by `sluice redrive --window`, which invokes delivery itself.
     deps.sqs.delete_message(QueueUrl=deps.dlq_url, ReceiptHandle=message["ReceiptHandle"])
     return 1
+
+
+def environment_failure(response: Any) -> bool:
+    """Whether an on-failure record's `responsePayload` is an error of the environment."""
+    if not isinstance(response, dict):
+        return False
+    error_type = str(response.get("errorType", ""))
+    if error_type in ENVIRONMENT_ERRORS:
+        return True
+    message = str(response.get("errorMessage", ""))
+    return error_type == "ClientError" and any(
+        f"({code})" in message for code in ENVIRONMENT_ERRORS
+    )
 
 
 def _invoke_failed(report: RedriveReport, keys: list[str], err: Exception) -> None:
@@ -224,11 +302,11 @@ def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: s
 
 
 def _oldest_in_ledger(deps: RedriveDeps, now: float) -> float | None:
-    """Age of the oldest CLAIMED or PARKED window the ledger knows, whatever its hour: the
-    sweep only lists `lookback_hours`, and an alarm must not clear by a window ageing out."""
+    """Age of the oldest CLAIMED or PARKED window the ledger knows, whatever its hour (the
+    sweep lists only from its low-water mark): one Query of the index per state."""
     oldest: float | None = None
     for state in (WindowState.CLAIMED, WindowState.PARKED):
-        for record in deps.ledger.windows_in_state(state, limit=1000):
+        for record in deps.ledger.pending_windows(state, limit=1):
             started_ms = record.claimed_at_ms or record.updated_at_ms
             age = now - started_ms / 1000
             oldest = age if oldest is None else max(oldest, age)
@@ -237,47 +315,106 @@ def _oldest_in_ledger(deps: RedriveDeps, now: float) -> float | None:
 
 def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: bool) -> None:
     now = deps.clock()
-    report.oldest_undelivered_age_seconds = _oldest_in_ledger(deps, now)
     unrecorded_after = deps.destination_buffer_seconds + deps.tunables.unrecorded_grace_seconds
-    invocations: list[str] = []
-    hours: dict[Hour, list[WindowRecord | None]] = {}
-    for key, modified in _staged_windows(deps, now):
-        age = now - modified
-        try:
-            name = window_name(key, deps.file_extension)
-        except WindowKeyError:
-            continue
-        window_id = name.window_id
-        record = deps.ledger.get_window(window_id)
-        hours.setdefault(Hour(name.dt, name.hour), []).append(record)
-        if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
-            continue
-        oldest = report.oldest_undelivered_age_seconds
-        report.oldest_undelivered_age_seconds = max(oldest or 0.0, age)
-        kind = _stuck(deps, record, age, now, unrecorded_after)
-        if kind is None:
-            continue
-        if len(invocations) >= budget:
-            continue  # still measured for the oldest age; redriven on a later run
-        invocations.append(key)
-        if dry_run:
-            report.would_redrive.append(key)
-            continue
-        if not _needs_redrive(deps, report, deps.staging_bucket, key):
-            continue
-        deps.sleep(deps.jitter() * deps.tunables.jitter_seconds / max(1, budget))
+    sweep = _Sweep(deps, report, budget, dry_run, now, unrecorded_after)
+    low_water = deps.ledger.sweep_low_water()
+    start = _hour_start(
+        now - deps.tunables.lookback_hours * 3600 if low_water is None else low_water
+    )
+    new_low_water = start
+    advancing = True
+    for hour_start in _hours(start, now):
+        hour = Hour(*_hour_prefix_parts(hour_start))
+        done = sweep.hour(hour, _staged_in_hour(deps, hour))
+        if advancing and done:
+            new_low_water = hour_start + 3600
+        else:
+            advancing = False
+    if not dry_run and new_low_water != low_water:
+        deps.ledger.set_sweep_low_water(new_low_water)
+
+
+@dataclass
+class _Sweep:
+    """One run's walk over staged windows, hour by hour, oldest first."""
+
+    deps: RedriveDeps
+    report: RedriveReport
+    budget: int
+    dry_run: bool
+    now: float
+    unrecorded_after: float
+    invocations: int = 0
+
+    def hour(self, hour: Hour, staged: list[tuple[str, float]]) -> bool:
+        """Redrive what is stuck in `hour`; whether the hour is done (see the module doc)."""
+        deps = self.deps
+        names = {}
+        for key, modified in staged:
+            try:
+                names[key] = (window_name(key, deps.file_extension).window_id, modified)
+            except WindowKeyError:
+                continue
+        records = deps.ledger.get_windows([window_id for window_id, _ in names.values()])
+        open_windows = 0
+        for key, (window_id, modified) in names.items():
+            record = records.get(window_id)
+            if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+                continue
+            if record is None or record.state is not WindowState.PARKED:
+                open_windows += 1
+            age = self.now - modified
+            oldest = self.report.oldest_undelivered_age_seconds
+            self.report.oldest_undelivered_age_seconds = max(oldest or 0.0, age)
+            self._redrive_if_stuck(key, _stuck(deps, record, age, self.now, self.unrecorded_after))
+        if open_windows or not is_closed(hour, self.now, self.unrecorded_after):
+            return False
+        return self._mark(hour, [records[w] for w, _ in names.values() if w in records])
+
+    def _redrive_if_stuck(self, key: str, kind: str | None) -> None:
+        deps = self.deps
+        if kind is None or self.invocations >= self.budget:
+            return  # still measured for the oldest age; redriven on a later run
+        self.invocations += 1
+        if self.dry_run:
+            self.report.would_redrive.append(key)
+            return
+        if not _needs_redrive(deps, self.report, deps.staging_bucket, key):
+            return
+        deps.sleep(deps.jitter() * deps.tunables.jitter_seconds / max(1, self.budget))
         try:
             deps.invoke(staged_event(deps.staging_bucket, key))
         except Exception as err:  # noqa: BLE001  # one refusal must not stop the sweep
-            _invoke_failed(report, [key], err)
-            continue
+            _invoke_failed(self.report, [key], err)
+            return
         _count_redrive(deps, key)
         if kind == "unrecorded":
-            report.unrecorded_redriven += 1
+            self.report.unrecorded_redriven += 1
         else:
-            report.stale_redriven += 1
-    if report.minio_healthy and not dry_run:
-        _mark_hours(deps, report, hours, now, close_after=unrecorded_after)
+            self.report.stale_redriven += 1
+
+    def _mark(self, hour: Hour, records: list[WindowRecord]) -> bool:
+        """Write the marker of a closed hour of final or parked windows; whether it is done."""
+        settled = [r for r in records if r.state in (WindowState.DELIVERED, WindowState.EMPTY)]
+        if len(settled) < len(records) or not settled:
+            return True  # parked windows lower the mark when released; no windows, no marker
+        deps = self.deps
+        if deps.markers is None:
+            return True
+        if self.dry_run or not self.report.minio_healthy:
+            return False
+        try:
+            written = deps.markers.settle(hour, settled, self.now)
+        except Exception as err:  # noqa: BLE001  # a marker must not stop redrive; next run retries
+            logger.warning(
+                "hour marker not written",
+                extra={"dt": hour.dt, "hour": hour.hour, "error": f"{type(err).__name__}: {err}"},
+            )
+            self.report.hour_marker_failures += 1
+            return False
+        if written is not None:
+            self.report.hour_markers.append(written)
+        return True
 
 
 def _stuck(
@@ -292,46 +429,30 @@ def _stuck(
     return None
 
 
-def _mark_hours(
-    deps: RedriveDeps,
-    report: RedriveReport,
-    hours: dict[Hour, list[WindowRecord | None]],
-    now: float,
-    close_after: float,
-) -> None:
-    if deps.markers is None:
-        return
-    settled = (WindowState.DELIVERED, WindowState.EMPTY)
-    for hour, records in sorted(hours.items(), key=lambda item: item[0].end):
-        if not is_closed(hour, now, close_after):
-            continue
-        windows = [r for r in records if r is not None and r.state in settled]
-        if len(windows) < len(records):
-            continue  # written once the last window is delivered
-        try:
-            written = deps.markers.settle(hour, windows, now)
-        except Exception as err:  # noqa: BLE001  # a marker must not stop redrive; next run retries
-            logger.warning(
-                "hour marker not written",
-                extra={"dt": hour.dt, "hour": hour.hour, "error": f"{type(err).__name__}: {err}"},
-            )
-            report.hour_marker_failures += 1
-            continue
-        if written is not None:
-            report.hour_markers.append(written)
+def _hour_start(epoch: float) -> float:
+    return float(int(epoch) // 3600 * 3600)
 
 
-def _staged_windows(deps: RedriveDeps, now: float) -> Iterator[tuple[str, float]]:
-    """(key, last-modified epoch seconds) of staged windows of the last `lookback_hours`.
+def _hours(start: float, now: float) -> Iterator[float]:
+    """The start of every hour from `start` to the current one, oldest first."""
+    hour_start = start
+    while hour_start <= now:
+        yield hour_start
+        hour_start += 3600
 
-    Walks the hourly partitions of the `buffers_prefix` in tunables.json
-    (`buffers/dt=yyyy-MM-dd/hour=HH/`), so a run reads only the recent ones.
-    """
-    start = datetime.fromtimestamp(now, UTC).replace(minute=0, second=0, microsecond=0)
+
+def _hour_prefix_parts(hour_start: float) -> tuple[str, str]:
+    moment = datetime.fromtimestamp(hour_start, UTC)
+    return f"{moment:%Y-%m-%d}", f"{moment:%H}"
+
+
+def _staged_in_hour(deps: RedriveDeps, hour: Hour) -> list[tuple[str, float]]:
+    """(key, last-modified epoch seconds) of the hour's staged windows: its partition of the
+    `buffers_prefix` in tunables.json (`buffers/dt=yyyy-MM-dd/hour=HH/`)."""
+    prefix = f"buffers/dt={hour.dt}/hour={hour.hour}/"
     paginator = deps.s3.get_paginator("list_objects_v2")
-    for hours_back in range(deps.tunables.lookback_hours, -1, -1):
-        hour = start - timedelta(hours=hours_back)
-        prefix = f"buffers/dt={hour:%Y-%m-%d}/hour={hour:%H}/"
-        for page in paginator.paginate(Bucket=deps.staging_bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                yield obj["Key"], obj["LastModified"].timestamp()
+    return [
+        (obj["Key"], obj["LastModified"].timestamp())
+        for page in paginator.paginate(Bucket=deps.staging_bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    ]

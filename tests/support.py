@@ -9,7 +9,7 @@ import json
 import tarfile
 import threading
 import uuid
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote_plus
 
 from minio import Minio
@@ -101,9 +101,19 @@ class SerializedClient:
         return call
 
 
-def on_failure_record(staged_key: str) -> dict[str, Any]:
+WINDOW_ERROR: Final = {
+    "errorMessage": "part 1 of the archive read back from MinIO does not match what was spooled",
+    "errorType": "UploadVerificationError",
+}
+"""A failure of the window itself: it counts toward PARKED."""
+ENVIRONMENT_ERROR: Final = {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"}
+"""A failure of the environment: redriven without counting."""
+
+
+def on_failure_record(staged_key: str, error: dict[str, str] = WINDOW_ERROR) -> dict[str, Any]:
     """What Lambda sends the on-failure destination once delivery's async retries are spent: the
-    S3 event it was invoked with, its key URL-encoded as S3 sends it (`=` as `%3D`)."""
+    S3 event it was invoked with, its key URL-encoded as S3 sends it (`=` as `%3D`), and the
+    error of the last attempt."""
     payload = staged_event(STAGING, quote_plus(staged_key, safe="/"))
     return {
         "version": "1.0",
@@ -120,7 +130,7 @@ def on_failure_record(staged_key: str) -> dict[str, Any]:
             "executedVersion": "7",
             "functionError": "Unhandled",
         },
-        "responsePayload": {"errorMessage": "MinIO unreachable", "errorType": "MaxRetryError"},
+        "responsePayload": dict(error),
     }
 
 

@@ -22,7 +22,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException
 
-from delivery.minio_access import MinioSettings, http_client
+from delivery.minio_access import MinioSettings, ProbeMismatch, http_client, write_probe
 from infrastructure import environment
 from infrastructure.local.stack_file import StackFile, read_stack
 from infrastructure.tunables import (
@@ -125,12 +125,14 @@ class Deployment:
         return DirectMinio(self)
 
     def minio_healthy(self) -> bool:
-        """Whether MinIO answers for the archive bucket, as redrive's health check asks."""
+        """Whether MinIO takes a write to the archive bucket, as redrive's health check asks
+        (the same probe: put, read back, delete under `.sluice-health/`)."""
         try:
             client, settings = self.minio()
-            return bool(client.bucket_exists(settings.bucket))
-        except (OSError, MinioException, urllib3.exceptions.HTTPError):
+            write_probe(client, settings)
+        except (OSError, MinioException, ProbeMismatch, urllib3.exceptions.HTTPError):
             return False
+        return True
 
 
 class DirectMinio:

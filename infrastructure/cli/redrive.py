@@ -2,14 +2,18 @@
 
     sluice redrive [--dry-run] [--limit N] [--min-age S]    the delivery DLQ and stuck windows
     sluice redrive --window ID [--dry-run]                   one window, a PARKED one released
+    sluice redrive --parked [--since T] [--limit N] [--dry-run]   every PARKED window released
     sluice redrive --ingest [--dry-run] [--limit N]          ingest DLQ -> ingest queue
 
 The first form runs `delivery.redriving.redrive` itself — the same code the schedule runs — with
 the operator's limits: it needs MinIO to answer (checked as redrive checks it), invokes
 delivery's `live` alias asynchronously, and parks a window redriven `max_redrives` times.
 `--window` is the way out of PARKED: the window is released (PARKED -> CLAIMED) and delivery
-invoked for it. `--ingest` moves the ingest DLQ's messages back with SQS's StartMessageMoveTask;
-where that is missing (moto) or a `--limit` is given, message by message: sent, then deleted.
+invoked for it. `--parked` releases every PARKED window (first claimed since T, oldest first),
+once MinIO takes writes, and invokes delivery for each; the sweep lists their hours again, so
+their hour markers follow once they are delivered. `--ingest` moves the ingest DLQ's messages
+back with SQS's StartMessageMoveTask; where that is missing (moto) or a `--limit` is given,
+message by message: sent, then deleted.
 """
 
 from __future__ import annotations
@@ -19,18 +23,20 @@ import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from delivery.hour_markers import HourMarkers
+from delivery.hour_markers import Hour, HourMarkers
 from delivery.ledger import Ledger, WindowState
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
 from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment, DeploymentError
 from infrastructure.cli.figures import queue_depth
+from infrastructure.cli.times import time_argument
 
 SQS_BATCH: Final = 10
 MOVE_VISIBILITY_SECONDS: Final = 60
@@ -48,7 +54,14 @@ def register(commands: Any) -> None:
     deployment.add_arguments(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--window", metavar="ID", help="one window: its id or staged key")
+    what.add_argument("--parked", action="store_true", help="release every PARKED window")
     what.add_argument("--ingest", action="store_true", help="ingest DLQ -> ingest queue")
+    parser.add_argument(
+        "--since",
+        type=time_argument(datetime.now(UTC)),
+        metavar="T",
+        help="with --parked: only windows first claimed at or after T (2h, 1d, ISO-8601)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="say what would be done; do none")
     parser.add_argument("--limit", type=_positive, help="at most this many windows or messages")
     parser.add_argument(
@@ -62,9 +75,15 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, root: Path) -> int:
+    if args.since is not None and not args.parked:
+        raise DeploymentError("--since goes with --parked")
     target = deployment.resolve(args, root)
-    if args.ingest:
-        outcome: Any = move_ingest_dlq(target, limit=args.limit, dry_run=args.dry_run)
+    if args.parked:
+        outcome: Any = release_parked(
+            target, since=args.since, limit=args.limit, dry_run=args.dry_run
+        )
+    elif args.ingest:
+        outcome = move_ingest_dlq(target, limit=args.limit, dry_run=args.dry_run)
     elif args.window:
         outcome = redrive_window(target, args.window, dry_run=args.dry_run)
     else:
@@ -227,6 +246,65 @@ def _find_staged(target: Deployment, window_id: str, extension: str) -> str | No
             if obj["Key"].endswith(f"/{window_id}{extension}"):
                 return str(obj["Key"])
     return None
+
+
+# -- every parked window -----------------------------------------------------------------------
+
+RELEASE_DEFAULT_LIMIT: Final = 10_000
+
+
+@dataclass
+class ParkedRelease:
+    minio_healthy: bool
+    dry_run: bool
+    windows: list[str] = dataclasses.field(default_factory=list)
+    """The staged keys released (or, with --dry-run, that would be)."""
+    invoke_failures: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.minio_healthy and self.invoke_failures == 0
+
+    def text(self) -> str:
+        if not self.minio_healthy:
+            return (
+                "MinIO does not take writes: no window released (they would park again). "
+                "Run again once MinIO is back."
+            )
+        if not self.windows:
+            return "no parked window"
+        verb = "would release" if self.dry_run else "released"
+        lines = [f"{verb} {len(self.windows)} parked window(s), delivery invoked for each:"]
+        lines += [f"  {key}" for key in self.windows]
+        if self.invoke_failures:
+            lines.append(f"{self.invoke_failures} invocation(s) refused: run again")
+        return "\n".join(lines)
+
+
+def release_parked(
+    target: Deployment, *, since: datetime | None, limit: int | None, dry_run: bool
+) -> ParkedRelease:
+    """Release PARKED windows, oldest first, from the ledger's index (never a scan)."""
+    deps = redrive_deps(target)
+    outcome = ParkedRelease(minio_healthy=deps.minio_healthy(), dry_run=dry_run)
+    if not outcome.minio_healthy:
+        return outcome
+    since_ms = None if since is None else int(since.timestamp() * 1000)
+    parked = deps.ledger.pending_windows(
+        WindowState.PARKED, limit or RELEASE_DEFAULT_LIMIT, since_ms=since_ms
+    )
+    for record in parked:
+        outcome.windows.append(record.staged_key)
+        if dry_run:
+            continue
+        deps.ledger.unpark(record.window_id)
+        name = window_name(record.staged_key, deps.file_extension)
+        deps.ledger.lower_sweep_low_water(Hour(name.dt, name.hour).end.timestamp() - 3600)
+        try:
+            deps.invoke(staged_event(target.staging_bucket, record.staged_key))
+        except DeploymentError:
+            outcome.invoke_failures += 1  # CLAIMED now: the sweep re-invokes it once stale
+    return outcome
 
 
 # -- the ingest DLQ --------------------------------------------------------------------------

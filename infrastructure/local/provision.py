@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from delivery.ledger import LEDGER_KEY, LEDGER_TTL_ATTRIBUTE
+from delivery.ledger import (
+    LEDGER_KEY,
+    LEDGER_TTL_ATTRIBUTE,
+    PENDING_INDEX,
+    PENDING_KEY,
+    PENDING_SINCE,
+)
 from transform.idempotency import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
 
 if TYPE_CHECKING:
@@ -43,11 +49,26 @@ def create_idempotency_table(dynamodb: DynamoDBClient, name: str) -> None:
 
 
 def create_ledger_table(dynamodb: DynamoDBClient, name: str) -> None:
-    """Delivery's ledger: `FILE#…` claims and `WIN#…` window records under one key."""
+    """Delivery's ledger: `FILE#…` claims and `WIN#…` window records under one key, and the
+    sparse index of windows not yet final (as dynamodb.tf declares it)."""
     dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": LEDGER_KEY, "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": LEDGER_KEY, "AttributeType": "S"},
+            {"AttributeName": PENDING_KEY, "AttributeType": "S"},
+            {"AttributeName": PENDING_SINCE, "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": PENDING_INDEX,
+                "KeySchema": [
+                    {"AttributeName": PENDING_KEY, "KeyType": "HASH"},
+                    {"AttributeName": PENDING_SINCE, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(

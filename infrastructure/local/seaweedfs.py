@@ -95,8 +95,13 @@ def free_port_pairs(count: int, *, rng: random.Random | None = None) -> list[int
     raise RuntimeError(f"found no {count} free port pairs in {PORT_RANGE}")
 
 
+READER_SUFFIX: Final = "-reader"
+"""Appended to both keys: an identity that may read and list but not write (a MinIO that
+answers a HEAD and refuses writes, as after a policy change)."""
+
+
 def write_identities(path: Path, access_key: str, secret_key: str) -> None:
-    """The `-s3.config` file: one identity with every action."""
+    """The `-s3.config` file: one identity with every action, and a read-only one."""
     path.write_text(
         json.dumps(
             {
@@ -105,7 +110,17 @@ def write_identities(path: Path, access_key: str, secret_key: str) -> None:
                         "name": "sluice",
                         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    {
+                        "name": "sluice-reader",
+                        "credentials": [
+                            {
+                                "accessKey": access_key + READER_SUFFIX,
+                                "secretKey": secret_key + READER_SUFFIX,
+                            }
+                        ],
+                        "actions": ["Read", "List"],
+                    },
                 ]
             },
             indent=2,

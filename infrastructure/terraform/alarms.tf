@@ -223,16 +223,49 @@ locals {
       threshold   = 0
       periods     = 1
     }
-    "minio-unreachable" = {
-      description = "Redrive found MinIO unreachable for 15 minutes: windows wait in staging and the delivery DLQ."
-      runbook     = "minio-unreachable"
+    "minio-unwritable" = {
+      description = "For 15 minutes redrive's MinIO probe (write, read back and delete an object) failed, or no run reported it: MinIO cannot take writes or cannot be reached; windows wait in staging and the delivery DLQ."
+      runbook     = "minio-unwritable"
       namespace   = local.namespace
       metric      = "MinioHealthy"
       dimensions  = { service = local.service["redrive"] }
-      statistic   = "Maximum"
+      statistic   = "Minimum"
       comparison  = "LessThanThreshold"
       threshold   = 1
       periods     = 3
+    }
+    "redrive-not-running" = {
+      description = "No redrive run began in 15 minutes (each publishes RedriveRuns first): the delivery DLQ is not drained, stuck windows are not re-invoked, and redrive's other metrics stop."
+      runbook     = "redrive-not-running"
+      namespace   = local.namespace
+      metric      = "RedriveRuns"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Sum"
+      comparison  = "LessThanThreshold"
+      threshold   = 1
+      periods     = 1
+    }
+    "reconcile-skipped" = {
+      description = "An hourly reconcile was skipped or left incomplete (more landed versions than redrive.reconcile_max_versions = ${local.redrive.reconcile_max_versions}): files missing in that hour go unreported until it is reconciled by hand."
+      runbook     = "reconcile-skipped"
+      namespace   = local.namespace
+      metric      = "ReconcileSkipped"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanOrEqualToThreshold"
+      threshold   = 1
+      periods     = 1
+    }
+    "reconcile-not-running" = {
+      description = "No hourly reconcile completed in 2 hours (redrive not running, failing or timing out, MinIO unwritable, or every hour skipped): lost files go unnoticed."
+      runbook     = "reconcile-not-running"
+      namespace   = local.namespace
+      metric      = "ReconcileRuns"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Sum"
+      comparison  = "LessThanThreshold"
+      threshold   = 1
+      periods     = 1
     }
     "files-excluded" = {
       description = "Delivery excluded files from archives (version gone, checksum mismatch, unparseable): reasons in the manifests."
@@ -304,9 +337,28 @@ locals {
 
   alarms = merge(local.queue_alarms, local.lambda_alarms, local.firehose_alarms, local.pipeline_alarms)
 
-  # Periods other than 300 s: FilesMissing is published once an hour, so its alarm looks at the
-  # hour and stays in ALARM until the next reconcile says otherwise.
-  alarm_periods = { "files-missing" = 3600 }
+  # Periods other than 300 s: FilesMissing and ReconcileSkipped are published once an hour, so
+  # their alarms look at the hour and stay in ALARM until the next reconcile says otherwise.
+  # RedriveRuns comes every 5 minutes: 15 minutes without one is three runs missed.
+  # ReconcileRuns comes once an hour: 2 hours without one is a reconcile missed, not a late one.
+  alarm_periods = {
+    "files-missing"         = 3600
+    "reconcile-skipped"     = 3600
+    "redrive-not-running"   = 900
+    "reconcile-not-running" = 7200
+  }
+
+  # Metrics that must keep coming: redrive sends RedriveRuns, MinioHealthy and the oldest age as
+  # each run begins, ReconcileRuns once an hour; a run that never begins, or dies before that
+  # flush, sends nothing, and that silence must page, not read as "fine". The others come only
+  # when there is something to say, or only when the reconcile ran (FilesMissing,
+  # ReconcileSkipped): their silence is covered by these.
+  alarms_breaching_when_missing = toset([
+    "oldest-undelivered-window",
+    "minio-unwritable",
+    "redrive-not-running",
+    "reconcile-not-running",
+  ])
 
   # The per-stream quota alarms (firehose_bytes_quota below) share one runbook.
   quota_alarm = {
@@ -329,7 +381,7 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   period              = lookup(local.alarm_periods, each.key, 300)
   evaluation_periods  = each.value.periods
   datapoints_to_alarm = each.value.periods
-  treat_missing_data  = "notBreaching"
+  treat_missing_data  = contains(local.alarms_breaching_when_missing, each.key) ? "breaching" : "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
@@ -438,6 +490,16 @@ locals {
         [local.namespace, "WindowsRedriven", "service", local.service["redrive"]],
         [local.namespace, "WindowsReinvoked", "service", local.service["redrive"]],
         [local.namespace, "WindowsParked", "service", local.service["redrive"]],
+      ]
+      stat = "Sum"
+    },
+    {
+      title = "Redrive health"
+      metrics = [
+        [local.namespace, "RedriveRuns", "service", local.service["redrive"]],
+        [local.namespace, "ReconcileRuns", "service", local.service["redrive"]],
+        [local.namespace, "ReconcileSkipped", "service", local.service["redrive"]],
+        [local.namespace, "MinioHealthy", "service", local.service["redrive"], { stat = "Minimum" }],
       ]
       stat = "Sum"
     },

@@ -1,5 +1,5 @@
-# The forwarder's idempotency records and delivery's ledger (DESIGN §4a). Key and TTL attribute
-# names are those transform/idempotency.py and delivery/ledger.py write.
+# The forwarder's idempotency records and delivery's ledger (DESIGN §4a). Key, TTL and index
+# attribute names are those transform/idempotency.py and delivery/ledger.py write.
 
 locals {
   tables = {
@@ -7,11 +7,28 @@ locals {
       name          = local.names.idempotency_table
       hash_key      = local.idempotency_key
       ttl_attribute = local.idempotency_ttl_attribute
+      attributes    = { (local.idempotency_key) = "S" }
+      indexes       = []
     }
     ledger = {
       name          = local.names.ledger_table
       hash_key      = local.ledger_key
       ttl_attribute = local.ledger_ttl_attribute
+      attributes = {
+        (local.ledger_key)           = "S"
+        (local.ledger_pending_key)   = "S"
+        (local.ledger_pending_since) = "N"
+      }
+      # Sparse: only windows not yet final carry `pending`, so redrive and `sluice redrive
+      # --parked` read the CLAIMED or PARKED windows, oldest first, with a Query whose cost is
+      # their number, not a Scan of the table's history (one FILE item per file for 40 days).
+      indexes = [
+        {
+          name      = local.ledger_pending_index
+          hash_key  = local.ledger_pending_key
+          range_key = local.ledger_pending_since
+        },
+      ]
     }
   }
 }
@@ -25,9 +42,26 @@ resource "aws_dynamodb_table" "this" {
   hash_key                    = each.value.hash_key
   deletion_protection_enabled = var.deletion_protection
 
-  attribute {
-    name = each.value.hash_key
-    type = "S"
+  # DynamoDB accepts definitions of key attributes only: the table's and its indexes'.
+  dynamic "attribute" {
+    for_each = each.value.attributes
+
+    content {
+      name = attribute.key
+      type = attribute.value
+    }
+  }
+
+  # Every attribute of the window is projected: a Query answers without reading the table.
+  dynamic "global_secondary_index" {
+    for_each = each.value.indexes
+
+    content {
+      name            = global_secondary_index.value.name
+      hash_key        = global_secondary_index.value.hash_key
+      range_key       = global_secondary_index.value.range_key
+      projection_type = "ALL"
+    }
   }
 
   ttl {

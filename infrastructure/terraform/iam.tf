@@ -9,6 +9,9 @@ locals {
 
   # Reason files of held-back files and records (transform/quarantine.py).
   quarantine_objects = "${local.staging_arn}/quarantine/reasons/*"
+
+  # IAM authorises a Query of an index on the index's ARN, not the table's.
+  ledger_pending_index_arn = "${aws_dynamodb_table.this["ledger"].arn}/index/${local.ledger_pending_index}"
 }
 
 data "aws_iam_policy_document" "lambda_assume" {
@@ -224,9 +227,10 @@ data "aws_iam_policy_document" "delivery" {
   }
 }
 
-# delivery/redrive.py: drain the delivery DLQ, list recent windows, the ledger, MinIO's health
-# through its secret, and invoke delivery's `live` alias; the hourly reconcile lists the landing
-# bucket's versions and the reason files, and keeps its result under reconcile/.
+# delivery/redrive.py: drain the delivery DLQ, list recent windows, the ledger and its
+# pending-windows index, MinIO's health through its secret, and invoke delivery's `live` alias;
+# the hourly reconcile lists the landing bucket's versions and the reason files, and keeps its
+# result under reconcile/.
 data "aws_iam_policy_document" "redrive" {
   statement {
     sid       = "DrainDeliveryDlq"
@@ -266,8 +270,29 @@ data "aws_iam_policy_document" "redrive" {
 
   statement {
     sid       = "Ledger"
-    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.this["ledger"].arn]
+  }
+
+  # The sweep's low-water mark (delivery/ledger.py set_sweep_low_water): one item, so PutItem
+  # is allowed on its key alone.
+  statement {
+    sid       = "LedgerSweepLowWater"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.this["ledger"].arn]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["SWEEP#staging"]
+    }
+  }
+
+  # The CLAIMED and PARKED windows, oldest first (delivery/ledger.py pending_windows): a Query
+  # of the sparse index replaces the Scan of the whole table, which redrive no longer makes.
+  statement {
+    sid       = "LedgerPendingWindows"
+    actions   = ["dynamodb:Query"]
+    resources = [local.ledger_pending_index_arn]
   }
 
   statement {

@@ -142,3 +142,14 @@ resource "aws_lambda_function_event_invoke_config" "requeue" {
     }
   }
 }
+
+# Redrive (EventBridge Scheduler invokes it asynchronously) is never retried: a failed run's
+# work is redone by the next scheduled run, `redrive.schedule_minutes` later, and a retry would
+# only run beside or just before it. An event still queued after one interval (its run was
+# throttled: concurrency 1, the previous run still going) is dropped for the same reason.
+resource "aws_lambda_function_event_invoke_config" "redrive" {
+  function_name                = aws_lambda_function.this["redrive"].function_name
+  qualifier                    = aws_lambda_alias.this["redrive"].name
+  maximum_retry_attempts       = 0
+  maximum_event_age_in_seconds = local.redrive_event_age_seconds
+}

@@ -36,6 +36,13 @@ locals {
   ledger_key                = "pk"
   ledger_ttl_attribute      = "expires_at"
 
+  # The ledger's sparse index of windows not yet final (delivery/ledger.py PENDING_*): a window
+  # carries `pending` (its state, CLAIMED or PARKED) and `pending_since_ms` (first claimed, epoch
+  # ms) only until it is DELIVERED or EMPTY, so the index holds only the windows still to deliver.
+  ledger_pending_index = "pending-windows"
+  ledger_pending_key   = "pending"
+  ledger_pending_since = "pending_since_ms"
+
   # The tag delivery puts on a staged window once it is DELIVERED (delivery/delivering.py).
   delivered_tag_value = "true"
 
@@ -49,7 +56,9 @@ locals {
       memory_mb            = coalesce(try(var.function_overrides[name].memory_mb, null), f.memory_mb)
       timeout_seconds      = coalesce(try(var.function_overrides[name].timeout_seconds, null), f.timeout_seconds)
       ephemeral_storage_mb = coalesce(try(var.function_overrides[name].ephemeral_storage_mb, null), try(f.ephemeral_storage_mb, null), 512)
-      reserved_concurrency = coalesce(try(var.function_overrides[name].reserved_concurrency, null), -1)
+      # Redrive runs one at a time (variables.tf refuses another value): overlapping runs would
+      # read the same DLQ messages and pending windows and invoke delivery twice for each.
+      reserved_concurrency = name == "redrive" ? 1 : coalesce(try(var.function_overrides[name].reserved_concurrency, null), -1)
       environment          = tomap(f.environment)
       resource_environment = tolist(f.resource_environment)
     }

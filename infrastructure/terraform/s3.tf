@@ -74,7 +74,7 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
   }
 }
 
-# --- Policies: TLS only, TLS 1.2 at least; producers each to their own prefix --------------
+# --- Policies: TLS 1.2 at least; landing uploads readable by delivery; producers' prefixes --
 
 data "aws_iam_policy_document" "tls_only" {
   for_each = aws_s3_bucket.this
@@ -154,11 +154,153 @@ data "aws_iam_policy_document" "producers" {
   }
 }
 
+# Uploads delivery could not read, refused for every principal (producers, this account's roles,
+# the console): a storage class other than STANDARD (GLACIER or DEEP_ARCHIVE need a restore
+# first; the lifecycle's own transitions are no PutObject and are not affected), SSE-C (S3
+# keeps no key) and SSE-KMS under a key other than the bucket's (delivery's role may use only
+# the bucket's key). An upload that names no storage class and no encryption gets STANDARD and
+# the bucket's default encryption. s3:PutObject also authorises CreateMultipartUpload and the
+# destination of CopyObject, which carry the same headers.
+#
+# The storage class and key-id statements use StringNotEquals with a Null = false guard, not
+# StringNotEqualsIfExists: a condition key absent from the request makes a negated operator
+# true, and ...IfExists is true when the key is absent too, so either alone would deny every
+# upload without the header. The Null guard limits them to requests that send it.
+data "aws_iam_policy_document" "landing_uploads" {
+  statement {
+    sid       = "DenyStorageClassOtherThanStandard"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-storage-class"
+      values   = ["false"]
+    }
+
+    condition {
+      test     = "StringNotEquals"
+      variable = "s3:x-amz-storage-class"
+      values   = ["STANDARD"]
+    }
+  }
+
+  statement {
+    sid       = "DenyCustomerProvidedKeys"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "s3:x-amz-server-side-encryption-customer-algorithm"
+      values   = ["false"]
+    }
+  }
+
+  # With a customer key, only it may be named, by its ARN (S3 compares the header as sent; a
+  # producer of another account must use the ARN anyway). SSE-KMS named without a key id means
+  # the AWS-managed aws/s3 key, not the bucket's, and aws/s3 cannot be shared with producers of
+  # other accounts: refused too. Naming no encryption at all gets the bucket's key.
+  dynamic "statement" {
+    for_each = local.create_kms_key ? [1] : []
+
+    content {
+      sid       = "DenyKmsKeysOtherThanTheBucketKey"
+      effect    = "Deny"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = ["false"]
+      }
+
+      condition {
+        test     = "StringNotEquals"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = [local.kms_key_arn]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.create_kms_key ? [1] : []
+
+    content {
+      sid       = "DenyKmsWithoutTheBucketKey"
+      effect    = "Deny"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "s3:x-amz-server-side-encryption"
+        values   = ["aws:kms", "aws:kms:dsse"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = ["true"]
+      }
+    }
+  }
+
+  # Without a customer key the bucket's key is this account's aws/s3, which S3 uses when no key
+  # is named (SSE-KMS without a key id included: every producer is of this account then). Any
+  # key named is another one, which delivery's role has no grant on.
+  dynamic "statement" {
+    for_each = local.create_kms_key ? [] : [1]
+
+    content {
+      sid       = "DenyNamedKmsKeys"
+      effect    = "Deny"
+      actions   = ["s3:PutObject"]
+      resources = ["${aws_s3_bucket.this["landing"].arn}/*"]
+
+      principals {
+        type        = "*"
+        identifiers = ["*"]
+      }
+
+      condition {
+        test     = "Null"
+        variable = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        values   = ["false"]
+      }
+    }
+  }
+}
+
 data "aws_iam_policy_document" "bucket" {
   for_each = aws_s3_bucket.this
 
   source_policy_documents = concat(
     [data.aws_iam_policy_document.tls_only[each.key].json],
+    each.key == "landing" ? [data.aws_iam_policy_document.landing_uploads.json] : [],
     each.key == "landing" && length(var.producers) > 0 ? [data.aws_iam_policy_document.producers.json] : [],
   )
 }

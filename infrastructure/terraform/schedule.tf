@@ -1,4 +1,11 @@
-# Redrive runs every `redrive.schedule_minutes` (EventBridge Scheduler invokes its `live` alias).
+# Redrive runs every `redrive.schedule_minutes` (EventBridge Scheduler invokes its `live` alias),
+# one run at a time (reserved concurrency 1, locals.tf) and never retried (here and in its
+# asynchronous configuration, lambda.tf).
+
+locals {
+  # An invocation not accepted or not begun within one interval is dropped: the next run comes.
+  redrive_event_age_seconds = max(60, local.redrive.schedule_minutes * 60)
+}
 
 resource "aws_scheduler_schedule" "redrive" {
   #checkov:skip=CKV_AWS_297:The schedule carries no input payload, only the redrive alias ARN and its role; nothing for a customer key to protect
@@ -14,10 +21,11 @@ resource "aws_scheduler_schedule" "redrive" {
     arn      = aws_lambda_alias.this["redrive"].arn
     role_arn = aws_iam_role.scheduler.arn
 
-    # The next run comes soon: an invocation not accepted within one interval is dropped.
+    # No retries: a run that fails is redone by the next one, one interval later; a retry
+    # overlapping it would double the invocations of delivery it makes.
     retry_policy {
-      maximum_event_age_in_seconds = max(60, local.redrive.schedule_minutes * 60)
-      maximum_retry_attempts       = 2
+      maximum_event_age_in_seconds = local.redrive_event_age_seconds
+      maximum_retry_attempts       = 0
     }
   }
 }

@@ -59,7 +59,7 @@ variable "lambda_architecture" {
 }
 
 variable "function_overrides" {
-  description = "Per function (forwarder, processor, requeue, delivery, redrive): memory, timeout and ephemeral storage replacing the values in tunables.json, and reserved concurrency (unset: unreserved)."
+  description = "Per function (forwarder, processor, requeue, delivery, redrive): memory, timeout and ephemeral storage replacing the values in tunables.json, and reserved concurrency (unset: unreserved; redrive's is always 1)."
   type = map(object({
     memory_mb            = optional(number)
     timeout_seconds      = optional(number)
@@ -82,6 +82,12 @@ variable "function_overrides" {
       (o.reserved_concurrency == null || try(o.reserved_concurrency >= 0, false))
     )])
     error_message = "Lambda allows memory 128-10240 MB, timeout 1-900 s, ephemeral storage 512-10240 MB; reserved concurrency must be >= 0."
+  }
+
+  # One redrive run at a time is what makes its invocations of delivery happen once (locals.tf).
+  validation {
+    condition     = coalesce(try(var.function_overrides["redrive"].reserved_concurrency, null), 1) == 1
+    error_message = "redrive's reserved concurrency is fixed at 1 (one run at a time); leave function_overrides.redrive.reserved_concurrency unset."
   }
 }
 

@@ -41,6 +41,8 @@ from tests.conftest import (
     STREAMS,
 )
 from tests.support import (
+    ENVIRONMENT_ERROR,
+    WINDOW_ERROR,
     SerializedClient,
     archives,
     notification,
@@ -552,19 +554,27 @@ def test_corrupted_upload_is_caught_deleted_and_retried(
     assert delivered(minio, stack.bucket) == [("acme/corrupt-me.bin", body)]
 
 
-def test_window_redriven_past_the_limit_is_parked(stack: Any, s3: Any) -> None:
-    # GIVEN a window that keeps failing (MinIO unreachable) and keeps coming back from the DLQ
-    set_secret("127.0.0.1:9", stack.access_key, stack.secret_key, stack.bucket)
+@pytest.mark.parametrize(
+    ("error", "parked"),
+    [(WINDOW_ERROR, True), (ENVIRONMENT_ERROR, False)],
+    ids=["its-own-failure", "minio-unreachable"],
+)
+def test_only_a_windows_own_failures_park_it(
+    stack: Any, s3: Any, error: dict[str, str], parked: bool
+) -> None:
+    # GIVEN a window that keeps failing and keeps coming back from the DLQ
     key = stage(s3, [upload(s3, "acme/doomed.txt", b"d")])
     sqs = boto3.client("sqs", region_name=REGION)
     dlq = sqs.get_queue_url(QueueName=DELIVERY_DLQ_NAME)["QueueUrl"]
     max_redrives = load_tunables().redrive.max_redrives
-    # WHEN redrive sees its on-failure record max_redrives + 1 times (MinIO health faked up)
+    # WHEN redrive sees its on-failure record max_redrives + 1 times (MinIO healthy by then)
     for _ in range(max_redrives + 1):
-        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(on_failure_record(key)))
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(on_failure_record(key, error)))
         run_redrive(invoke=lambda event: None, healthy=True)
-    # THEN the window is PARKED, alarmed, and its message no longer circulates
-    assert ledger().get_window(window_id(key)).state is WindowState.PARKED
+    # THEN its own failure PARKS it, alarmed; MinIO's never does (an outage must not park
+    # every window): nothing is counted against it, and no message circulates
+    record = ledger().get_window(window_id(key))
+    assert (record is not None and record.state is WindowState.PARKED) is parked
     assert "Messages" not in sqs.receive_message(QueueUrl=dlq)
 
 

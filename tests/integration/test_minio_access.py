@@ -21,13 +21,20 @@ from minio.error import S3Error
 
 from delivery.minio_access import (
     AUTH_ERROR_CODES,
+    PROBE_PREFIX,
     MinioAccess,
     MinioAuthError,
     MinioSettings,
     MinioSettingsError,
 )
 from infrastructure import environment
-from infrastructure.local.seaweedfs import GRPC_OFFSET, SeaweedFS, SeaweedFSServer, start_seaweedfs
+from infrastructure.local.seaweedfs import (
+    GRPC_OFFSET,
+    READER_SUFFIX,
+    SeaweedFS,
+    SeaweedFSServer,
+    start_seaweedfs,
+)
 from tests.integration.conftest import SecretsCalls
 
 CANARY = "do-not-print-this-value"
@@ -303,6 +310,42 @@ def test_unhealthy_when_nothing_listens(put_secret: Any, secret_name: str) -> No
     started = time.monotonic()
     assert not MinioAccess(secret_name, max_age_seconds=300).healthy()
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.slow
+def test_unhealthy_when_minio_answers_a_head_but_refuses_writes(
+    seaweedfs: SeaweedFS, put_secret: Any, secret_name: str
+) -> None:
+    # GIVEN credentials that may read and list the bucket, but not write to it
+    reader = seaweedfs.secret(
+        access_key=seaweedfs.access_key + READER_SUFFIX,
+        secret_key=seaweedfs.secret_key + READER_SUFFIX,
+    )
+    put_secret(secret_name, reader)
+    access = MinioAccess(secret_name, max_age_seconds=300)
+    # WHEN MinIO is asked, THEN the bucket answers a HEAD, and still MinIO is not healthy
+    assert access.call(_head)
+    assert not access.healthy()
+
+
+@pytest.mark.slow
+def test_the_health_probe_leaves_nothing_behind(
+    seaweedfs: SeaweedFS, put_secret: Any, secret_name: str
+) -> None:
+    # GIVEN a healthy MinIO
+    put_secret(secret_name, seaweedfs.secret())
+    access = MinioAccess(secret_name, max_age_seconds=300)
+    # WHEN its health is checked three times
+    assert all(access.healthy() for _ in range(3))
+    # THEN no probe object, version or delete marker is left
+    left = access.call(
+        lambda client, settings: list(
+            client.list_objects(
+                settings.bucket, prefix=PROBE_PREFIX, recursive=True, include_version=True
+            )
+        )
+    )
+    assert left == []
 
 
 @pytest.mark.slow

@@ -587,27 +587,79 @@ def test_parking_or_unparking_needs_the_right_state(ledger: Ledger) -> None:
         ledger.unpark("w1")
 
 
-def test_windows_in_state_finds_them(ledger: Ledger) -> None:
-    # GIVEN windows in each state, and file claims in the same table
+def test_pending_windows_finds_claimed_and_parked_oldest_first(
+    ledger: Ledger, clock: Clock
+) -> None:
+    # GIVEN windows in each state, claimed a second apart, and file claims in the same table
     ledger.claim_files("w1", ids(20))
     for window in ("w1", "w2", "w3"):
         ledger.begin(window, f"buffers/{window}.json.gz", [])
+        clock.now += 1
     ledger.mark_delivered("w1", [part()], file_count=3)
     ledger.record_redrive("w4", "buffers/w4.json.gz")
     ledger.mark_parked("w4", "redriven 5 times")
-    # WHEN windows are listed by state, THEN each state gives its windows, up to the limit
-    claimed = ledger.windows_in_state(WindowState.CLAIMED, limit=10)
-    assert sorted(r.window_id for r in claimed) == ["w2", "w3"]
-    assert len(ledger.windows_in_state(WindowState.CLAIMED, limit=1)) == 1
-    assert [r.window_id for r in ledger.windows_in_state(WindowState.PARKED, 10)] == ["w4"]
-    assert [r.window_id for r in ledger.windows_in_state(WindowState.DELIVERED, 10)] == ["w1"]
-    assert ledger.windows_in_state(WindowState.EMPTY, limit=10) == []
+    ledger.mark_empty("w5", "buffers/w5.json.gz")
+    # WHEN the windows not yet final are listed by state
+    claimed = ledger.pending_windows(WindowState.CLAIMED, limit=10)
+    # THEN each state gives its windows, oldest first, up to the limit ...
+    assert [r.window_id for r in claimed] == ["w2", "w3"]
+    assert [r.window_id for r in ledger.pending_windows(WindowState.CLAIMED, limit=1)] == ["w2"]
+    assert [r.window_id for r in ledger.pending_windows(WindowState.PARKED, 10)] == ["w4"]
+    # ... only those first claimed since a time, if asked
+    since = int(claimed[1].claimed_at_ms or 0)
+    assert [
+        r.window_id for r in ledger.pending_windows(WindowState.CLAIMED, 10, since_ms=since)
+    ] == ["w3"]
+    # ... and final windows are not indexed at all
+    with pytest.raises(ValueError, match="not yet final"):
+        ledger.pending_windows(WindowState.DELIVERED, 10)
+
+
+def test_the_index_holds_only_windows_not_yet_final(ledger: Ledger, dynamodb: Any) -> None:
+    # GIVEN a window through every transition, and a late retry of a delivered one
+    ledger.begin("w1", "buffers/w1.json.gz", [])
+    ledger.record_redrive("w1", "buffers/w1.json.gz")
+    ledger.mark_parked("w1", "redriven 5 times")
+    parked = table_items(dynamodb, "WIN#")["w1"]
+    ledger.unpark("w1")
+    unparked = table_items(dynamodb, "WIN#")["w1"]
+    ledger.mark_delivered("w1", [part()], file_count=3)
+    assert ledger.begin("w1", "buffers/w1.json.gz", []).state is WindowState.DELIVERED
+    assert ledger.record_redrive("w1", "buffers/w1.json.gz") == 0
+    delivered = table_items(dynamodb, "WIN#")["w1"]
+    # THEN the index key follows the state while the window is open, and is gone once final
+    assert parked["pending"]["S"] == "PARKED"
+    assert unparked["pending"]["S"] == "CLAIMED"
+    assert parked["pending_since_ms"] == unparked["pending_since_ms"] == parked["claimed_at_ms"]
+    assert "pending" not in delivered
+    assert "pending_since_ms" not in delivered
+    assert delivered["state"]["S"] == "DELIVERED"
+
+
+def test_reading_many_windows_takes_one_request_per_100(ledger: Ledger, dynamodb: Any) -> None:
+    # GIVEN 250 windows, and 10 ids with no record
+    names = [f"w{n:03d}" for n in range(250)]
+    for name in names:
+        ledger.record_redrive(name, f"buffers/{name}.json.gz")
+    calls: list[int] = []
+    real = dynamodb.batch_get_item
+
+    def counted(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["RequestItems"][TABLE]["Keys"]))
+        return real(**kwargs)
+
+    dynamodb.batch_get_item = counted
+    # WHEN they are read together
+    records = ledger.get_windows([*names, *(f"missing{n}" for n in range(10))])
+    # THEN every window with a record comes back, in three BatchGetItem calls
+    assert sorted(records) == names
+    assert calls == [100, 100, 60]
 
 
 # -- TTL ----------------------------------------------------------------------------------
 
 
-def test_every_item_expires_no_sooner_than_the_ttl(
+def test_claims_and_final_windows_expire_and_open_windows_never_do(
     ledger: Ledger, dynamodb: Any, clock: Clock
 ) -> None:
     # GIVEN claims and windows in every state
@@ -618,9 +670,15 @@ def test_every_item_expires_no_sooner_than_the_ttl(
     ledger.mark_empty("w2", "buffers/w2.json.gz")
     ledger.record_redrive("w3", "buffers/w3.json.gz")
     ledger.mark_parked("w3", "redriven 5 times")
-    # THEN the table's TTL attribute is expires_at, and every item carries it, ≥ now + TTL
+    ledger.begin("w4", "buffers/w4.json.gz", [])
+    # THEN the table's TTL attribute is expires_at; claims and final windows carry it, ≥ now +
+    # TTL, and windows not yet delivered carry none: a parked window ignored for weeks stays
     ttl = dynamodb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
     assert (ttl["AttributeName"], ttl["TimeToLiveStatus"]) == ("expires_at", "ENABLED")
-    items = list(table_items(dynamodb, "").values())
-    assert len(items) == 15 + 3
-    assert all(int(item["expires_at"]["N"]) >= int(clock.now) + TTL for item in items)
+    claims = table_items(dynamodb, "FILE#")
+    windows = table_items(dynamodb, "WIN#")
+    assert len(claims) == 15
+    final = [claims[f] for f in claims] + [windows["w1"], windows["w2"]]
+    assert all(int(item["expires_at"]["N"]) >= int(clock.now) + TTL for item in final)
+    assert "expires_at" not in windows["w3"]
+    assert "expires_at" not in windows["w4"]

@@ -295,6 +295,53 @@ def test_window_release_unparks_and_invokes(
     }
 
 
+def test_parked_windows_are_released_in_bulk_oldest_first(
+    provisioned: Deployment,
+    invoked: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN three parked windows claimed a minute apart, one claimed window, one delivered
+    target = provisioned
+    clock = [1_800_000_000.0]
+    ledger = Ledger(target.client("dynamodb"), target.ledger_table, 3600, lambda: clock[0])
+    keys = [STAGED.format(f"0000000{n}-0000-0000-0000-000000000000") for n in range(5)]
+    ids = [key.rsplit("/", 1)[1].removesuffix(".json.gz") for key in keys]
+    for window_id, key in zip(ids, keys, strict=True):
+        ledger.begin(window_id, key, [])
+        clock[0] += 60
+    for window_id in ids[:3]:
+        ledger.mark_parked(window_id, "redriven 5 times without success")
+    ledger.mark_delivered(ids[4], [], file_count=0)
+    ledger.set_sweep_low_water(clock[0] + 7200)
+    monkeypatch.setattr("infrastructure.cli.deployment.resolve", lambda args, root: provisioned)
+
+    # WHEN the operator releases those claimed in the last two minutes, after a dry run
+    assert main.main(["redrive", "--parked", "--since", "2027-01-15T08:01", "--dry-run"]) == 0
+    dry_run = capsys.readouterr().out
+    assert invoked == []
+    assert main.main(["redrive", "--parked", "--since", "2027-01-15T08:01", "--json"]) == 0
+    released = json.loads(capsys.readouterr().out)
+
+    # THEN the two newer parked windows are CLAIMED again and delivery invoked for each, oldest
+    # first; the older one stays parked, and the sweep will list their hour again
+    assert "would release 2 parked window(s)" in dry_run
+    assert released["windows"] == keys[1:3]
+    assert [e["Records"][0]["s3"]["object"]["key"] for e in invoked] == keys[1:3]
+    states = {w: ledger.get_window(w).state for w in ids}  # type: ignore[union-attr]
+    assert states == dict(
+        zip(ids, ["PARKED", "CLAIMED", "CLAIMED", "CLAIMED", "DELIVERED"], strict=True)
+    )
+    low_water = ledger.sweep_low_water()
+    assert low_water is not None
+    assert low_water <= clock[0]
+
+
+def test_since_without_parked_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["redrive", "--since", "2h"]) != 0
+    assert "--since goes with --parked" in capsys.readouterr().err
+
+
 def test_window_without_a_record_is_found_in_staging_and_unknown_one_fails(
     provisioned: Deployment, invoked: list[dict[str, Any]]
 ) -> None:

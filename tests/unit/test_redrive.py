@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 import moto.s3.models as moto_s3_models
 import pytest
+from moto import mock_aws
 
 from delivery.hour_markers import HourMarkers
 from delivery.ledger import Ledger, PartRecord, WindowState
@@ -39,7 +40,7 @@ from delivery.window import window_name
 from infrastructure.local import provision
 from infrastructure.tunables import RedriveTunables
 from tests.conftest import DELIVERY_DLQ_NAME, LEDGER_TABLE, REGION, STAGING, STREAMS
-from tests.support import on_failure_record
+from tests.support import ENVIRONMENT_ERROR, on_failure_record
 
 EXTENSION = ".json.gz"
 LEDGER_TTL_SECONDS = 3_456_000
@@ -363,6 +364,38 @@ def test_redrives_are_counted_and_past_max_redrives_the_window_is_parked(rd: Red
     assert window.parked_reason == "redriven 2 times without success"
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        ENVIRONMENT_ERROR,
+        {"errorType": "UploadError", "errorMessage": "PUT sluice/x.tar.gz: 503 SlowDown"},
+        {
+            "errorType": "ClientError",
+            "errorMessage": "An error occurred (ProvisionedThroughputExceededException) when "
+            "calling the TransactWriteItems operation",
+        },
+    ],
+    ids=["minio-unreachable", "minio-refuses", "dynamodb-throttled"],
+)
+def test_failures_of_the_environment_never_count_toward_parking(
+    rd: Redrive, error: dict[str, str]
+) -> None:
+    # GIVEN a window failing for the environment, again and again, past max_redrives
+    rd.tunables = replace(TUNABLES, max_redrives=2)
+    key = hour_ago_key(rd.clock, 1)
+    for _ in range(4):
+        rd.sqs.send_message(
+            QueueUrl=rd.dlq_url, MessageBody=json.dumps(on_failure_record(key, error))
+        )
+        # WHEN redrive runs each time
+        report = rd.run()
+        # THEN delivery is invoked again, and nothing is counted against the window
+        assert (report.dlq_redriven, report.environment_redriven, report.parked) == (1, 1, [])
+    assert len(rd.invoked) == 4
+    window = rd.ledger.get_window(wid(key))
+    assert window is None or (window.state, window.redrive_count) == (WindowState.CLAIMED, 0)
+
+
 def test_the_message_of_a_window_parked_by_redrive_is_deleted(rd: Redrive) -> None:
     # GIVEN a window already redriven max_redrives times, and its next failure in the DLQ
     rd.tunables = replace(TUNABLES, max_redrives=1)
@@ -679,3 +712,116 @@ def test_oldest_undelivered_age_counts_windows_older_than_the_lookback(rd: Redri
     # THEN its age still drives the oldest-undelivered figure, so the alarm cannot clear itself
     assert report.oldest_undelivered_age_seconds is not None
     assert report.oldest_undelivered_age_seconds >= age
+
+
+# -- cost at production scale ----------------------------------------------------------------
+
+
+@dataclass
+class Cost:
+    """Requests made and items read through the clients a redrive run uses."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    items_read: int = 0
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def watch(self, *clients: Any) -> None:
+        for client in clients:
+            client.meta.events.register("before-call", self._request)
+            client.meta.events.register("after-call", self._response)
+
+    def _request(self, model: Any, **_: Any) -> None:
+        name = f"{model.service_model.service_name}.{model.name}"
+        self.requests[name] = self.requests.get(name, 0) + 1
+
+    def _response(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if model.name in ("Query", "Scan"):
+            self.items_read += int(parsed.get("ScannedCount", parsed.get("Count", 0)))
+        elif model.name == "BatchGetItem":
+            self.items_read += sum(len(items) for items in parsed.get("Responses", {}).values())
+        elif model.name == "GetItem":
+            self.items_read += int("Item" in parsed)
+        elif model.name == "ListObjectsV2":
+            self.items_read += int(parsed.get("KeyCount", 0))
+
+
+def mid_hour_clock() -> Clock:
+    """Half past an hour, at least an hour ahead of real time (DLQ messages count as old)."""
+    ahead = int(time.time()) + 2 * HOUR
+    return Clock(float(ahead // HOUR * HOUR + HOUR // 2))
+
+
+def delivered_history(rd: Redrive, windows: int) -> None:
+    """`windows` staged and DELIVERED windows spread over the 10 hours before the last two, each
+    with the claims of 4 files: what weeks of traffic leave behind. The first window is settled
+    through the ledger; the rest are copies of its items, written 25 at a time (moto is slow at
+    the real path's transactions, and the items are the same)."""
+    keys = [
+        rd.stage(age_seconds=2 * HOUR + (n * 10 * HOUR) // windows + 60) for n in range(windows)
+    ]
+    rd.settle(keys[0], WindowState.DELIVERED)
+    rd.ledger.claim_files(wid(keys[0]), [f"{wid(keys[0])}-file-{f}" for f in range(4)])
+    client = rd.ledger._dynamodb  # history written straight into the table
+    window = client.get_item(TableName=LEDGER_TABLE, Key={"pk": {"S": f"WIN#{wid(keys[0])}"}})
+    claim = client.get_item(
+        TableName=LEDGER_TABLE, Key={"pk": {"S": f"FILE#{wid(keys[0])}-file-0"}}
+    )
+    items = []
+    for key in keys[1:]:
+        window_id = wid(key)
+        items.append({**window["Item"], "pk": {"S": f"WIN#{window_id}"}, "staged_key": {"S": key}})
+        items += [
+            {**claim["Item"], "pk": {"S": f"FILE#{window_id}-file-{f}"}, "owner": {"S": window_id}}
+            for f in range(4)
+        ]
+    for start in range(0, len(items), 25):
+        batch = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+        client.batch_write_item(RequestItems={LEDGER_TABLE: batch})
+
+
+def pending_work(rd: Redrive) -> None:
+    """The same work in both runs: unrecorded, stale, parked windows and DLQ records."""
+    for _ in range(3):
+        rd.stage(age_seconds=UNRECORDED_AFTER + 60)
+    for _ in range(2):
+        rd.claimed(rd.stage(age_seconds=UNRECORDED_AFTER + 120), seconds_ago=2 * HOUR)
+    rd.settle(rd.stage(age_seconds=UNRECORDED_AFTER + 180), WindowState.PARKED)
+    for n in range(2):
+        rd.fail(hour_ago_key(rd.clock, n))
+
+
+def redrive_cost(monkeypatch: pytest.MonkeyPatch, history_windows: int) -> tuple[Cost, int]:
+    """The cost of one steady-state redrive run over `history_windows` of delivered history and
+    the same pending work, in an AWS of its own; and how many windows it invoked delivery for."""
+    with mock_aws(), monkeypatch.context() as patch:
+        provision.create_bucket(
+            boto3.client("s3", region_name=REGION), STAGING, REGION, versioned=True
+        )
+        rd = new_redrive(patch)
+        rd.clock.now = mid_hour_clock().now
+        delivered_history(rd, history_windows)
+        rd.run()  # the first run ever: walks `lookback_hours` once and sets the low-water mark
+        pending_work(rd)
+        rd.invoked.clear()
+        cost = Cost()
+        cost.watch(rd.s3, rd.sqs, rd.ledger._dynamodb)  # the ledger's own client
+        rd.run()
+        return cost, len(rd.invoked)
+
+
+def test_redrive_cost_is_independent_of_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the same pending work over 10 windows of delivered history, and over 100x as many
+    # (with their file claims, which share the ledger table)
+    small, small_invoked = redrive_cost(monkeypatch, history_windows=10)
+    large, large_invoked = redrive_cost(monkeypatch, history_windows=1000)
+
+    # WHEN a steady-state redrive run is measured in requests and items read
+    # THEN it does the same work ...
+    assert small_invoked == large_invoked == 3 + 2 + 2
+    # ... with the same requests and items read, within 10 %: nothing scans history
+    assert large.total_requests <= 1.1 * small.total_requests, (small.requests, large.requests)
+    assert large.items_read <= 1.1 * small.items_read, (small.items_read, large.items_read)
+    assert "dynamodb.Scan" not in large.requests

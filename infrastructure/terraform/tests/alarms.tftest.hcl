@@ -47,7 +47,10 @@ run "every_alarm_with_its_threshold" {
       "delivery-latency-p99"      = "Sluice EndToEndLatency p99 GreaterThanThreshold 180000"
       "oldest-undelivered-window" = "Sluice OldestUndeliveredWindowAge Maximum GreaterThanThreshold 86400"
       "windows-parked"            = "Sluice WindowsParked Sum GreaterThanThreshold 0"
-      "minio-unreachable"         = "Sluice MinioHealthy Maximum LessThanThreshold 1"
+      "minio-unwritable"          = "Sluice MinioHealthy Minimum LessThanThreshold 1"
+      "redrive-not-running"       = "Sluice RedriveRuns Sum LessThanThreshold 1"
+      "reconcile-skipped"         = "Sluice ReconcileSkipped Maximum GreaterThanOrEqualToThreshold 1"
+      "reconcile-not-running"     = "Sluice ReconcileRuns Sum LessThanThreshold 1"
       "files-excluded"            = "Sluice FilesExcluded Sum GreaterThanThreshold 0"
       "requeue-exhausted"         = "Sluice RequeueExhausted Sum GreaterThanThreshold 0"
       "versions-gone"             = "Sluice VersionsGone Sum GreaterThanThreshold 0"
@@ -67,7 +70,9 @@ run "every_alarm_with_its_threshold" {
       aws_cloudwatch_metric_alarm.this["delivery-latency-p99"].dimensions == tomap({ service = "delivery" }) &&
       aws_cloudwatch_metric_alarm.this["oldest-undelivered-window"].dimensions == tomap({ service = "redrive" }) &&
       aws_cloudwatch_metric_alarm.this["requeue-exhausted"].dimensions == tomap({ service = "requeue" }) &&
-      aws_cloudwatch_metric_alarm.this["files-missing"].dimensions == tomap({ service = "redrive" })
+      aws_cloudwatch_metric_alarm.this["files-missing"].dimensions == tomap({ service = "redrive" }) &&
+      alltrue([for key in ["minio-unwritable", "redrive-not-running", "reconcile-skipped", "reconcile-not-running"] :
+      aws_cloudwatch_metric_alarm.this[key].dimensions == tomap({ service = "redrive" })])
     )
     error_message = "Alarms watch the right queue, function, stream or Powertools service."
   }
@@ -78,8 +83,41 @@ run "every_alarm_with_its_threshold" {
   }
 
   assert {
-    condition     = aws_cloudwatch_metric_alarm.this["files-missing"].period == 3600 && aws_cloudwatch_metric_alarm.this["ingest-depth"].period == 300
-    error_message = "FilesMissing comes hourly: its alarm looks at the hour; the others at 5 minutes."
+    condition = {
+      for key, a in aws_cloudwatch_metric_alarm.this : key => "${a.period} x ${a.evaluation_periods}, ${a.datapoints_to_alarm} to alarm" if a.period != 300
+      } == {
+      "files-missing"         = "3600 x 1, 1 to alarm"
+      "reconcile-skipped"     = "3600 x 1, 1 to alarm"
+      "redrive-not-running"   = "900 x 1, 1 to alarm"
+      "reconcile-not-running" = "7200 x 1, 1 to alarm"
+    }
+    error_message = "Hourly metrics are watched over the hour, RedriveRuns over 15 minutes, ReconcileRuns over 2 hours; the others at 5 minutes."
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.this["minio-unwritable"].period == 300 &&
+      aws_cloudwatch_metric_alarm.this["minio-unwritable"].evaluation_periods == 3 &&
+      aws_cloudwatch_metric_alarm.this["minio-unwritable"].datapoints_to_alarm == 3
+    )
+    error_message = "MinIO alarms after three consecutive 5-minute periods without a healthy probe."
+  }
+
+  # A redrive run that raises or times out publishes nothing: alarms on what it must publish on
+  # every run (and on the hourly reconcile's runs) must go red on silence, the rest stay quiet.
+  assert {
+    condition = toset([for key, a in aws_cloudwatch_metric_alarm.this : key if a.treat_missing_data == "breaching"]) == toset([
+      "oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running",
+    ])
+    error_message = "Missing data breaches exactly for the metrics that must keep coming."
+  }
+
+  assert {
+    condition = alltrue(concat(
+      [for key, a in aws_cloudwatch_metric_alarm.this : a.treat_missing_data == "notBreaching" if !contains(["oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running"], key)],
+      [for a in aws_cloudwatch_metric_alarm.firehose_bytes_quota : a.treat_missing_data == "notBreaching"],
+    ))
+    error_message = "Alarms on metrics published only when there is something to say treat missing data as not breaching."
   }
 
   assert {
@@ -103,7 +141,7 @@ run "every_alarm_with_its_threshold" {
   }
 
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 9
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 10
     error_message = "The dashboard shows the pipeline."
   }
 }
@@ -165,8 +203,9 @@ run "every_alarm_has_its_runbook" {
       ["firehose-data-freshness.md", "firehose-throttled-records.md", "firehose-processing-failures.md", "firehose-bytes-quota.md"],
       [for key in [
         "ingest-oldest-message", "ingest-depth", "ingest-dlq-not-empty", "delivery-dlq-not-empty", "requeue-dlq-not-empty",
-        "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unreachable", "files-excluded",
+        "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unwritable", "files-excluded",
         "requeue-exhausted", "versions-gone", "files-too-large", "records-quarantined", "files-missing",
+        "redrive-not-running", "reconcile-skipped", "reconcile-not-running",
       ] : "${key}.md"],
     ))
     error_message = "One runbook per alarm kind: per function and kind, per Firehose alarm kind, else per alarm."
@@ -185,7 +224,9 @@ run "every_alarm_has_its_runbook" {
       output.alarm_runbooks["sluice-prod-delivery-errors"] == "delivery-errors.md" &&
       output.alarm_runbooks["sluice-prod-sluice-prod-1-throttled-records"] == "firehose-throttled-records.md" &&
       output.alarm_runbooks["sluice-prod-sluice-prod-0-incoming-bytes-near-quota"] == "firehose-bytes-quota.md" &&
-      output.alarm_runbooks["sluice-prod-files-missing"] == "files-missing.md"
+      output.alarm_runbooks["sluice-prod-files-missing"] == "files-missing.md" &&
+      output.alarm_runbooks["sluice-prod-minio-unwritable"] == "minio-unwritable.md" &&
+      output.alarm_runbooks["sluice-prod-redrive-not-running"] == "redrive-not-running.md"
     )
     error_message = "Per-function alarms share a runbook per kind, per-stream alarms one per kind."
   }

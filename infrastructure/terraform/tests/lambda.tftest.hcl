@@ -1,5 +1,6 @@
 # Functions: settings from tunables.json, `live` aliases, the event source mapping, delivery's
-# async configuration, environments bound to resources, roles.
+# async configuration, redrive's single run without retries, environments bound to resources,
+# roles.
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -90,6 +91,41 @@ run "functions_triggers_and_roles" {
       aws_lambda_function_event_invoke_config.requeue.destination_config[0].on_failure[0].destination == aws_sqs_queue.requeue_dlq.arn
     )
     error_message = "Requeue's on-failure destination is the requeue DLQ, on its live alias."
+  }
+
+  # --- redrive: one run at a time, never retried (the next scheduled run redoes a failed one)
+  assert {
+    condition = {
+      for name, f in aws_lambda_function.this : name => f.reserved_concurrent_executions
+      } == {
+      forwarder = -1
+      processor = -1
+      requeue   = -1
+      delivery  = -1
+      redrive   = 1
+    }
+    error_message = "Redrive reserves a concurrency of 1; the others are unreserved by default."
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function_event_invoke_config.redrive.function_name == aws_lambda_function.this["redrive"].function_name &&
+      aws_lambda_function_event_invoke_config.redrive.qualifier == "live" &&
+      aws_lambda_function_event_invoke_config.redrive.maximum_retry_attempts == 0 &&
+      aws_lambda_function_event_invoke_config.redrive.maximum_event_age_in_seconds == 300 &&
+      length(aws_lambda_function_event_invoke_config.redrive.destination_config) == 0
+    )
+    error_message = "Lambda never retries redrive's asynchronous invocations, and drops one not begun within the 5-minute interval."
+  }
+
+  assert {
+    condition = (
+      aws_scheduler_schedule.redrive.schedule_expression == "rate(5 minutes)" &&
+      aws_scheduler_schedule.redrive.target[0].arn == aws_lambda_alias.this["redrive"].arn &&
+      aws_scheduler_schedule.redrive.target[0].retry_policy[0].maximum_retry_attempts == 0 &&
+      aws_scheduler_schedule.redrive.target[0].retry_policy[0].maximum_event_age_in_seconds == 300
+    )
+    error_message = "The scheduler invokes redrive's live alias every 5 minutes and never retries a run."
   }
 
   # --- environments bind resources
@@ -214,6 +250,11 @@ run "overrides_and_vpc" {
   }
 
   assert {
+    condition     = aws_lambda_function.this["redrive"].reserved_concurrent_executions == 1
+    error_message = "Overrides of other functions leave redrive at one run at a time."
+  }
+
+  assert {
     condition     = alltrue([for f in aws_lambda_function.this : f.architectures == tolist(["arm64"]) && f.vpc_config[0].subnet_ids == toset(["subnet-0a", "subnet-0b"])])
     error_message = "Architecture and VPC apply to every function."
   }
@@ -248,4 +289,31 @@ run "delivery_storage_too_small_for_a_part_refused" {
   }
 
   expect_failures = [aws_lambda_function.this]
+}
+
+run "redrive_overrides_keep_one_run_at_a_time" {
+  command = plan
+
+  variables {
+    function_overrides = {
+      redrive = { memory_mb = 1024, reserved_concurrency = 1 }
+    }
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["redrive"].memory_size == 1024 && aws_lambda_function.this["redrive"].reserved_concurrent_executions == 1
+    error_message = "Redrive's memory may be overridden; its concurrency stays 1."
+  }
+}
+
+run "redrive_concurrency_other_than_one_refused" {
+  command = plan
+
+  variables {
+    function_overrides = {
+      redrive = { reserved_concurrency = 2 }
+    }
+  }
+
+  expect_failures = [var.function_overrides]
 }

@@ -32,6 +32,16 @@ run "policies_are_assembled_and_attached" {
     error_message = "Producers' grants go on the landing bucket only."
   }
 
+  # Mocked documents all render alike: the count tells the landing uploads' denies are there.
+  assert {
+    condition = (
+      contains(data.aws_iam_policy_document.bucket["landing"].source_policy_documents, data.aws_iam_policy_document.landing_uploads.json) &&
+      length(data.aws_iam_policy_document.bucket["landing"].source_policy_documents) == 3 &&
+      length(data.aws_iam_policy_document.bucket["athena"].source_policy_documents) == 1
+    )
+    error_message = "The landing bucket's policy carries its TLS statements, the upload denies and the producers' grants; the others only TLS."
+  }
+
   assert {
     condition     = alltrue([for key, p in aws_s3_bucket_policy.this : p.policy == data.aws_iam_policy_document.bucket[key].json])
     error_message = "Each bucket carries its policy."

@@ -1,5 +1,6 @@
 # Buckets: TLS-only policies, public access, ownership, SSE-KMS with bucket keys, lifecycle per
-# landing_archive_mode, producers' prefixes, notifications on the `live` aliases.
+# landing_archive_mode, landing uploads delivery can read, producers' prefixes, notifications on
+# the `live` aliases. tests/unit/test_landing_bucket_policy.py evaluates the rendered policy.
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -61,6 +62,27 @@ run "buckets_policies_lifecycle_and_notifications" {
   assert {
     condition     = aws_s3_bucket_versioning.this["landing"].versioning_configuration[0].status == "Enabled" && aws_s3_bucket_versioning.this["staging"].versioning_configuration[0].status == "Enabled"
     error_message = "Landing and staging buckets are versioned."
+  }
+
+  # --- landing: no upload delivery could not read (this run has no customer key)
+  assert {
+    condition = {
+      for st in data.aws_iam_policy_document.landing_uploads.statement : st.sid => join(" ", concat(
+        [st.effect, join(",", sort(st.actions)), join(",", sort(st.resources))],
+        [for p in st.principals : "${p.type}=${join(",", sort(p.identifiers))}"],
+        sort([for c in st.condition : "${c.test}(${c.variable})=${join(",", c.values)}"]),
+      ))
+      } == {
+      DenyStorageClassOtherThanStandard = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-storage-class)=false StringNotEquals(s3:x-amz-storage-class)=STANDARD"
+      DenyCustomerProvidedKeys          = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-server-side-encryption-customer-algorithm)=false"
+      DenyNamedKmsKeys                  = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-server-side-encryption-aws-kms-key-id)=false"
+    }
+    error_message = "Without a customer key, landing denies every principal uploads in a storage class other than STANDARD (only when one is named), with SSE-C, or naming any KMS key (aws/s3 is the bucket's)."
+  }
+
+  assert {
+    condition     = !anytrue([for st in data.aws_iam_policy_document.landing_uploads.statement : anytrue([for c in st.condition : endswith(c.test, "IfExists")])])
+    error_message = "No ...IfExists in the denies: it is true when the header is absent, so it would deny plain uploads."
   }
 
   # --- staging expires only delivered windows
@@ -229,6 +251,22 @@ run "producers_get_their_own_prefix" {
   assert {
     condition     = one(one(aws_s3_bucket_server_side_encryption_configuration.this["landing"].rule).apply_server_side_encryption_by_default).kms_master_key_id == aws_kms_key.this[0].arn
     error_message = "With a customer key, the landing bucket encrypts with it."
+  }
+
+  assert {
+    condition = {
+      for st in data.aws_iam_policy_document.landing_uploads.statement : st.sid => join(" ", concat(
+        [st.effect, join(",", sort(st.actions)), join(",", sort(st.resources))],
+        [for p in st.principals : "${p.type}=${join(",", sort(p.identifiers))}"],
+        sort([for c in st.condition : "${c.test}(${c.variable})=${join(",", c.values)}"]),
+      ))
+      } == {
+      DenyStorageClassOtherThanStandard = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-storage-class)=false StringNotEquals(s3:x-amz-storage-class)=STANDARD"
+      DenyCustomerProvidedKeys          = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-server-side-encryption-customer-algorithm)=false"
+      DenyKmsKeysOtherThanTheBucketKey  = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-server-side-encryption-aws-kms-key-id)=false StringNotEquals(s3:x-amz-server-side-encryption-aws-kms-key-id)=${aws_kms_key.this[0].arn}"
+      DenyKmsWithoutTheBucketKey        = "Deny s3:PutObject ${aws_s3_bucket.this["landing"].arn}/* *=* Null(s3:x-amz-server-side-encryption-aws-kms-key-id)=true StringEquals(s3:x-amz-server-side-encryption)=aws:kms,aws:kms:dsse"
+    }
+    error_message = "With a customer key, landing denies every principal, producers included, uploads naming another key, or SSE-KMS without naming it, besides other storage classes and SSE-C."
   }
 }
 
