@@ -31,6 +31,7 @@ from minio.error import S3Error
 
 from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
+from delivery.hour_markers import Hour
 from delivery.latency import LatencyHistogram
 from delivery.ledger import ExclusionRecord, Ledger, PartRecord, WindowRecord, WindowState
 from delivery.minio_access import MinioAccess
@@ -113,6 +114,7 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
         )
         if not owned and not owned_bad:
             deps.ledger.mark_empty(name.window_id, staged_key)
+            _reopen_hour(deps, name)
             _tag_delivered(deps, staging_bucket, staged_key)
             report.outcome = "empty"
             return report
@@ -153,10 +155,17 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
         file_count=len(members),
         latency=LatencyHistogram.of(report.latencies_ms),
     )
+    _reopen_hour(deps, name)
     _tag_delivered(deps, staging_bucket, staged_key)
     report.files_delivered = len(members)
     report.excluded = exclusions
     return report
+
+
+def _reopen_hour(deps: DeliveryDeps, name: WindowName) -> None:
+    """A window of an hour redrive's sweep has passed (staged late) puts the sweep back on that
+    hour, so the hour's marker is rewritten with it (one conditional write, refused unless so)."""
+    deps.ledger.lower_sweep_low_water(Hour(name.dt, name.hour).start.timestamp())
 
 
 def _settled(

@@ -46,9 +46,12 @@ class Hour:
     """HH"""
 
     @property
+    def start(self) -> datetime:
+        return datetime.strptime(f"{self.dt} {self.hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+    @property
     def end(self) -> datetime:
-        start = datetime.strptime(f"{self.dt} {self.hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
-        return start + timedelta(hours=1)
+        return self.start + timedelta(hours=1)
 
 
 def marker_key(prefix: str, hour: Hour) -> str:

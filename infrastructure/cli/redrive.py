@@ -299,7 +299,7 @@ def release_parked(
             continue
         deps.ledger.unpark(record.window_id)
         name = window_name(record.staged_key, deps.file_extension)
-        deps.ledger.lower_sweep_low_water(Hour(name.dt, name.hour).end.timestamp() - 3600)
+        deps.ledger.lower_sweep_low_water(Hour(name.dt, name.hour).start.timestamp())
         try:
             deps.invoke(staged_event(target.staging_bucket, record.staged_key))
         except DeploymentError:

@@ -15,6 +15,7 @@ import threading
 import tracemalloc
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -552,6 +553,20 @@ def test_corrupted_upload_is_caught_deleted_and_retried(
     # THEN the retry uploaded good bytes: the archive verifies and holds the file intact
     assert corruptions["left"] == 0
     assert delivered(minio, stack.bucket) == [("acme/corrupt-me.bin", body)]
+
+
+def test_a_window_staged_into_an_hour_the_sweep_passed_puts_the_sweep_back(
+    stack: Any, s3: Any, minio: Minio
+) -> None:
+    # GIVEN redrive's sweep already past 2026-11-25 12:00 (its hours done and marked)
+    book = ledger()
+    hour_start = datetime(2026, 11, 25, 12, tzinfo=UTC).timestamp()
+    book.set_sweep_low_water(hour_start + 5 * 3600)
+    # WHEN a window of that hour, staged late, is delivered
+    key = stage(s3, [upload(s3, "acme/late.txt", b"late")])
+    assert deliver(key)["windows"][0]["outcome"] == "delivered"
+    # THEN the sweep's mark is back on its hour, so the hour's marker is written again with it
+    assert book.sweep_low_water() == hour_start
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from minio import Minio
 
-from delivery.hour_markers import HourMarkers
+from delivery.hour_markers import Hour, HourMarkers
 from delivery.ledger import PartRecord
 from delivery.window import window_name
 from infrastructure.local.seaweedfs import SeaweedFS
@@ -45,11 +45,16 @@ class Bucket:
 
 
 def deliver(rd: Redrive, key: str, files: int) -> str:
-    window_id = window_name(key, EXTENSION).window_id
-    rd.ledger.begin(window_id, key, [])
-    part = PartRecord(1, f"sluice/{window_id}.tar.gz", None, "0" * 64, "e", 10, 8, files, "etag")
-    rd.ledger.mark_delivered(window_id, [part], file_count=files)
-    return window_id
+    """What delivery records of a delivered window (delivery/delivering.py), the hour of a
+    window staged late put back under the sweep included."""
+    name = window_name(key, EXTENSION)
+    rd.ledger.begin(name.window_id, key, [])
+    part = PartRecord(
+        1, f"sluice/{name.window_id}.tar.gz", None, "0" * 64, "e", 10, 8, files, "etag"
+    )
+    rd.ledger.mark_delivered(name.window_id, [part], file_count=files)
+    rd.ledger.lower_sweep_low_water(Hour(name.dt, name.hour).start.timestamp())
+    return name.window_id
 
 
 def marker_key(rd: Redrive, hours_ago: int) -> str:
