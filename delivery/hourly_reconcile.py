@@ -1,17 +1,19 @@
 """Redrive's hourly reconcile: the hour that ended an hour ago, checked once, result kept.
 
-A lost S3 event or a retry that expired leaves no trace anywhere but in the landing bucket: the
-file never reaches the ingest queue, Firehose or the ledger. So once an hour redrive reconciles
+A file lost after ingest (a Firehose drop, an expired DLQ message, a delivery that never
+succeeded) leaves no trace in the archives. So once an hour redrive reconciles
 (`delivery.reconciling`) the files landed in [H-2h, H-1h), H the current hour, and publishes
 `FilesMissing` (alarmed above 0). The hour is over well past the latency objective (p99.9 3 min)
 by then. The result is written to `reconcile/dt=…/hour=….json` in the staging bucket: proof it
 ran (a run that finds it does nothing) and the list of problem files for the operator, who
 follows up with `sluice reconcile` and `sluice replay`.
 
-Its bound: S3 cannot list by time, so every landing version is listed; above
-`reconcile_max_versions` the run skips the hour and says so (`ReconcileSkipped`) rather than
-outrun the function's timeout. It needs MinIO (the manifests): the caller runs it only when
-MinIO answers, so an outage never reads as files missing.
+Its cost is the hour's files, whatever the history: what landed comes from the forwarder's
+index of landed files by hour (`IngestIndex`), never a listing of the landing bucket. That
+index knows what the forwarder saw: a file whose S3 event never reached the ingest queue is
+found by `sluice reconcile --list-landing`, which lists the bucket (README: Operating Sluice).
+It needs MinIO (the manifests): the caller runs it only when MinIO takes writes, so an outage
+never reads as files missing.
 """
 
 from __future__ import annotations

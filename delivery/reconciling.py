@@ -1,11 +1,14 @@
 """Reconciling: every version that landed in a time range, and where it is now (DESIGN §4a).
 
-What landed is read from the landing bucket (ListObjectVersions); what arrived, from the sidecar
-manifests beside the archives in MinIO; what is on its way, from delivery's ledger; what is held
-back, from the quarantine reason files in the staging bucket. Each landed version gets exactly
-one `FileStatus`. The operator's `sluice reconcile` prints the report; the scheduled redrive
-publishes its `missing` count as the `FilesMissing` metric — hence plain adapters here, nothing
-of the local stack or the CLI.
+What landed is read from the forwarder's index of landed files by hour (`IngestIndex`: a Query
+per hour, whose cost is that hour's files, whatever the history), or, when asked, from the
+landing bucket itself (ListObjectVersions of every version: the only source that sees a file
+whose S3 event was lost, and one whose cost grows with the bucket's history); what arrived, from
+the sidecar manifests beside the archives in MinIO; what is on its way, from delivery's ledger;
+what is held back, from the quarantine reason files in the staging bucket. Each landed version
+gets exactly one `FileStatus`. The operator's `sluice reconcile` prints the report; the scheduled
+redrive publishes its `missing` count as the `FilesMissing` metric — hence plain adapters here,
+nothing of the local stack or the CLI.
 
 Windows are named by Firehose's arrival time, later than the landing time, so manifests are read
 from the hour of `since` to `until + slack`. A window that owns a file but was named outside that
@@ -31,9 +34,11 @@ from minio.error import S3Error
 from delivery.delivering import MISSING_CODES, sidecar_key
 from delivery.ledger import Ledger, PartRecord, WindowRecord, WindowState
 from transform.envelope import file_id as compute_file_id
+from transform.idempotency import LANDED_HOUR, LANDED_INDEX, landed_hour
 from transform.quarantine import REASONS_PREFIX, reason_key
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
 
 logger = Logger(child=True)
@@ -75,6 +80,52 @@ class TooManyVersions(ReconcileError):
 
 
 @dataclass(frozen=True)
+class IngestIndex:
+    """The files the forwarder recorded as landed, read an hour at a time from the idempotency
+    table's index `landed-hour` (transform.idempotency). Replays are not in it."""
+
+    dynamodb: DynamoDBClient
+    table: str
+
+    def landed(
+        self, bucket: str, since: datetime, until: datetime, prefix: str = ""
+    ) -> list[LandedVersion]:
+        """Versions whose S3 event time is in [since, until), under `prefix`."""
+        since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+        found = []
+        for hour in _hour_partitions(since, until):
+            for item in self._hour(hour):
+                landed_ms = int(item["landed_at_ms"]["N"])
+                key = item["object_key"]["S"]
+                if not since_ms <= landed_ms < until_ms or not key.startswith(prefix):
+                    continue
+                version_id = item["version_id"]["S"]
+                found.append(
+                    LandedVersion(
+                        key=key,
+                        version_id=version_id,
+                        size=int(item["size"]["N"]),
+                        last_modified=datetime.fromtimestamp(landed_ms / 1000, UTC),
+                        etag=item.get("etag", {}).get("S", ""),
+                        file_id=compute_file_id(bucket, key, version_id),
+                    )
+                )
+        return found
+
+    def _hour(self, hour: str) -> Iterator[dict[str, Any]]:
+        paginator = self.dynamodb.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            IndexName=LANDED_INDEX,
+            KeyConditionExpression="#hour = :hour",
+            ExpressionAttributeNames={"#hour": LANDED_HOUR},
+            ExpressionAttributeValues={":hour": {"S": hour}},
+        )
+        for page in pages:
+            yield from page.get("Items", [])
+
+
+@dataclass(frozen=True)
 class ReconcileSources:
     """Where each kind of evidence is read from (the same adapters in AWS and locally)."""
 
@@ -86,6 +137,8 @@ class ReconcileSources:
     minio: Minio
     archive_bucket: str
     archive_prefix: str
+    ingest: IngestIndex | None = None
+    """Where what landed is read from; None: the landing bucket's listing of every version."""
 
 
 @dataclass(frozen=True)
@@ -234,14 +287,18 @@ def reconcile(
 ) -> ReconcileReport:
     """Each version that landed in [since, until) (naive times are UTC), with its status.
 
-    S3 cannot list by time: every version under `prefix` is listed and filtered; `max_listed`
-    bounds that (TooManyVersions), for callers with a deadline.
+    From the ingest index when the sources have one. Else S3, which cannot list by time: every
+    version under `prefix` is listed and filtered; `max_listed` bounds that (TooManyVersions),
+    for callers with a deadline.
     """
     since, until = _utc(since), _utc(until)
     now = _utc(now) if now is not None else datetime.now(UTC)
-    landed = list_landed(
-        sources.landing, sources.landing_bucket, since, until, prefix, max_listed=max_listed
-    )
+    if sources.ingest is not None:
+        landed = sources.ingest.landed(sources.landing_bucket, since, until, prefix)
+    else:
+        landed = list_landed(
+            sources.landing, sources.landing_bucket, since, until, prefix, max_listed=max_listed
+        )
     index = ManifestIndex()
     for sidecar in list_sidecars(sources, since, until + slack):
         _read_into(sources, sidecar, index)
@@ -300,6 +357,16 @@ def list_landed(  # where and which, plus the bound
                 )
             )
     return found
+
+
+def _hour_partitions(since: datetime, until: datetime) -> list[str]:
+    """The ingest index's partitions (`YYYY-MM-DDTHH`) that [since, until) touches."""
+    hour = _utc(since).replace(minute=0, second=0, microsecond=0)
+    hours = []
+    while hour < _utc(until):
+        hours.append(landed_hour(hour.timestamp()))
+        hour += timedelta(hours=1)
+    return hours
 
 
 def partition_prefixes(archive_prefix: str, start: datetime, end: datetime) -> list[str]:

@@ -22,7 +22,7 @@ from delivery.hour_markers import HourMarkers
 from delivery.hourly_reconcile import HourlyOutcome, reconcile_hour
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
-from delivery.reconciling import ReconcileSources
+from delivery.reconciling import IngestIndex, ReconcileSources
 from delivery.redriving import Health, RedriveDeps, RedriveReport, check_health, redrive
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env
@@ -51,6 +51,7 @@ class Dependencies:
     redrive: RedriveDeps
     minio: MinioAccess
     landing_bucket: str
+    idempotency_table: str
     archive_prefix: str
     reconcile_max_versions: int
 
@@ -60,6 +61,7 @@ class Dependencies:
 
         def run(client: Any, settings: Any) -> HourlyOutcome:
             sources = ReconcileSources(
+                ingest=IngestIndex(clients.dynamodb(), self.idempotency_table),
                 landing=deps.s3,
                 landing_bucket=self.landing_bucket,
                 staging=deps.s3,
@@ -104,6 +106,7 @@ def dependencies() -> Dependencies:
         redrive=redrive_deps,
         minio=minio,
         landing_bucket=required_env(environment.LANDING_BUCKET),
+        idempotency_table=required_env(environment.IDEMPOTENCY_TABLE),
         archive_prefix=tunables.delivery.archive_prefix,
         reconcile_max_versions=tunables.redrive.reconcile_max_versions,
     )

@@ -29,7 +29,7 @@ from infrastructure.tunables import ForwarderTunables
 from transform import quarantine
 from transform.envelope import Envelope, file_id
 from transform.firehose_sender import MAX_RECORD_BYTES, FirehoseSender, OutgoingRecord
-from transform.idempotency import Claim, IdempotencyStore
+from transform.idempotency import Claim, IdempotencyStore, LandedFile
 from transform.s3_events import MalformedMessage, ObjectCreated, parse_message
 from transform.versions import VersionGone, read_version, resolve_version_id
 
@@ -83,6 +83,16 @@ class _File:
         if event.replay_id is not None and not event.force:
             return f"{self.file_id}#q{event.replay_id}"
         return self.file_id
+
+    @property
+    def landed(self) -> LandedFile | None:
+        """What the ingest index keeps of it; None for a replay (it landed before)."""
+        event = self.event
+        if event.replay_id is not None:
+            return None
+        return LandedFile(
+            event.key, self.version_id, event.size, event.etag or "", event.event_time_ms
+        )
 
 
 @dataclass(frozen=True)
@@ -197,7 +207,7 @@ def _prepare(file: _File, deps: ForwarderDeps, holds_until_ms: int) -> _Prepared
         if event.size > deps.tunables.max_file_bytes:
             _quarantine_too_large(deps, file)
             return _Prepared(file, quarantined="too_large")
-        claim = deps.store.claim(file.claim_key, holds_until_ms)
+        claim = deps.store.claim(file.claim_key, holds_until_ms, file.landed)
         if claim is Claim.BUSY:
             return _Prepared(file, claim=claim, error="another invocation is sending this file")
         if claim is Claim.COMPLETED:
@@ -254,7 +264,7 @@ def _send(
 ) -> None:
     budget = max(0.0, remaining_ms / 1000 - COMPLETION_RESERVE_SECONDS)
     outcome = deps.sender.send(records, budget_seconds=budget)
-    deps.store.complete(outcome.sent)
+    deps.store.complete(outcome.sent, {token: owners[token].landed for token in outcome.sent})
     if outcome.failed:
         deps.store.release(outcome.failed)
     for token, error in outcome.failed.items():

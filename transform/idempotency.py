@@ -6,6 +6,11 @@ removed, so the message's redelivery sends the file again. If the invocation die
 and COMPLETED, the IN_PROGRESS record expires with it and the redelivery sends the file again:
 a duplicate in Firehose, which delivery drops (rule 1), never a loss.
 
+A record of a landed version (not of a replay) also says what landed and when: the S3 event's
+time as `landed_hour` (`YYYY-MM-DDTHH`, UTC) and `landed_at_ms`, and the version's key, id, size
+and ETag. `landed_hour` is the key of the table's index `landed-hour`, from which reconcile reads
+the files that landed in an hour without listing the landing bucket's history.
+
 Powertools' `idempotent_function` keys one call to one record; here one PutRecordBatch call
 completes many records, so the same record layout (id, status, expiration,
 in_progress_expiration) is written directly. Completion is batched (BatchWriteItem, 25 items a
@@ -15,7 +20,9 @@ call): the claim is ours, so no condition is needed to complete or release it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +40,35 @@ IN_PROGRESS: Final = "IN_PROGRESS"
 COMPLETED: Final = "COMPLETED"
 BATCH_WRITE_LIMIT: Final = 25
 BATCH_WRITE_ATTEMPTS: Final = 5
+LANDED_INDEX: Final = "landed-hour"
+LANDED_HOUR: Final = "landed_hour"
+"""The index of landed files by hour (Terraform: dynamodb.tf; locally: provision.py)."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A landed version as the ingest index keeps it."""
+
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    landed_at_ms: int
+
+    def attributes(self) -> dict[str, dict[str, str]]:
+        return {
+            LANDED_HOUR: {"S": landed_hour(self.landed_at_ms / 1000)},
+            "landed_at_ms": {"N": str(self.landed_at_ms)},
+            "object_key": {"S": self.key},
+            "version_id": {"S": self.version_id},
+            "size": {"N": str(self.size)},
+            "etag": {"S": self.etag},
+        }
+
+
+def landed_hour(epoch_seconds: float) -> str:
+    """The index's partition of a moment: `YYYY-MM-DDTHH`, UTC."""
+    return f"{datetime.fromtimestamp(epoch_seconds, UTC):%Y-%m-%dT%H}"
 
 
 class Claim(Enum):
@@ -57,7 +93,7 @@ class IdempotencyStore:
         self._ttl_seconds = ttl_seconds
         self._clock = clock
 
-    def claim(self, file_id: str, holds_until_ms: int) -> Claim:
+    def claim(self, file_id: str, holds_until_ms: int, landed: LandedFile | None = None) -> Claim:
         """Mark `file_id` IN_PROGRESS until `holds_until_ms` (the invocation's deadline)."""
         now = self._clock()
         try:
@@ -68,6 +104,7 @@ class IdempotencyStore:
                     "status": {"S": IN_PROGRESS},
                     IDEMPOTENCY_TTL_ATTRIBUTE: {"N": str(int(now) + self._ttl_seconds)},
                     "in_progress_expiration": {"N": str(holds_until_ms)},
+                    **(landed.attributes() if landed else {}),
                 },
                 # Free if absent, expired (TTL deletion lags by up to days), or an IN_PROGRESS
                 # whose holder's invocation has ended.
@@ -95,21 +132,23 @@ class IdempotencyStore:
             return Claim.COMPLETED if status == COMPLETED else Claim.BUSY
         return Claim.CLAIMED
 
-    def complete(self, file_ids: Iterable[str]) -> list[str]:
-        """Mark claims COMPLETED; returns the ids that could not be marked (logged, not fatal)."""
+    def complete(
+        self, file_ids: Iterable[str], landed: Mapping[str, LandedFile | None] | None = None
+    ) -> list[str]:
+        """Mark claims COMPLETED (keeping what `landed` says of each); returns the ids that could
+        not be marked (logged, not fatal)."""
         expiration = str(int(self._clock()) + self._ttl_seconds)
-        requests = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        IDEMPOTENCY_KEY: {"S": file_id},
-                        "status": {"S": COMPLETED},
-                        IDEMPOTENCY_TTL_ATTRIBUTE: {"N": expiration},
-                    }
-                }
+        landed = landed or {}
+        requests = []
+        for file_id in file_ids:
+            file = landed.get(file_id)
+            item = {
+                IDEMPOTENCY_KEY: {"S": file_id},
+                "status": {"S": COMPLETED},
+                IDEMPOTENCY_TTL_ATTRIBUTE: {"N": expiration},
+                **(file.attributes() if file else {}),
             }
-            for file_id in file_ids
-        ]
+            requests.append({"PutRequest": {"Item": item}})
         return self._batch_write(requests)
 
     def release(self, file_ids: Iterable[str]) -> list[str]:

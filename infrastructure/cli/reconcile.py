@@ -18,6 +18,7 @@ from typing import Any, Final
 from delivery.ledger import Ledger
 from delivery.reconciling import (
     FileReport,
+    IngestIndex,
     ReconcileError,
     ReconcileReport,
     ReconcileSources,
@@ -41,7 +42,10 @@ def register(commands: Any) -> None:
         "forced replay), delivered twice, checksum mismatch, quarantined, excluded, too large, "
         "pending, parked or missing. Times are ISO-8601 (naive means UTC) or a duration ago "
         "(30s, 90m, 2h, 1d). Exit status 1 when a file is missing, delivered twice or does not "
-        "match its checksum.",
+        "match its checksum. What landed comes from the forwarder's index of landed files by "
+        "hour (a Query per hour in the range); --list-landing lists every version in the landing "
+        "bucket instead, which also finds a file whose S3 event was lost, at a cost that grows "
+        "with the bucket's history.",
     )
     deployment.add_arguments(command)
     times = time_argument(now)
@@ -58,15 +62,22 @@ def register(commands: Any) -> None:
     command.add_argument(
         "--all", action="store_true", help="list every file, not only the problems"
     )
+    command.add_argument(
+        "--list-landing",
+        action="store_true",
+        help="what landed from a listing of every landing version, not the forwarder's index",
+    )
     command.add_argument("--json", action="store_true", help="one JSON object instead of text")
     command.set_defaults(run=run, now=now)
 
 
-def sources_of(target: Deployment) -> ReconcileSources:
+def sources_of(target: Deployment, *, list_landing: bool = False) -> ReconcileSources:
     tunables = load_tunables()
     minio, settings = target.minio()
     s3 = target.client("s3")
+    ingest = IngestIndex(target.client("dynamodb"), target.idempotency_table)
     return ReconcileSources(
+        ingest=None if list_landing else ingest,
         landing=s3,
         landing_bucket=target.landing_bucket,
         staging=s3,
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
         return 2
     try:
         report = reconcile(
-            sources_of(deployment.resolve(args, root)),
+            sources_of(deployment.resolve(args, root), list_landing=args.list_landing),
             since,
             until,
             prefix=args.prefix,

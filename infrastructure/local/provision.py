@@ -15,7 +15,12 @@ from delivery.ledger import (
     PENDING_KEY,
     PENDING_SINCE,
 )
-from transform.idempotency import IDEMPOTENCY_KEY, IDEMPOTENCY_TTL_ATTRIBUTE
+from transform.idempotency import (
+    IDEMPOTENCY_KEY,
+    IDEMPOTENCY_TTL_ATTRIBUTE,
+    LANDED_HOUR,
+    LANDED_INDEX,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -36,10 +41,24 @@ def create_bucket(s3: S3Client, name: str, region: str, *, versioned: bool) -> N
 
 
 def create_idempotency_table(dynamodb: DynamoDBClient, name: str) -> None:
+    """The forwarder's records, and the index of landed files by hour (as dynamodb.tf has it)."""
     dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": IDEMPOTENCY_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": IDEMPOTENCY_KEY, "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": IDEMPOTENCY_KEY, "AttributeType": "S"},
+            {"AttributeName": LANDED_HOUR, "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": LANDED_INDEX,
+                "KeySchema": [
+                    {"AttributeName": LANDED_HOUR, "KeyType": "HASH"},
+                    {"AttributeName": IDEMPOTENCY_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(

@@ -7,8 +7,19 @@ locals {
       name          = local.names.idempotency_table
       hash_key      = local.idempotency_key
       ttl_attribute = local.idempotency_ttl_attribute
-      attributes    = { (local.idempotency_key) = "S" }
-      indexes       = []
+      attributes = {
+        (local.idempotency_key)         = "S"
+        (local.idempotency_landed_hour) = "S"
+      }
+      # What landed, by the hour of its S3 event (transform/idempotency.py): the hourly reconcile
+      # reads one hour's files with a Query, never a listing of the landing bucket's history.
+      indexes = [
+        {
+          name      = local.idempotency_landed_index
+          hash_key  = local.idempotency_landed_hour
+          range_key = local.idempotency_key
+        },
+      ]
     }
     ledger = {
       name          = local.names.ledger_table
@@ -52,7 +63,7 @@ resource "aws_dynamodb_table" "this" {
     }
   }
 
-  # Every attribute of the window is projected: a Query answers without reading the table.
+  # Every attribute is projected: a Query answers without reading the table.
   dynamic "global_secondary_index" {
     for_each = each.value.indexes
 

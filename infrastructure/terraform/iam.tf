@@ -274,6 +274,14 @@ data "aws_iam_policy_document" "redrive" {
     resources = [aws_dynamodb_table.this["ledger"].arn]
   }
 
+  # The hourly reconcile reads what landed in an hour from the forwarder's index (a Query of one
+  # hour's partition), never the landing bucket's history.
+  statement {
+    sid       = "LandedFilesByHour"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.this["idempotency"].arn}/index/${local.idempotency_landed_index}"]
+  }
+
   # The sweep's low-water mark (delivery/ledger.py set_sweep_low_water): one item, so PutItem
   # is allowed on its key alone.
   statement {

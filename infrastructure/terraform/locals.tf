@@ -33,8 +33,11 @@ locals {
   # Table keys and TTL attributes, as transform/idempotency.py and delivery/ledger.py write them.
   idempotency_key           = "id"
   idempotency_ttl_attribute = "expiration"
-  ledger_key                = "pk"
-  ledger_ttl_attribute      = "expires_at"
+  # The idempotency table's index of landed files by hour (transform/idempotency.py LANDED_*).
+  idempotency_landed_index = "landed-hour"
+  idempotency_landed_hour  = "landed_hour"
+  ledger_key               = "pk"
+  ledger_ttl_attribute     = "expires_at"
 
   # The ledger's sparse index of windows not yet final (delivery/ledger.py PENDING_*): a window
   # carries `pending` (its state, CLAIMED or PARKED) and `pending_since_ms` (first claimed, epoch

@@ -9,6 +9,7 @@ bytes) are written as sidecars by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -28,6 +29,7 @@ from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
 from delivery.reconciling import (
     FileStatus,
+    IngestIndex,
     ReconcileReport,
     ReconcileSources,
     partition_prefixes,
@@ -40,6 +42,7 @@ from infrastructure.cli.trace import trace
 from infrastructure.tunables import load_tunables
 from transform import payload_schemas, quarantine
 from transform.envelope import Envelope, file_id
+from transform.idempotency import IdempotencyStore, LandedFile
 
 pytestmark = pytest.mark.slow  # SeaweedFS is a server
 
@@ -57,17 +60,28 @@ class World:
     deps: DeliveryDeps
     sources: ReconcileSources
 
-    def land(self, key: str, body: bytes) -> dict[str, Any]:
-        """Upload to landing; the envelope the forwarder would send for it."""
+    def land(
+        self, key: str, body: bytes, *, at: datetime | None = None, forwarded: bool = True
+    ) -> dict[str, Any]:
+        """Upload to landing; the envelope the forwarder would send for it. If `forwarded`, the
+        forwarder's record of it too (the ingest index reconcile reads)."""
         version = self.s3.put_object(Bucket=self.target.landing_bucket, Key=key, Body=body)
+        landed_ms = int((at or datetime.now(UTC)).timestamp() * 1000)
+        fid = file_id(self.target.landing_bucket, key, version["VersionId"])
+        if forwarded:
+            store = IdempotencyStore(
+                self.target.client("dynamodb"), self.target.idempotency_table, 3600
+            )
+            landed = LandedFile(key, version["VersionId"], len(body), version["ETag"], landed_ms)
+            assert store.complete([fid], {fid: landed}) == []
         return Envelope.inline(
             body,
-            file_id=file_id(self.target.landing_bucket, key, version["VersionId"]),
+            file_id=fid,
             bucket=self.target.landing_bucket,
             key=key,
             version_id=version["VersionId"],
             size=len(body),
-            event_time_ms=int(datetime.now(UTC).timestamp() * 1000),
+            event_time_ms=landed_ms,
             forwarded_at_ms=int(datetime.now(UTC).timestamp() * 1000),
         ).to_dict()
 
@@ -346,7 +360,7 @@ def test_trace_of_a_delivered_file_names_its_archive_member(world: World, cli: A
     # GIVEN a key landed twice; the first version delivered for real
     first = world.land("acme/path/report.json", b'{"v": 1}')
     report = world.deliver(world.stage([first]))
-    second = world.land("acme/path/report.json", b'{"v": 2}')
+    second = world.land("acme/path/report.json", b'{"v": 2}', forwarded=False)
     # WHEN traced without a version
     stories = trace(world.target, world.sources, world.target.landing_bucket, first["key"])
     # THEN both versions, newest first: the second not forwarded yet, the first in its archive
@@ -410,21 +424,23 @@ def test_trace_of_an_unknown_key_or_version_fails_clearly(world: World, cli: Any
 # ---------------------------------------------------------------- the hourly reconcile
 
 
-def land_at(world: World, key: str, body: bytes, at: datetime) -> dict[str, Any]:
-    """Upload to landing with moto's clock at `at` (its LastModified)."""
+def land_at(
+    world: World, key: str, body: bytes, at: datetime, *, forwarded: bool = True
+) -> dict[str, Any]:
+    """Upload to landing with moto's clock at `at` (its LastModified) and its event then."""
     import moto.s3.models as moto_s3_models  # noqa: PLC0415  # only this helper patches it
 
     original = moto_s3_models.utcnow
     moto_s3_models.utcnow = lambda: at.replace(tzinfo=None)
     try:
-        return world.land(key, body)
+        return world.land(key, body, at=at, forwarded=forwarded)
     finally:
         moto_s3_models.utcnow = original
 
 
 def test_hourly_reconcile_finds_a_lost_file_once_and_keeps_its_result(world: World) -> None:
-    # GIVEN at 14:20 two files landed during 12:00-13:00: one delivered, one whose S3 event
-    # was lost (nothing anywhere but in the landing bucket), and one landed since
+    # GIVEN at 14:20 two files landed during 12:00-13:00 and forwarded: one delivered, one lost
+    # on the way (a Firehose drop, an expired DLQ message), and one landed since
     now = datetime(2026, 11, 25, 14, 20, tzinfo=UTC)
     delivered = land_at(world, "acme/kept.json", b"{}", now - timedelta(hours=2))
     land_at(world, "acme/lost.json", b"{}", now - timedelta(hours=1, minutes=50))
@@ -446,14 +462,135 @@ def test_hourly_reconcile_finds_a_lost_file_once_and_keeps_its_result(world: Wor
     assert [p["key"] for p in result["problems"]] == ["acme/lost.json"]
 
 
+def test_a_file_whose_s3_event_was_lost_is_found_by_listing_the_landing_bucket(
+    world: World, cli: Any
+) -> None:
+    # GIVEN a file forwarded and delivered, and one whose S3 event never reached the forwarder
+    world.deliver(world.stage([world.land("acme/seen.json", b"1")]))
+    twenty_minutes_ago = datetime.now(UTC) - timedelta(minutes=20)  # past reconcile's grace
+    land_at(world, "acme/unseen.json", b"2", twenty_minutes_ago, forwarded=False)
+    # WHEN reconciled from the forwarder's index, then from a listing of the landing bucket
+    indexed_status, indexed, _ = cli("reconcile", "--json", "--all", "--since", "1h")
+    listed_status, listed, _ = cli(
+        "reconcile", "--json", "--all", "--since", "1h", "--list-landing"
+    )
+    # THEN the index knows only what the forwarder saw; the listing finds the lost event's file
+    assert indexed_status == 0
+    assert [f["key"] for f in json.loads(indexed)["files"]] == ["acme/seen.json"]
+    assert listed_status == 1
+    files = {f["key"]: f["status"] for f in json.loads(listed)["files"]}
+    assert files == {"acme/seen.json": "delivered", "acme/unseen.json": "missing"}
+
+
 def test_hourly_reconcile_skips_a_bucket_too_large_to_list(world: World) -> None:
-    # GIVEN more landing versions than the run may list
+    # GIVEN more landing versions than a run may list, reconciled from the landing bucket
     now = datetime(2026, 11, 25, 14, 20, tzinfo=UTC)
     for n in range(3):
         land_at(world, f"acme/{n}.json", b"{}", now - timedelta(hours=2))
     # WHEN the hourly reconcile runs with room for two
-    outcome = reconcile_hour(world.sources, now, max_listed=2)
+    outcome = reconcile_hour(dataclasses.replace(world.sources, ingest=None), now, max_listed=2)
     # THEN it says so instead of judging from a partial listing, and does not count missing
     assert outcome.skipped is not None
     assert "more than 2 versions" in outcome.skipped
     assert outcome.missing == 0
+
+
+# ---------------------------------------------------------------- cost at production scale
+
+
+class CountedMinio:
+    """The MinIO client, counting requests and objects listed or read."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.requests = 0
+        self.items_read = 0
+
+    def list_objects(self, *args: Any, **kwargs: Any) -> list[Any]:
+        self.requests += 1
+        found = list(self._client.list_objects(*args, **kwargs))
+        self.items_read += len(found)
+        return found
+
+    def get_object(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        self.items_read += 1
+        return self._client.get_object(*args, **kwargs)
+
+    def stat_object(self, *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return self._client.stat_object(*args, **kwargs)
+
+
+def counted_aws(target: Deployment) -> tuple[Any, Any, dict[str, int]]:
+    """New S3 and DynamoDB clients whose requests and items read are counted."""
+    counts = {"requests": 0, "items_read": 0}
+
+    def request(**_: Any) -> None:
+        counts["requests"] += 1
+
+    def response(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        counts["items_read"] += int(parsed.get("Count", 0)) + int(parsed.get("KeyCount", 0))
+        counts["items_read"] += len(parsed.get("Versions", []))
+        counts["items_read"] += sum(len(v) for v in parsed.get("Responses", {}).values())
+
+    clients = (target.client("s3"), target.client("dynamodb"))
+    for client in clients:
+        client.meta.events.register("before-call", request)
+        client.meta.events.register("after-call", response)
+    return clients[0], clients[1], counts
+
+
+def history(world: World, day: datetime, files: int) -> None:
+    """`files` landed, forwarded and delivered (a sidecar per 10) in the 10 hours before `day`."""
+    store = IdempotencyStore(world.target.client("dynamodb"), world.target.idempotency_table, 3600)
+    batch: list[dict[str, Any]] = []
+    landed: dict[str, LandedFile] = {}
+    for n in range(files):
+        at = day - timedelta(hours=1 + n % 10, minutes=n % 50)
+        key = f"history/{day:%d}/{n}.json"
+        version = world.s3.put_object(Bucket=world.target.landing_bucket, Key=key, Body=b"h")
+        fid = file_id(world.target.landing_bucket, key, version["VersionId"])
+        landed[fid] = LandedFile(
+            key, version["VersionId"], 1, version["ETag"], int(at.timestamp() * 1000)
+        )
+        envelope = {"key": key, "version_id": version["VersionId"], "file_id": fid, "body": "h"}
+        batch.append(entry(envelope | {"event_time_ms": landed[fid].landed_at_ms}))
+        if len(batch) == 10 or n == files - 1:
+            world.sidecar(f"history-{day:%d}-{n}", batch, at)
+            batch = []
+    assert store.complete(list(landed), landed) == []
+
+
+def hour_cost(world: World, day: datetime, history_files: int) -> tuple[dict[str, int], int]:
+    """The requests and items read of the hourly reconcile of `day` 12:00 over `history_files`
+    of history and the same work: 3 files landed in that hour, 2 delivered and 1 lost."""
+    history(world, day.replace(hour=12), history_files)
+    hour = day.replace(hour=12, minute=10)
+    kept = [land_at(world, f"hour/{day:%d}/kept-{n}.json", b"{}", hour) for n in range(2)]
+    land_at(world, f"hour/{day:%d}/lost.json", b"{}", hour)
+    world.sidecar(f"w-{day:%d}", [entry(k) for k in kept], hour)
+    s3, dynamodb, counts = counted_aws(world.target)
+    minio = CountedMinio(world.minio)
+    sources = dataclasses.replace(
+        world.sources,
+        ingest=IngestIndex(dynamodb, world.target.idempotency_table),
+        landing=s3,
+        staging=s3,
+        ledger=Ledger(dynamodb, world.target.ledger_table, 3600),
+        minio=minio,  # type: ignore[arg-type]  # the same calls, counted
+    )
+    outcome = reconcile_hour(sources, day.replace(hour=14, minute=20), max_listed=1000)
+    assert (outcome.files, outcome.missing) == (3, 1)
+    return counts, minio.requests + minio.items_read
+
+
+def test_reconcile_cost_is_independent_of_history(world: World) -> None:
+    # GIVEN the same hour's work over 10 files of history, then over 100x as many
+    small, small_minio = hour_cost(world, datetime(2026, 11, 24, tzinfo=UTC), history_files=10)
+    large, large_minio = hour_cost(world, datetime(2026, 11, 26, tzinfo=UTC), history_files=1000)
+    # WHEN the hourly reconcile's requests and items read are counted
+    # THEN they are the same within 10 %: it reads the hour, never the history
+    assert large["requests"] <= 1.1 * small["requests"], (small, large)
+    assert large["items_read"] <= 1.1 * small["items_read"], (small, large)
+    assert large_minio <= 1.1 * small_minio, (small_minio, large_minio)

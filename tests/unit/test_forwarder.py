@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.support import (
 from transform import clients, forwarder, processor
 from transform.envelope import body_bytes, decode, file_id
 from transform.forwarding import stream_for
+from transform.idempotency import LANDED_INDEX, landed_hour
 from transform.s3_events import replay_notification
 
 MAX_FILE_BYTES = 200_000  # small, so a "too large" file is cheap to upload here
@@ -294,6 +296,31 @@ def test_replay_passes_the_forwarder_under_the_same_file_id(
     assert idempotency_status(f"{original}#qr1") == "COMPLETED"
 
 
+def test_landed_files_are_indexed_by_hour_and_replays_are_not(
+    firehose: InProcessFirehose, s3: Any
+) -> None:
+    # GIVEN two files forwarded, and one of them replayed
+    records = [put_and_notify(s3, LANDING, f"acme/hour-{n}.json", b'{"n":1}') for n in range(2)]
+    assert failed_ids(invoke(sqs_event(*(notification(r) for r in records)))) == set()
+    assert failed_ids(invoke(sqs_event(replay_of(records[0], "r9", force=False)))) == set()
+    # WHEN the index of landed files is read for the hour of their S3 events
+    event_time = records[0]["eventTime"]
+    hour = landed_hour(datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp())
+    items = boto3.client("dynamodb", region_name=REGION).query(
+        TableName=IDEMPOTENCY_TABLE,
+        IndexName=LANDED_INDEX,
+        KeyConditionExpression="landed_hour = :h",
+        ExpressionAttributeValues={":h": {"S": hour}},
+    )["Items"]
+    # THEN it holds each landed version once, with its key, version and size; the replay's
+    # record is not in it (the file landed once)
+    indexed = sorted((i["object_key"]["S"], i["version_id"]["S"], i["size"]["N"]) for i in items)
+    assert indexed == sorted(
+        (r["s3"]["object"]["key"], r["s3"]["object"]["versionId"], "7") for r in records
+    )
+    assert all(i["status"]["S"] == "COMPLETED" for i in items)
+
+
 def test_forced_replay_gets_a_file_id_of_its_own(firehose: InProcessFirehose, s3: Any) -> None:
     # GIVEN a file forwarded once
     record = put_and_notify(s3, LANDING, "acme/force.json", b'{"n":2}')
@@ -454,7 +481,7 @@ def test_crash_after_send_before_completed_loses_nothing(
     event = sqs_event(notification(*records))
     store = forwarder.dependencies().store
 
-    def crash(file_ids: object) -> list[str]:
+    def crash(file_ids: object, landed: object = None) -> list[str]:
         raise RuntimeError("worker killed")
 
     with monkeypatch.context() as patch:

@@ -27,10 +27,16 @@ run "tables_and_the_pending_windows_index" {
     condition = (
       aws_dynamodb_table.this["idempotency"].hash_key == "id" &&
       aws_dynamodb_table.this["idempotency"].ttl[0].attribute_name == "expiration" &&
-      { for a in aws_dynamodb_table.this["idempotency"].attribute : a.name => a.type } == { id = "S" } &&
-      length(aws_dynamodb_table.this["idempotency"].global_secondary_index) == 0
+      { for a in aws_dynamodb_table.this["idempotency"].attribute : a.name => a.type } == { id = "S", landed_hour = "S" }
     )
-    error_message = "The idempotency table: key id, TTL expiration, no index."
+    error_message = "The idempotency table: key id, TTL expiration, and the index's key attribute landed_hour (S) defined."
+  }
+
+  assert {
+    condition = [for i in aws_dynamodb_table.this["idempotency"].global_secondary_index : (
+      "${i.name} ${i.hash_key} ${i.range_key} ${i.projection_type}"
+    )] == ["landed-hour landed_hour id ALL"]
+    error_message = "The idempotency table has one index, landed-hour: hash landed_hour, range id, every attribute projected."
   }
 
   assert {
@@ -52,9 +58,10 @@ run "tables_and_the_pending_windows_index" {
   # --- who may query it: redrive, on the index's ARN only; nothing scans the ledger any more
   assert {
     condition = [for s in data.aws_iam_policy_document.redrive.statement : s.resources if contains(s.actions, "dynamodb:Query")] == [
+      toset(["${aws_dynamodb_table.this["idempotency"].arn}/index/landed-hour"]),
       toset(["${aws_dynamodb_table.this["ledger"].arn}/index/pending-windows"]),
     ]
-    error_message = "Redrive may Query the ledger's pending-windows index, and only it."
+    error_message = "Redrive may Query the ledger's pending-windows index and the idempotency table's landed-hour index, and only them."
   }
 
   assert {

@@ -149,6 +149,7 @@ run "functions_triggers_and_roles" {
       SLUICE_LANDING_BUCKET        = "sluice-dev-landing-123456789012"
       SLUICE_STAGING_BUCKET        = "sluice-dev-staging-123456789012"
       SLUICE_LEDGER_TABLE          = "sluice-dev-ledger"
+      SLUICE_IDEMPOTENCY_TABLE     = "sluice-dev-idempotency"
       SLUICE_MINIO_SECRET          = "sluice-dev/minio"
       SLUICE_DELIVERY_DLQ_URL      = aws_sqs_queue.delivery_dlq.url
       SLUICE_DELIVERY_FUNCTION     = "arn:aws:lambda:eu-west-2:123456789012:function:sluice-dev-delivery:live"
