@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 from minio.error import S3Error
 
 from delivery import archive
@@ -51,6 +52,7 @@ from transform.payload_schemas import PayloadSchemas
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import TaggingTypeDef
 
 logger = Logger(child=True)
 
@@ -157,6 +159,7 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
     )
     _reopen_hour(deps, name)
     _tag_delivered(deps, staging_bucket, staged_key)
+    _tag_refs_delivered(deps, members)
     report.files_delivered = len(members)
     report.excluded = exclusions
     return report
@@ -453,3 +456,24 @@ def _tag_delivered(deps: DeliveryDeps, bucket: str, key: str) -> None:
         Key=key,
         Tagging={"TagSet": [{"Key": deps.tunables.delivered_tag, "Value": "true"}]},
     )
+
+
+def _tag_refs_delivered(deps: DeliveryDeps, members: list[WindowEntry]) -> None:
+    """The landing versions delivery read by reference, tagged delivered once their archive is
+    verified: the landing bucket's lifecycle moves or expires a file over the inline limit only
+    when so tagged, so no body delivery still needs leaves S3 Standard, however long MinIO is
+    away. Inline files travel in the window itself and need no tag. A tag that fails is logged
+    and retried by nothing: the file then stays in Standard, which costs money, never data."""
+    tag: TaggingTypeDef = {"TagSet": [{"Key": deps.tunables.delivered_tag, "Value": "true"}]}
+    for entry in members:
+        if not entry.is_ref:
+            continue
+        try:
+            deps.s3.put_object_tagging(
+                Bucket=entry.bucket, Key=entry.key, VersionId=entry.version_id, Tagging=tag
+            )
+        except ClientError as err:
+            logger.warning(
+                "landing version not tagged delivered; it stays in S3 Standard",
+                extra={"bucket": entry.bucket, "key": entry.key, "error": str(err)},
+            )

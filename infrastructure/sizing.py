@@ -261,6 +261,13 @@ class MonthlyCosts:
     """Ingestion, one record per file, each billed as at least 5 KB."""
     transfer: float = 0.0
     """Data out of AWS to MinIO (both modes; not in the README's table)."""
+    delivered_tags: float = 0.0
+    """Both modes: one tag per file read by reference (over the inline limit), which the
+    landing lifecycle waits for before it moves or expires the file."""
+    outage_day: float = 0.0
+    """Both modes: what each day MinIO is away adds, a day's files held at Standard until
+    their windows are delivered, for each day they wait (0.5 day on average per day of
+    outage, a whole day for the first)."""
 
     @property
     def added(self) -> float:
@@ -284,6 +291,7 @@ def monthly_costs(
     prices: dict[str, float] | None = None,
     *,
     record: int | None = None,
+    inline_limit: int = 64 * KIB,
 ) -> MonthlyCosts:
     """`record`: the Firehose record's size (ref by default), billed in 5 KB increments."""
     p = PRICES if prices is None else prices
@@ -303,6 +311,13 @@ def monthly_costs(
         expire=rate * SECONDS_PER_DAY * expire_days * file_bytes / GB * p["s3_standard_gb_month"],
         firehose=files * billed_record / GB * p["firehose_ingest_gb"],
         transfer=data / GB * p.get("data_transfer_out_gb", 0.0),
+        delivered_tags=(files / 1000 * p["s3_put_per_1000"]) if file_bytes > inline_limit else 0.0,
+        outage_day=rate
+        * SECONDS_PER_DAY
+        * file_bytes
+        / GB
+        * p["s3_standard_gb_month"]
+        / DAYS_PER_MONTH,
     )
 
 

@@ -50,6 +50,9 @@ def monthly_costs(
         f"  expire ({expire_days} days): ${c.expire:,.0f} a month, no transitions; "
         "MinIO holds the copy",
         f"  Firehose ingestion (refs, 5 KB minimum a record): ${c.firehose:,.0f} a month",
+        f"  tags on files read by reference (the lifecycle moves or expires them only once "
+        f"delivered): ${c.delivered_tags:,.0f} a month; each day of a MinIO outage holds a "
+        f"day's files at Standard: ${c.outage_day:,.2f} per day they wait",
     ]
 
 

@@ -44,6 +44,11 @@ SECTIONS: Final = {
         "sluice_delivery_mb_per_s_peer_input",
         "sluice_delivery_mb_per_s_vs_rclone",
     ),
+    "safety": (
+        "redrive_requests_history_ratio",
+        "reconcile_requests_history_ratio",
+        "outage_drain_ratio",
+    ),
 }
 """Each section's figures (issue 7 names them), in the order the table shows them."""
 
@@ -67,6 +72,12 @@ GOALS: Final = {
     "so memory growth stays at most 64 MiB for a 2 GiB file.",
     "sluice_delivery_mb_per_s_vs_rclone": "Delivery does more than a copy (repackage, hash, "
     "verify, ledger), but should move bytes at least half as fast as a plain copy tool.",
+    "redrive_requests_history_ratio": "Redrive runs every 5 minutes over a ledger of ~35 M "
+    "items at 10 files/s: a run must cost what is pending, not what was delivered before.",
+    "reconcile_requests_history_ratio": "The hourly reconcile must read one hour's files, "
+    "whatever the landing bucket's history, or it stops running within hours of traffic.",
+    "outage_drain_ratio": "After a MinIO outage of days, redrive must drain the backlog at "
+    "least 10x faster than new windows arrive, oldest first.",
     "cold_start_ms_max": "Every new Lambda worker (scale-out, the local stack's workers) pays "
     "the import; it should stay well under half a second.",
 }

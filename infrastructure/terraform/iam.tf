@@ -194,6 +194,14 @@ data "aws_iam_policy_document" "delivery" {
     resources = ["${local.staging_arn}/buffers/*"]
   }
 
+  # The landing versions read by reference, tagged delivered once archived (s3.tf: only those
+  # leave S3 Standard).
+  statement {
+    sid       = "TagDeliveredRefBodies"
+    actions   = ["s3:PutObjectVersionTagging"]
+    resources = ["${local.landing_arn}/*"]
+  }
+
   statement {
     sid       = "ReadRefBodies"
     actions   = ["s3:GetObjectVersion"]

@@ -317,6 +317,23 @@ resource "aws_s3_bucket_policy" "this" {
 
 # --- Lifecycle ------------------------------------------------------------------------------
 
+locals {
+  # The landing lifecycle's two kinds of file (see its rules): inline, on time; by reference,
+  # only once delivery tagged it delivered. S3 compares sizes strictly; 5 TB bounds the largest.
+  landing_lifecycle_filters = {
+    inline-files = {
+      larger_than  = 0
+      smaller_than = local.tunables.forwarder.inline_limit_bytes + 1
+      tags         = {}
+    }
+    delivered-ref-files = {
+      larger_than  = local.tunables.forwarder.inline_limit_bytes
+      smaller_than = 5 * 1024 * 1024 * 1024 * 1024 + 1
+      tags         = { (local.delivery.delivered_tag) = local.delivered_tag_value }
+    }
+  }
+}
+
 resource "aws_s3_bucket_lifecycle_configuration" "landing" {
   #checkov:skip=CKV_AWS_300:Rule abort-incomplete-multipart-uploads (filter {}, every key) aborts them; checkov 3.3.30 loses the static rules when it renders the dynamic rule blocks (it passes without them)
   bucket = aws_s3_bucket.this["landing"].id
@@ -335,15 +352,25 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
     }
   }
 
-  # deep_archive: hot for landing_hot_days (delivery reads `ref` bodies), then Deep Archive.
+  # What leaves S3 Standard while delivery may still need it: nothing. A file over the inline
+  # limit travels by reference, and delivery reads its landing version when its window is
+  # delivered, however late (a MinIO outage of days); delivery tags that version delivered once
+  # its archive is verified, and only tagged versions over the limit move or expire. A file
+  # within the limit travels inside the window and moves or expires on time.
   dynamic "rule" {
-    for_each = var.landing_archive_mode == "deep_archive" ? [1] : []
+    for_each = var.landing_archive_mode == "deep_archive" ? local.landing_lifecycle_filters : {}
 
     content {
-      id     = "deep-archive-delivered-files"
+      id     = "deep-archive-${rule.key}"
       status = "Enabled"
 
-      filter {}
+      filter {
+        and {
+          object_size_greater_than = rule.value.larger_than
+          object_size_less_than    = rule.value.smaller_than
+          tags                     = length(rule.value.tags) > 0 ? rule.value.tags : null
+        }
+      }
 
       transition {
         days          = var.landing_hot_days
@@ -354,13 +381,19 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
 
   # expire: the MinIO archives are the durable copy.
   dynamic "rule" {
-    for_each = var.landing_archive_mode == "expire" ? [1] : []
+    for_each = var.landing_archive_mode == "expire" ? local.landing_lifecycle_filters : {}
 
     content {
-      id     = "expire-delivered-files"
+      id     = "expire-${rule.key}"
       status = "Enabled"
 
-      filter {}
+      filter {
+        and {
+          object_size_greater_than = rule.value.larger_than
+          object_size_less_than    = rule.value.smaller_than
+          tags                     = length(rule.value.tags) > 0 ? rule.value.tags : null
+        }
+      }
 
       expiration {
         days = var.landing_expire_days
@@ -370,15 +403,34 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
 
   # Overwritten and deleted versions stay readable for landing_noncurrent_days (≥ 15), then go;
   # delete markers left alone are removed.
+  # (Tagged or not, as above: a noncurrent version over the inline limit goes only once
+  # delivered.)
+  dynamic "rule" {
+    for_each = local.landing_lifecycle_filters
+
+    content {
+      id     = "noncurrent-${rule.key}"
+      status = "Enabled"
+
+      filter {
+        and {
+          object_size_greater_than = rule.value.larger_than
+          object_size_less_than    = rule.value.smaller_than
+          tags                     = length(rule.value.tags) > 0 ? rule.value.tags : null
+        }
+      }
+
+      noncurrent_version_expiration {
+        noncurrent_days = var.landing_noncurrent_days
+      }
+    }
+  }
+
   rule {
-    id     = "noncurrent-versions"
+    id     = "expired-delete-markers"
     status = "Enabled"
 
     filter {}
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.landing_noncurrent_days
-    }
 
     expiration {
       expired_object_delete_marker = true

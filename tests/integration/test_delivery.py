@@ -555,6 +555,28 @@ def test_corrupted_upload_is_caught_deleted_and_retried(
     assert delivered(minio, stack.bucket) == [("acme/corrupt-me.bin", body)]
 
 
+def test_landing_versions_read_by_reference_are_tagged_delivered(
+    stack: Any, s3: Any, minio: Minio
+) -> None:
+    # GIVEN a window with one inline file and one by reference
+    small = upload(s3, "acme/small.json", b"{}")
+    big = upload(s3, "acme/big.bin", bytes(range(256)) * 400)
+    assert (small["body_encoding"], big["body_encoding"]) == ("utf8", "ref")
+    # WHEN it is delivered
+    assert deliver(stage(s3, [small, big]))["windows"][0]["outcome"] == "delivered"
+
+    # THEN the version read by reference carries the tag the landing lifecycle waits for before
+    # it moves or expires the file; the inline one needs none (it travelled in the window)
+    def tags(envelope: dict[str, Any]) -> dict[str, str]:
+        answer = s3.get_object_tagging(
+            Bucket=LANDING, Key=envelope["key"], VersionId=envelope["version_id"]
+        )
+        return {t["Key"]: t["Value"] for t in answer["TagSet"]}
+
+    assert tags(big) == {"sluice-delivered": "true"}
+    assert tags(small) == {}
+
+
 def test_a_window_staged_into_an_hour_the_sweep_passed_puts_the_sweep_back(
     stack: Any, s3: Any, minio: Minio
 ) -> None:

@@ -117,7 +117,11 @@ def test_duplicate_events_send_each_message_twice_and_redeliver_each_once(
     # GIVEN an ingest mapping while chaos duplicates events
     url, _ = create_queue(sqs, "ingest")
     runtime = start_runtime(function("forwarder", "partial"), endpoint_url=moto_server)
-    source = SqsEventSource(runtime, "forwarder", url, ingest(), duplicate=lambda: True).start()
+    # (A visibility timeout of 10 s: the redelivery waits for it, and a loaded machine's second
+    # delivery must finish inside it, or SQS delivers a third time.)
+    source = SqsEventSource(
+        runtime, "forwarder", url, ingest(visibility=10), duplicate=lambda: True
+    ).start()
     # WHEN one S3 event arrives
     log = tmp_path / "log"
     body = json.dumps({"log": str(log)})

@@ -215,7 +215,15 @@ def test_forwarder_invocation_past_its_timeout(gameday: Gameday) -> None:
     assert gameday.stack.runtime is not None
     runtime = gameday.stack.runtime
     timeouts = runtime.stats("forwarder").timeouts
-    # GIVEN the forwarder's next invocation stuck before its 3rd SDK call — for a one-file
+    # GIVEN nothing left in the ingest queue from earlier gamedays (a stray redelivery would
+    # take the crash meant for this file) ...
+    target = gameday.target
+    wait_until(
+        lambda: queue_depth(target.client("sqs"), target.ingest_queue_url) == 0,
+        what="the ingest queue to be empty",
+        timeout=SETTLE_SECONDS,
+    )
+    # ... and the forwarder's next invocation stuck before its 3rd SDK call — for a one-file
     # batch: after claiming the file (IN_PROGRESS) and reading it, before sending it
     gameday.sluice("chaos", "crash", "forwarder", "--after-calls", "3", "--phase", "hang")
     gameday.land(1, name="stuck")

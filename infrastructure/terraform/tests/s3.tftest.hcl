@@ -160,15 +160,25 @@ run "deep_archive_mode" {
     condition = length([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : r if(
       r.status == "Enabled" &&
       length([for t in r.transition : t if t.days == 7 && t.storage_class == "DEEP_ARCHIVE"]) == 1
-    )]) == 1
-    error_message = "deep_archive: 7 days hot, then Glacier Deep Archive."
+    )]) == 2
+    error_message = "deep_archive: 7 days hot, then Glacier Deep Archive (inline files, and files by reference once delivered)."
   }
 
   assert {
     condition = toset([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : r.id]) == toset([
-      "abort-incomplete-multipart-uploads", "deep-archive-delivered-files", "noncurrent-versions",
+      "abort-incomplete-multipart-uploads", "deep-archive-inline-files", "deep-archive-delivered-ref-files",
+      "noncurrent-inline-files", "noncurrent-delivered-ref-files", "expired-delete-markers",
     ])
     error_message = "deep_archive never expires current versions: no expire rule."
+  }
+
+  # Nothing delivery may still read leaves S3 Standard: a file over the inline limit (65536
+  # bytes, read by reference) moves or goes only once delivery tagged its version delivered.
+  assert {
+    condition = alltrue([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
+      r.filter[0].and[0].object_size_less_than <= 65537 || r.filter[0].and[0].tags == tomap({ "sluice-delivered" = "true" })
+    ) if length(r.transition) > 0 || length(r.noncurrent_version_expiration) > 0])
+    error_message = "Files over the inline limit move to Deep Archive or expire only once tagged delivered."
   }
 
   assert {
@@ -205,9 +215,11 @@ run "expire_mode" {
 
   assert {
     condition = [for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
-      r.status == "Enabled" && length(r.filter) == 1 && [for e in r.expiration : e.days] == [30]
-    ) if r.id == "expire-delivered-files"] == [true]
-    error_message = "expire mode expires every current version after landing_expire_days (30)."
+      r.status == "Enabled" && [for e in r.expiration : e.days] == [30] && (
+        r.filter[0].and[0].object_size_less_than <= 65537 || r.filter[0].and[0].tags == tomap({ "sluice-delivered" = "true" })
+      )
+    ) if startswith(r.id, "expire-")] == [true, true]
+    error_message = "expire mode expires every current version after landing_expire_days (30): inline files on time, files by reference once tagged delivered."
   }
 }
 
