@@ -1,6 +1,7 @@
 """`sluice chaos …`: arm chaos on the running local stack, for gamedays (DESIGN §6).
 
     sluice chaos minio-down --seconds N           MinIO unreachable for delivery and redrive
+    sluice chaos minio-read-only --seconds N      MinIO answers reads, refuses every write
     sluice chaos throttle --percent P --seconds N every Firehose stream refuses P % of records
     sluice chaos duplicate-events --seconds N     every S3 event twice, every ingest message
                                                   redelivered once
@@ -59,6 +60,12 @@ def register(commands: Any) -> None:
         "delivery and redrive see MinIO down; restored after --seconds",
     )
     down.add_argument("--seconds", type=float, required=True, help=WALL_CLOCK)
+    read_only = action(
+        "minio-read-only",
+        "MinIO answers reads and HEADs but refuses every write (a full disk, a policy change): "
+        "the MinIO secret holds a read-only identity's keys; restored after --seconds",
+    )
+    read_only.add_argument("--seconds", type=float, required=True, help=WALL_CLOCK)
     throttle = action(
         "throttle", "every Firehose stream refuses --percent of records for --seconds"
     )
@@ -106,7 +113,7 @@ def register(commands: Any) -> None:
 
 
 def _arguments(args: argparse.Namespace) -> dict[str, Any]:
-    if args.action in {"minio-down", "duplicate-events"}:
+    if args.action in {"minio-down", "minio-read-only", "duplicate-events"}:
         return {"seconds": args.seconds}
     if args.action == "throttle":
         return {"percent": args.percent, "seconds": args.seconds}
@@ -184,8 +191,9 @@ def status_text(status: dict[str, Any]) -> str:
     def left(entry: dict[str, Any]) -> str:
         return f"{entry['seconds_left']:.0f} s left"
 
-    minio, throttle, duplicates = (
+    minio, read_only, throttle, duplicates = (
         status["minio_down"],
+        status["minio_read_only"],
         status["throttle"],
         status["duplicate_events"],
     )
@@ -198,6 +206,7 @@ def status_text(status: dict[str, Any]) -> str:
         [
             "chaos on the local stack",
             f"  minio-down        {'cut, ' + left(minio) if minio['armed'] else 'off'}",
+            f"  minio-read-only   {'on, ' + left(read_only) if read_only['armed'] else 'off'}",
             "  throttle          "
             + (
                 f"{throttle['percent']:g} % of records, {left(throttle)}"

@@ -6,6 +6,10 @@ switches and arms them on what `sluice up` runs:
 - `minio_down(seconds)`: the TCP proxy in front of MinIO (tcp_proxy.py) cut: open connections
   reset, new ones refused, restored by itself after `seconds`. Delivery and redrive reach MinIO
   only through the proxy (the MinIO secret names it), so both see MinIO down.
+- `minio_read_only(seconds)`: MinIO answering reads and HEADs but refusing every write (as
+  after a full disk or a policy change): the MinIO secret swapped for SeaweedFS's read-only
+  identity, and put back after `seconds`. Delivery's uploads and redrive's write probe fail;
+  `MinioAccess` reads the secret again on the refusal, so each sees the swap at once.
 - `throttle(percent, seconds)`: every local Firehose stream refuses `percent` % of records
   (`FirehoseServer.throttle_for`).
 - `duplicate_events(seconds)`: S3 delivering every event twice, and the ingest mapping
@@ -22,8 +26,9 @@ lasts as long as the operator asked, whatever the stack's clock.
 
 `ControlServer` serves that on 127.0.0.1 (a free port; `control_endpoint` in stack.json), JSON
 in and out: `GET /chaos` (the status), `POST /chaos/<action>` with the arguments as an object
-(`minio-down {"seconds"}`, `throttle {"percent", "seconds"}`, `duplicate-events {"seconds"}`,
-`crash {"function", "after_calls", "phase"}`, `corrupt-upload {"count"}`, `clear {}`), each
+(`minio-down {"seconds"}`, `minio-read-only {"seconds"}`, `throttle {"percent", "seconds"}`,
+`duplicate-events {"seconds"}`, `crash {"function", "after_calls", "phase"}`,
+`corrupt-upload {"count"}`, `clear {}`), each
 answering the status after the change; a refused request answers 400 (404 for an unknown action)
 with `{"error": "..."}`. Loopback only and unauthenticated, like the rest of the local stack.
 """
@@ -95,6 +100,50 @@ def _count(value: Any, what: str, *, minimum: int = 1) -> int:
     return value
 
 
+class SecretSwap:
+    """A secret's value replaced by another until a wall-clock deadline, then put back."""
+
+    def __init__(self, secrets: Any, secret_id: str, replacement: dict[str, Any]) -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._replacement = json.dumps(replacement)
+        self._lock = threading.Lock()
+        self._original: str | None = None
+        self._timer: threading.Timer | None = None
+        self._until = 0.0
+
+    def on_for(self, seconds: float) -> None:
+        with self._lock:
+            if self._original is None:
+                self._original = self._secrets.get_secret_value(SecretId=self._secret_id)[
+                    "SecretString"
+                ]
+                self._secrets.put_secret_value(
+                    SecretId=self._secret_id, SecretString=self._replacement
+                )
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(seconds, self.restore)
+            self._timer.daemon = True
+            self._timer.start()
+            self._until = time.monotonic() + seconds
+
+    def restore(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._original is not None:
+                self._secrets.put_secret_value(
+                    SecretId=self._secret_id, SecretString=self._original
+                )
+                self._original = None
+            self._until = 0.0
+
+    def seconds_left(self) -> float:
+        return max(0.0, self._until - time.monotonic()) if self._original is not None else 0.0
+
+
 class ChaosState:
     """The stack's chaos switches (see the module docstring)."""
 
@@ -105,12 +154,15 @@ class ChaosState:
         firehose: FirehoseServer,
         minio_proxy: TcpProxy | None,
         counter_path: Path,
+        minio_read_only: SecretSwap | None = None,
     ) -> None:
         """`minio_proxy` None: MinIO is reached directly (a real MinIO over TLS), and
-        `minio_down` is refused."""
+        `minio_down` is refused. `minio_read_only` None: no read-only identity (a MinIO not
+        started by the stack), and `minio_read_only` is refused."""
         self._runtime = runtime
         self._firehose = firehose
         self._proxy = minio_proxy
+        self._read_only = minio_read_only
         self.corruptions = SharedCounter(counter_path)
         self.corruptions.set(0)
         self.duplicating = TimedSwitch()
@@ -122,6 +174,14 @@ class ChaosState:
                 "MinIO over TLS directly (the proxy would break its certificate's host name)"
             )
         self._proxy.cut_for(_seconds(seconds))
+
+    def minio_read_only(self, seconds: Any) -> None:
+        if self._read_only is None:
+            raise ChaosError(
+                "minio-read-only needs the read-only identity of the SeaweedFS the stack "
+                "started; this stack delivers to a MinIO it was given"
+            )
+        self._read_only.on_for(_seconds(seconds))
 
     def throttle(self, percent: Any, seconds: Any) -> None:
         if isinstance(percent, bool) or not isinstance(percent, int | float):
@@ -154,6 +214,8 @@ class ChaosState:
     def clear(self) -> None:
         if self._proxy is not None:
             self._proxy.restore()
+        if self._read_only is not None:
+            self._read_only.restore()
         self._firehose.throttle_for(0.0, 0.0)
         self.duplicating.off()
         for function in self._functions():
@@ -169,8 +231,13 @@ class ChaosState:
                 calls, phase, times = armed
                 crashes[function] = {"after_calls": calls, "phase": phase, "times": times}
         minio_left = 0.0 if self._proxy is None else self._proxy.cut_seconds_left()
+        read_only_left = 0.0 if self._read_only is None else self._read_only.seconds_left()
         return {
             "minio_down": {"armed": minio_left > 0, "seconds_left": round(minio_left, 1)},
+            "minio_read_only": {
+                "armed": read_only_left > 0,
+                "seconds_left": round(read_only_left, 1),
+            },
             "throttle": {
                 "armed": throttle_left > 0,
                 "percent": percent if throttle_left > 0 else 0.0,
@@ -191,6 +258,7 @@ class ChaosState:
         """What `POST /chaos/<action>` runs, with the request's arguments."""
         return {
             "minio-down": lambda a: self.minio_down(a.get("seconds")),
+            "minio-read-only": lambda a: self.minio_read_only(a.get("seconds")),
             "throttle": lambda a: self.throttle(a.get("percent"), a.get("seconds")),
             "duplicate-events": lambda a: self.duplicate_events(a.get("seconds")),
             "crash": lambda a: self.crash(

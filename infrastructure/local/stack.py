@@ -31,6 +31,7 @@ run only. moto keeps everything in memory: a stack's AWS-side state ends with it
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -44,7 +45,7 @@ import boto3
 
 from infrastructure import environment
 from infrastructure.cli.figures import queue_depth
-from infrastructure.local.chaos import ChaosState, ControlServer
+from infrastructure.local.chaos import ChaosState, ControlServer, SecretSwap
 from infrastructure.local.event_sources import Schedule, SqsEventSource
 from infrastructure.local.firehose_server import FirehoseServer
 from infrastructure.local.lambda_api import LambdaApiServer
@@ -52,7 +53,7 @@ from infrastructure.local.lambda_runtime import ALIAS, AsyncInvokeConfig, Lambda
 from infrastructure.local.lambda_workers import LOCAL_CREDENTIALS, function_configs
 from infrastructure.local.moto_service import MotoServer, start_moto
 from infrastructure.local.s3_notifications import S3NotificationInvoker
-from infrastructure.local.seaweedfs import SeaweedFSServer, start_seaweedfs
+from infrastructure.local.seaweedfs import READER_SUFFIX, SeaweedFSServer, start_seaweedfs
 from infrastructure.local.stack_file import STATE_DIR, MinioEndpoint, StackFile, stack_path
 from infrastructure.local.stack_resources import StackNames, StackResources, provision_stack
 from infrastructure.local.tcp_proxy import TcpProxy
@@ -249,6 +250,7 @@ class LocalStack:
             firehose=self.firehose,
             minio_proxy=self._minio_proxy,
             counter_path=run_dir / CORRUPT_UPLOADS_FILE,
+            minio_read_only=self._read_only_swap(names.minio_secret),
         )
         self._control = ControlServer(chaos).start()
         self._lambda_api.start(runtime)
@@ -331,6 +333,16 @@ class LocalStack:
             lambda_client.invoke(FunctionName=function, InvocationType="DryRun")
         self._client("s3").head_bucket(Bucket=names.landing_bucket)
         self._client("dynamodb").describe_table(TableName=names.ledger_table)
+
+    def _read_only_swap(self, secret_id: str) -> SecretSwap | None:
+        """The MinIO secret with SeaweedFS's read-only keys, for `sluice chaos minio-read-only`."""
+        if self._seaweedfs is None:
+            return None
+        secrets = self._client("secretsmanager")
+        secret = json.loads(secrets.get_secret_value(SecretId=secret_id)["SecretString"])
+        secret["access_key"] += READER_SUFFIX
+        secret["secret_key"] += READER_SUFFIX
+        return SecretSwap(self._client("secretsmanager"), secret_id, secret)
 
     def _client(self, service: str, endpoint: str | None = None) -> Any:
         """A client of `service` at `endpoint` (default: moto), with the local credentials."""

@@ -17,17 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from infrastructure.cli import main
-from infrastructure.local.chaos import ChaosState, ControlServer
+from infrastructure.local.chaos import ChaosState, ControlServer, SecretSwap
 from infrastructure.local.firehose_server import FirehoseServer
 from infrastructure.local.lambda_runtime import LambdaRuntime
 from infrastructure.local.lambda_sandbox import SharedCounter, install_upload_corruption
 from infrastructure.local.stack_file import MinioEndpoint, StackFile, stack_path
 from infrastructure.local.tcp_proxy import TcpProxy
 from tests.conftest import REGION
-from tests.integration.runtime_support import function
+from tests.integration.runtime_support import function, wait_until
 
 
 @dataclass
@@ -281,3 +282,29 @@ def test_dependencies_without_a_hook_are_left_as_they_are(tmp_path: Path) -> Non
     assert install_upload_corruption(module, SharedCounter(tmp_path / "corrupt"))
     assert module.dependencies() is other
     assert not install_upload_corruption(types.SimpleNamespace(), SharedCounter(tmp_path / "c"))
+
+
+def test_a_secret_swap_holds_until_cleared_or_its_time_is_up(aws: None) -> None:
+    # GIVEN the MinIO secret, and a swap to read-only keys
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secrets.create_secret(Name="minio", SecretString=json.dumps({"access_key": "writer"}))
+    swap = SecretSwap(secrets, "minio", {"access_key": "writer-reader"})
+
+    def value() -> str:
+        return str(
+            json.loads(secrets.get_secret_value(SecretId="minio")["SecretString"])["access_key"]
+        )
+
+    # WHEN it is armed for an hour, armed again, then cleared
+    swap.on_for(3600)
+    swap.on_for(3600)
+    during, left = value(), swap.seconds_left()
+    swap.restore()
+    # THEN the secret names the reader meanwhile, and the writer again after (not the reader:
+    # arming twice kept the first original)
+    assert (during, value()) == ("writer-reader", "writer")
+    assert 3500 < left <= 3600
+    assert swap.seconds_left() == 0
+    # WHEN armed for a moment THEN it puts the writer back by itself
+    swap.on_for(0.2)
+    wait_until(lambda: value() == "writer", what="the secret restored by its timer")

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from delivery.ledger import Ledger, WindowState
 from infrastructure.cli import deployment, main
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.figures import queue_depth
@@ -164,6 +165,44 @@ def test_minio_down_longer_than_delivery_retries_then_back_and_redriven(gameday:
     # THEN every file is delivered exactly once, and the DLQ is empty
     gameday.assert_exactly_once(gameday.all_delivered(redrive=True))
     assert queue_depth(target.client("sqs"), target.delivery_dlq_url) == 0
+
+
+def test_minio_refusing_writes_past_delivery_retries_parks_nothing(gameday: Gameday) -> None:
+    target = gameday.target
+    # GIVEN MinIO answering reads and HEADs but refusing every write for longer than delivery's
+    # retries (a full disk, a policy change) while files keep landing
+    gameday.land(5)
+    gameday.sluice("chaos", "minio-read-only", "--seconds", "90")
+    gameday.land(20, every=0.5)
+    # THEN deliveries fail past Lambda's retries into the delivery DLQ ...
+    wait_until(
+        lambda: queue_depth(target.client("sqs"), target.delivery_dlq_url) > 0,
+        what="failed deliveries in the delivery DLQ",
+        timeout=SETTLE_SECONDS,
+    )
+    # ... redrive's health probe, a write, says MinIO is not healthy (its HEAD still answers),
+    # so redrive spends no window's redrives on it, and no window is parked
+    answer = target.client("lambda").invoke(FunctionName="redrive", Payload=b"{}")
+    assert "FunctionError" not in answer
+    assert json.loads(answer["Payload"].read())["minio_healthy"] is False
+    assert parked_windows(target) == []
+    # WHEN writes work again
+    wait_until(
+        lambda: (
+            not json.loads(gameday.sluice("chaos", "status", "--json"))["minio_read_only"]["armed"]
+        ),
+        what="MinIO taking writes again",
+        timeout=SETTLE_SECONDS,
+    )
+    # THEN every file is delivered exactly once, nothing was parked, and the DLQ is empty
+    gameday.assert_exactly_once(gameday.all_delivered(redrive=True))
+    assert parked_windows(target) == []
+    assert queue_depth(target.client("sqs"), target.delivery_dlq_url) == 0
+
+
+def parked_windows(target: Deployment) -> list[str]:
+    ledger = Ledger(target.client("dynamodb"), target.ledger_table, 3600)
+    return [r.window_id for r in ledger.pending_windows(WindowState.PARKED, limit=100)]
 
 
 def test_firehose_throttling_half_the_records(gameday: Gameday) -> None:
