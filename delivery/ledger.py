@@ -637,6 +637,59 @@ class Ledger:
                 break
         return found[:limit]
 
+    def backfill_pending_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Put windows written before the index existed into it: CLAIMED or PARKED windows
+        without `pending` get it (and `pending_since_ms`, and lose their TTL). A one-off
+        migration after upgrading a deployment, so a Scan of the whole table, page by page
+        (`progress(items scanned, windows indexed)` after each); returns the windows indexed.
+        Idempotent, and safe beside running deliveries (each write is conditional on the state
+        it read)."""
+        indexed = scanned = 0
+        start: Mapping[str, Any] | None = None
+        while True:
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "FilterExpression": (
+                    "begins_with(pk, :win) AND #state IN (:claimed, :parked) "
+                    "AND attribute_not_exists(#pending)"
+                ),
+                "ExpressionAttributeNames": {"#state": "state", "#pending": PENDING_KEY},
+                "ExpressionAttributeValues": {
+                    ":win": {"S": WINDOW_PREFIX},
+                    ":claimed": {"S": WindowState.CLAIMED},
+                    ":parked": {"S": WindowState.PARKED},
+                },
+            }
+            if start is not None:
+                arguments["ExclusiveStartKey"] = start
+            page = self._dynamodb.scan(**arguments)
+            scanned += int(page.get("ScannedCount", 0))
+            for item in page.get("Items", []):
+                indexed += self._index_one(item)
+            if progress is not None:
+                progress(scanned, indexed)
+            start = page.get("LastEvaluatedKey")
+            if start is None:
+                return indexed
+
+    def _index_one(self, item: Mapping[str, Any]) -> int:
+        state = item["state"]["S"]
+        since = item.get("claimed_at_ms") or item.get("updated_at_ms") or {"N": "0"}
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={LEDGER_KEY: item[LEDGER_KEY]},
+                UpdateExpression="SET #pending = :state, #since = :since REMOVE #exp",
+                ConditionExpression="#state = :state",
+                ExpressionAttributeNames=_names_used("#pending #since #exp #state"),
+                ExpressionAttributeValues={":state": {"S": state}, ":since": since},
+            )
+        except ClientError as err:
+            if _error_code(err) == "ConditionalCheckFailedException":
+                return 0  # its state changed meanwhile: written by current code, so indexed
+            raise
+        return 1
+
     def get_windows(self, window_ids: Sequence[str]) -> dict[str, WindowRecord]:
         """The records of those of `window_ids` that have one (BatchGetItem, 100 a call)."""
         records: dict[str, WindowRecord] = {}

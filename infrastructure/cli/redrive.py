@@ -3,6 +3,7 @@
     sluice redrive [--dry-run] [--limit N] [--min-age S]    the delivery DLQ and stuck windows
     sluice redrive --window ID [--dry-run]                   one window, a PARKED one released
     sluice redrive --parked [--since T] [--limit N] [--dry-run]   every PARKED window released
+    sluice redrive --backfill-index                          once, after upgrading a deployment
     sluice redrive --ingest [--dry-run] [--limit N]          ingest DLQ -> ingest queue
 
 The first form runs `delivery.redriving.redrive` itself — the same code the schedule runs — with
@@ -13,7 +14,9 @@ invoked for it. `--parked` releases every PARKED window (first claimed since T, 
 once MinIO takes writes, and invokes delivery for each; the sweep lists their hours again, so
 their hour markers follow once they are delivered. `--ingest` moves the ingest DLQ's messages
 back with SQS's StartMessageMoveTask; where that is missing (moto) or a `--limit` is given,
-message by message: sent, then deleted.
+message by message: sent, then deleted. `--backfill-index` puts windows written before the
+ledger had its index of windows not yet delivered into it: a one-off Scan of the whole ledger,
+with progress, after upgrading a deployment whose ledger holds undelivered windows.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ def register(commands: Any) -> None:
     what.add_argument("--window", metavar="ID", help="one window: its id or staged key")
     what.add_argument("--parked", action="store_true", help="release every PARKED window")
     what.add_argument("--ingest", action="store_true", help="ingest DLQ -> ingest queue")
+    what.add_argument(
+        "--backfill-index",
+        action="store_true",
+        help="once after an upgrade: index windows written before the ledger's index (a Scan)",
+    )
     parser.add_argument(
         "--since",
         type=time_argument(datetime.now(UTC)),
@@ -78,10 +86,10 @@ def run(args: argparse.Namespace, root: Path) -> int:
     if args.since is not None and not args.parked:
         raise DeploymentError("--since goes with --parked")
     target = deployment.resolve(args, root)
-    if args.parked:
-        outcome: Any = release_parked(
-            target, since=args.since, limit=args.limit, dry_run=args.dry_run
-        )
+    if args.backfill_index:
+        outcome: Any = backfill_index(target)
+    elif args.parked:
+        outcome = release_parked(target, since=args.since, limit=args.limit, dry_run=args.dry_run)
     elif args.ingest:
         outcome = move_ingest_dlq(target, limit=args.limit, dry_run=args.dry_run)
     elif args.window:
@@ -246,6 +254,33 @@ def _find_staged(target: Deployment, window_id: str, extension: str) -> str | No
             if obj["Key"].endswith(f"/{window_id}{extension}"):
                 return str(obj["Key"])
     return None
+
+
+# -- the index of windows not yet delivered, after an upgrade ---------------------------------
+
+
+@dataclass
+class IndexBackfill:
+    scanned: int
+    indexed: int
+    ok: bool = True
+
+    def text(self) -> str:
+        return (
+            f"scanned {self.scanned:,} ledger items; {self.indexed:,} windows not yet delivered "
+            "put into the index pending-windows"
+        )
+
+
+def backfill_index(target: Deployment) -> IndexBackfill:
+    counts = [0, 0]
+
+    def progress(scanned: int, indexed: int) -> None:
+        counts[:] = [scanned, indexed]
+        print(f"  … {scanned:,} items scanned, {indexed:,} windows indexed", file=sys.stderr)
+
+    indexed = ledger(target).backfill_pending_index(progress)
+    return IndexBackfill(scanned=counts[0], indexed=indexed)
 
 
 # -- every parked window -----------------------------------------------------------------------

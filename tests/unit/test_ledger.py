@@ -636,6 +636,44 @@ def test_the_index_holds_only_windows_not_yet_final(ledger: Ledger, dynamodb: An
     assert delivered["state"]["S"] == "DELIVERED"
 
 
+def test_windows_written_before_the_index_are_backfilled_into_it(
+    ledger: Ledger, dynamodb: Any
+) -> None:
+    # GIVEN windows as the code before the index wrote them: CLAIMED and PARKED with a TTL and
+    # no `pending`, a DELIVERED one, and a window written by today's code
+    for window, state in (("old1", "CLAIMED"), ("old2", "PARKED"), ("old3", "DELIVERED")):
+        dynamodb.put_item(
+            TableName=TABLE,
+            Item={
+                "pk": {"S": f"WIN#{window}"},
+                "state": {"S": state},
+                "staged_key": {"S": f"buffers/{window}.json.gz"},
+                "claimed_at_ms": {"N": "1000"},
+                "updated_at_ms": {"N": "2000"},
+                "redrive_count": {"N": "0"},
+                "exclusions": {"L": []},
+                "expires_at": {"N": "99"},
+            },
+        )
+    ledger.begin("new", "buffers/new.json.gz", [])
+    assert ledger.pending_windows(WindowState.CLAIMED, 10)[0].window_id == "new"
+    progress: list[tuple[int, int]] = []
+    # WHEN the index is backfilled, twice
+    first = ledger.backfill_pending_index(lambda scanned, done: progress.append((scanned, done)))
+    again = ledger.backfill_pending_index()
+    # THEN the two open windows are in the index (oldest first) without a TTL, once; the
+    # delivered one is not, and progress was reported
+    assert (first, again) == (2, 0)
+    claimed = [r.window_id for r in ledger.pending_windows(WindowState.CLAIMED, 10)]
+    assert claimed == ["old1", "new"]
+    assert [r.window_id for r in ledger.pending_windows(WindowState.PARKED, 10)] == ["old2"]
+    windows = table_items(dynamodb, "WIN#")
+    assert "expires_at" not in windows["old1"]
+    assert "expires_at" not in windows["old2"]
+    assert "pending" not in windows["old3"]
+    assert progress[-1] == (4, 2)
+
+
 def test_reading_many_windows_takes_one_request_per_100(ledger: Ledger, dynamodb: Any) -> None:
     # GIVEN 250 windows, and 10 ids with no record
     names = [f"w{n:03d}" for n in range(250)]

@@ -337,6 +337,36 @@ def test_parked_windows_are_released_in_bulk_oldest_first(
     assert low_water <= clock[0]
 
 
+def test_backfill_index_puts_old_open_windows_into_the_index(
+    provisioned: Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a CLAIMED window written before the ledger had its index
+    target = provisioned
+    target.client("dynamodb").put_item(
+        TableName=target.ledger_table,
+        Item={
+            "pk": {"S": "WIN#old"},
+            "state": {"S": "CLAIMED"},
+            "staged_key": {"S": STAGED.format("old")},
+            "claimed_at_ms": {"N": "1000"},
+            "updated_at_ms": {"N": "1000"},
+            "redrive_count": {"N": "0"},
+            "exclusions": {"L": []},
+        },
+    )
+    monkeypatch.setattr("infrastructure.cli.deployment.resolve", lambda args, root: provisioned)
+    # WHEN the operator backfills the index
+    assert main.main(["redrive", "--backfill-index", "--json"]) == 0
+    captured = capsys.readouterr()
+    # THEN the window is in it, and the command said what it scanned as it went
+    assert json.loads(captured.out)["indexed"] == 1
+    assert "items scanned" in captured.err
+    ledger = Ledger(target.client("dynamodb"), target.ledger_table, 3600)
+    assert [r.window_id for r in ledger.pending_windows(WindowState.CLAIMED, 10)] == ["old"]
+
+
 def test_since_without_parked_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.main(["redrive", "--since", "2h"]) != 0
     assert "--since goes with --parked" in capsys.readouterr().err
