@@ -20,8 +20,11 @@ keep moto's plain events, so that fallback stays tested.) Two costs of moto's th
 the data and would swamp what the local stack shows are taken out: SQS's scans of the whole
 queue per message received (`faster_sqs`), so a deep ingest queue drained slower than a burst
 filled it; and DynamoDB transactions (`linear_dynamodb_transactions`), which copied the whole
-ledger once per claimed file. Everything else is moto's own server, as `moto.server.main` sets
-it up.
+ledger once per claimed file. moto 5.2.6 also drops a lifecycle rule's object-size filters
+(`ObjectSizeGreaterThan`, `ObjectSizeLessThan`, alone or under `And`), so Terraform, reading back
+a configuration other than the one it wrote, waits until it times out; `lifecycle_size_filters`
+keeps them (they are stored and read back, not applied: moto runs no lifecycle). Everything else
+is moto's own server, as `moto.server.main` sets it up.
 """
 
 from __future__ import annotations
@@ -186,6 +189,52 @@ def faster_sqs() -> None:
     backend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
 
 
+SIZE_FILTERS: Final = ("ObjectSizeGreaterThan", "ObjectSizeLessThan")
+
+
+def lifecycle_size_filters() -> None:
+    """Keep lifecycle rules' object-size filters through a put and a get (see the module doc)."""
+    from moto.s3 import models, responses  # noqa: PLC0415  # only the server process imports moto
+
+    bucket: Any = models.FakeBucket
+    response: Any = responses.S3Response
+    set_lifecycle = bucket.set_lifecycle
+    get_bucket_lifecycle = response.get_bucket_lifecycle
+
+    def sizes(filters: Any) -> dict[str, int]:
+        if not isinstance(filters, dict):
+            return {}
+        return {name: int(filters[name]) for name in SIZE_FILTERS if name in filters}
+
+    def keep_sizes(self: Any, rules: list[dict[str, Any]]) -> None:
+        set_lifecycle(self, rules)
+        for stored, rule in zip(self.rules, rules, strict=True):
+            filters = rule.get("Filter") or {}
+            stored.size_filters = (sizes(filters), sizes(filters.get("And")))
+
+    def give_sizes_back(self: Any) -> Any:
+        rules = self.backend.get_bucket_lifecycle(self.bucket_name)
+        serialized = self.serialized
+
+        def with_sizes(result: Any) -> Any:
+            for answer, rule in zip(result.result["Rules"], rules, strict=True):
+                top, under_and = getattr(rule, "size_filters", ({}, {}))
+                if top or under_and:
+                    answer.setdefault("Filter", {}).update(top)
+                if under_and:
+                    answer["Filter"].setdefault("And", {}).update(under_and)
+            return serialized(result)
+
+        self.serialized = with_sizes
+        try:
+            return get_bucket_lifecycle(self)
+        finally:
+            del self.serialized
+
+    bucket.set_lifecycle = keep_sizes
+    response.get_bucket_lifecycle = give_sizes_back
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -294,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     aws_shaped_s3_events()
     faster_sqs()
     linear_dynamodb_transactions()
+    lifecycle_size_filters()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(
         args.host,

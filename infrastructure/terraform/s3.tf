@@ -319,16 +319,16 @@ resource "aws_s3_bucket_policy" "this" {
 
 locals {
   # The landing lifecycle's two kinds of file (see its rules): inline, on time; by reference,
-  # only once delivery tagged it delivered. S3 compares sizes strictly; 5 TB bounds the largest.
+  # only once delivery tagged it delivered. S3 compares sizes strictly.
   landing_lifecycle_filters = {
     inline-files = {
-      larger_than  = 0
       smaller_than = local.tunables.forwarder.inline_limit_bytes + 1
+      larger_than  = 0
       tags         = {}
     }
     delivered-ref-files = {
+      smaller_than = 0
       larger_than  = local.tunables.forwarder.inline_limit_bytes
-      smaller_than = 5 * 1024 * 1024 * 1024 * 1024 + 1
       tags         = { (local.delivery.delivered_tag) = local.delivered_tag_value }
     }
   }
@@ -364,11 +364,17 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
       id     = "deep-archive-${rule.key}"
       status = "Enabled"
 
+      # Inline files: by size alone; files by reference: by size and the delivered tag.
       filter {
-        and {
-          object_size_greater_than = rule.value.larger_than
-          object_size_less_than    = rule.value.smaller_than
-          tags                     = length(rule.value.tags) > 0 ? rule.value.tags : null
+        object_size_less_than = length(rule.value.tags) == 0 ? rule.value.smaller_than : null
+
+        dynamic "and" {
+          for_each = length(rule.value.tags) == 0 ? [] : [rule.value]
+
+          content {
+            object_size_greater_than = and.value.larger_than
+            tags                     = and.value.tags
+          }
         }
       }
 
@@ -387,11 +393,17 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
       id     = "expire-${rule.key}"
       status = "Enabled"
 
+      # Inline files: by size alone; files by reference: by size and the delivered tag.
       filter {
-        and {
-          object_size_greater_than = rule.value.larger_than
-          object_size_less_than    = rule.value.smaller_than
-          tags                     = length(rule.value.tags) > 0 ? rule.value.tags : null
+        object_size_less_than = length(rule.value.tags) == 0 ? rule.value.smaller_than : null
+
+        dynamic "and" {
+          for_each = length(rule.value.tags) == 0 ? [] : [rule.value]
+
+          content {
+            object_size_greater_than = and.value.larger_than
+            tags                     = and.value.tags
+          }
         }
       }
 
@@ -412,11 +424,17 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
       id     = "noncurrent-${rule.key}"
       status = "Enabled"
 
+      # Inline files: by size alone; files by reference: by size and the delivered tag.
       filter {
-        and {
-          object_size_greater_than = rule.value.larger_than
-          object_size_less_than    = rule.value.smaller_than
-          tags                     = length(rule.value.tags) > 0 ? rule.value.tags : null
+        object_size_less_than = length(rule.value.tags) == 0 ? rule.value.smaller_than : null
+
+        dynamic "and" {
+          for_each = length(rule.value.tags) == 0 ? [] : [rule.value]
+
+          content {
+            object_size_greater_than = and.value.larger_than
+            tags                     = and.value.tags
+          }
         }
       }
 

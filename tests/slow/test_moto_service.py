@@ -94,3 +94,35 @@ def test_linear_dynamodb_transactions_are_still_all_or_nothing(moto_server: str)
     assert sorted((row["pk"]["S"], row["v"]["S"]) for row in rows) == [("b", "old")]
     dynamodb.transact_write_items(TransactItems=items[::2])
     assert len(dynamodb.scan(TableName="t")["Items"]) == 3
+
+
+def test_lifecycle_object_size_filters_are_read_back_as_written(moto_server: str) -> None:
+    # GIVEN a lifecycle with object-size filters, alone and with a tag (as s3.tf writes them)
+    s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_server)
+    provision.create_bucket(s3, "lifecycle-sizes", REGION, versioned=True)
+    rules: list[Any] = [
+        {
+            "ID": "inline",
+            "Status": "Enabled",
+            "Filter": {"ObjectSizeLessThan": 65537},
+            "Expiration": {"Days": 30},
+        },
+        {
+            "ID": "delivered",
+            "Status": "Enabled",
+            "Filter": {
+                "And": {
+                    "ObjectSizeGreaterThan": 65536,
+                    "Tags": [{"Key": "sluice-delivered", "Value": "true"}],
+                }
+            },
+            "Expiration": {"Days": 30},
+        },
+        {"ID": "markers", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}},
+    ]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="lifecycle-sizes", LifecycleConfiguration={"Rules": rules}
+    )
+    # WHEN it is read back THEN every filter is as written (Terraform waits for that)
+    read = s3.get_bucket_lifecycle_configuration(Bucket="lifecycle-sizes")["Rules"]
+    assert [(r["ID"], r["Filter"]) for r in read] == [(r["ID"], r["Filter"]) for r in rules]

@@ -313,7 +313,19 @@ def check_resources(tunables: Tunables, outputs: Mapping[str, Any], clients: Any
     for bucket in (outputs["landing_bucket"], outputs["staging_bucket"]):
         assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled", bucket
     rules = s3.get_bucket_lifecycle_configuration(Bucket=outputs["landing_bucket"])["Rules"]
-    assert {rule["ID"] for rule in rules} >= {"expire-delivered-files", "noncurrent-versions"}
+    by_id = {rule["ID"]: rule for rule in rules}
+    assert set(by_id) >= {
+        "expire-inline-files",
+        "expire-delivered-ref-files",
+        "noncurrent-inline-files",
+        "noncurrent-delivered-ref-files",
+    }
+    # files over the inline limit expire only once delivery tagged them delivered
+    limit = tunables.forwarder.inline_limit_bytes
+    assert by_id["expire-inline-files"]["Filter"] == {"ObjectSizeLessThan": limit + 1}
+    delivered = by_id["expire-delivered-ref-files"]["Filter"]["And"]
+    assert delivered["ObjectSizeGreaterThan"] == limit
+    assert delivered["Tags"] == [{"Key": tunables.delivery.delivered_tag, "Value": "true"}]
 
     assert len(outputs["firehose_streams"]) == tunables.firehose.stream_count
     for stream in outputs["firehose_streams"]:

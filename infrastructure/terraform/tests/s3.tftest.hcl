@@ -175,10 +175,17 @@ run "deep_archive_mode" {
   # Nothing delivery may still read leaves S3 Standard: a file over the inline limit (65536
   # bytes, read by reference) moves or goes only once delivery tagged its version delivered.
   assert {
-    condition = alltrue([for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
-      r.filter[0].and[0].object_size_less_than <= 65537 || r.filter[0].and[0].tags == tomap({ "sluice-delivered" = "true" })
-    ) if length(r.transition) > 0 || length(r.noncurrent_version_expiration) > 0])
-    error_message = "Files over the inline limit move to Deep Archive or expire only once tagged delivered."
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
+      r.filter[0].object_size_less_than == 65537
+    ) if strcontains(r.id, "inline-files")] == [true, true]
+    error_message = "Inline files (at most the 65536-byte inline limit) move and go on time."
+  }
+
+  assert {
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
+      r.filter[0].and[0].object_size_greater_than == 65536 && r.filter[0].and[0].tags == tomap({ "sluice-delivered" = "true" })
+    ) if strcontains(r.id, "delivered-ref-files")] == [true, true]
+    error_message = "Files over the inline limit move to Deep Archive or go only once tagged delivered."
   }
 
   assert {
@@ -215,11 +222,16 @@ run "expire_mode" {
 
   assert {
     condition = [for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
-      r.status == "Enabled" && [for e in r.expiration : e.days] == [30] && (
-        r.filter[0].and[0].object_size_less_than <= 65537 || r.filter[0].and[0].tags == tomap({ "sluice-delivered" = "true" })
-      )
+      r.status == "Enabled" && [for e in r.expiration : e.days] == [30]
     ) if startswith(r.id, "expire-")] == [true, true]
     error_message = "expire mode expires every current version after landing_expire_days (30): inline files on time, files by reference once tagged delivered."
+  }
+
+  assert {
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.landing.rule : (
+      r.filter[0].and[0].object_size_greater_than == 65536 && r.filter[0].and[0].tags == tomap({ "sluice-delivered" = "true" })
+    ) if r.id == "expire-delivered-ref-files"] == [true]
+    error_message = "expire mode expires a file over the inline limit only once tagged delivered."
   }
 }
 
