@@ -106,10 +106,15 @@ def test_a_cut_resets_open_connections_and_refuses_new_ones(proxy: TcpProxy) -> 
         sock.sendall(b"partial request")
         # WHEN the proxy is cut
         proxy.cut_for(60)
-        # THEN the open connection dies
+        # THEN the open connection dies (bytes that crossed before the cut may still arrive
+        # first: the echo can beat the cut on a loaded machine)
         sock.settimeout(5)
+        died = False
         try:
-            died = sock.recv(1024) == b""
+            while not died:
+                died = sock.recv(1024) == b""
+        except TimeoutError:  # nothing for 5 s and still open: not cut
+            died = False
         except OSError:  # ECONNRESET
             died = True
         assert died
