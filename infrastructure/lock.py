@@ -145,8 +145,8 @@ def check(root: Path = ROOT) -> None:
 
 
 def _check_checkov_pin(root: Path) -> None:
-    wanted = _pins((root / CHECKOV_INPUT).read_text(encoding="utf-8"), markers=False)
-    pinned = _pins((root / CHECKOV).read_text(encoding="utf-8"), markers=False)
+    wanted = pins((root / CHECKOV_INPUT).read_text(encoding="utf-8"), markers=False)
+    pinned = pins((root / CHECKOV).read_text(encoding="utf-8"), markers=False)
     for name, version in wanted.items():
         if pinned.get(name) != version:
             raise LockError(
@@ -157,7 +157,7 @@ def _check_checkov_pin(root: Path) -> None:
 
 def check_environment(requirements: Path) -> None:
     """The running venv holds exactly the versions of `requirements` that apply to it."""
-    wanted = _pins(requirements.read_text(encoding="utf-8"), markers=True)
+    wanted = pins(requirements.read_text(encoding="utf-8"), markers=True)
     installed: dict[str, str] = {
         canonicalize_name(dist.metadata["Name"]): dist.version
         for dist in importlib.metadata.distributions()
@@ -179,9 +179,9 @@ def check_environment(requirements: Path) -> None:
         )
 
 
-def _pins(text: str, *, markers: bool) -> dict[str, str]:
+def pins(text: str, *, markers: bool) -> dict[str, str]:
     """Name → version of every `name==version` line (`markers`: only those applying here)."""
-    pins: dict[str, str] = {}
+    found: dict[str, str] = {}
     for line in text.splitlines():
         match = PIN.match(line)
         if match is None:
@@ -189,8 +189,8 @@ def _pins(text: str, *, markers: bool) -> dict[str, str]:
         marker = match["marker"]
         if markers and marker and not Marker(marker.strip()).evaluate():
             continue
-        pins[canonicalize_name(match["name"])] = match["version"]
-    return pins
+        found[canonicalize_name(match["name"])] = match["version"]
+    return found
 
 
 def _run(args: list[str], what: str, root: Path) -> None:

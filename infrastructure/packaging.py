@@ -63,8 +63,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from packaging.utils import canonicalize_name
-
 from infrastructure import lock
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -140,12 +138,7 @@ def functions(root: Path = ROOT) -> dict[str, str]:
 
 def locked_versions(root: Path = ROOT) -> dict[str, str]:
     """Distribution name (normalized) → version, as requirements/lambda.txt pins them."""
-    versions: dict[str, str] = {}
-    for line in (root / REQUIREMENTS).read_text(encoding="utf-8").splitlines():
-        name, separator, rest = line.partition("==")
-        if separator and not line.startswith((" ", "#")):
-            versions[canonicalize_name(name)] = rest.split(";")[0].split()[0].rstrip("\\")
-    return versions
+    return lock.pins((root / REQUIREMENTS).read_text(encoding="utf-8"), markers=False)
 
 
 def build_packages(

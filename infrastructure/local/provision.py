@@ -42,48 +42,52 @@ def create_bucket(s3: S3Client, name: str, region: str, *, versioned: bool) -> N
 
 def create_idempotency_table(dynamodb: DynamoDBClient, name: str) -> None:
     """The forwarder's records, and the index of landed files by hour (as dynamodb.tf has it)."""
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": IDEMPOTENCY_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": IDEMPOTENCY_KEY, "AttributeType": "S"},
-            {"AttributeName": LANDED_HOUR, "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": LANDED_INDEX,
-                "KeySchema": [
-                    {"AttributeName": LANDED_HOUR, "KeyType": "HASH"},
-                    {"AttributeName": IDEMPOTENCY_KEY, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE},
+    _create_table(
+        dynamodb,
+        name,
+        key=IDEMPOTENCY_KEY,
+        ttl=IDEMPOTENCY_TTL_ATTRIBUTE,
+        index=(LANDED_INDEX, (LANDED_HOUR, "S"), (IDEMPOTENCY_KEY, "S")),
     )
 
 
 def create_ledger_table(dynamodb: DynamoDBClient, name: str) -> None:
     """Delivery's ledger: `FILE#…` claims and `WIN#…` window records under one key, and the
     sparse index of windows not yet final (as dynamodb.tf declares it)."""
+    _create_table(
+        dynamodb,
+        name,
+        key=LEDGER_KEY,
+        ttl=LEDGER_TTL_ATTRIBUTE,
+        index=(PENDING_INDEX, (PENDING_KEY, "S"), (PENDING_SINCE, "N")),
+    )
+
+
+def _create_table(
+    dynamodb: DynamoDBClient,
+    name: str,
+    *,
+    key: str,
+    ttl: str,
+    index: tuple[str, tuple[str, str], tuple[str, str]],
+) -> None:
+    """An on-demand table keyed on `key` (S) with TTL on `ttl`, and one index of every
+    attribute: (name, (hash key, type), (range key, type))."""
+    index_name, *index_keys = index
+    definitions = {key: "S", **dict(index_keys)}
     dynamodb.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": LEDGER_KEY, "KeyType": "HASH"}],
+        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
         AttributeDefinitions=[
-            {"AttributeName": LEDGER_KEY, "AttributeType": "S"},
-            {"AttributeName": PENDING_KEY, "AttributeType": "S"},
-            {"AttributeName": PENDING_SINCE, "AttributeType": "N"},
+            {"AttributeName": attribute, "AttributeType": kind}  # type: ignore[typeddict-item]  # "S" or "N", from the callers above
+            for attribute, kind in definitions.items()
         ],
         GlobalSecondaryIndexes=[
             {
-                "IndexName": PENDING_INDEX,
+                "IndexName": index_name,
                 "KeySchema": [
-                    {"AttributeName": PENDING_KEY, "KeyType": "HASH"},
-                    {"AttributeName": PENDING_SINCE, "KeyType": "RANGE"},
+                    {"AttributeName": index_keys[0][0], "KeyType": "HASH"},
+                    {"AttributeName": index_keys[1][0], "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
             }
@@ -91,8 +95,7 @@ def create_ledger_table(dynamodb: DynamoDBClient, name: str) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": LEDGER_TTL_ATTRIBUTE},
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
     )
 
 

@@ -332,6 +332,16 @@ locals {
       tags         = { (local.delivery.delivered_tag) = local.delivered_tag_value }
     }
   }
+  # Rule id (`<action>-<kind of file>`) → the kind's filter and the action: the archive mode's,
+  # for current versions, and `noncurrent`.
+  landing_lifecycle_actions = {
+    (var.landing_archive_mode == "deep_archive" ? "deep-archive" : "expire") = var.landing_archive_mode
+    noncurrent                                                               = "noncurrent"
+  }
+  landing_lifecycle_rules = {
+    for pair in setproduct(keys(local.landing_lifecycle_actions), keys(local.landing_lifecycle_filters)) :
+    "${pair[0]}-${pair[1]}" => merge(local.landing_lifecycle_filters[pair[1]], { action = local.landing_lifecycle_actions[pair[0]] })
+  }
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "landing" {
@@ -356,12 +366,16 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
   # limit travels by reference, and delivery reads its landing version when its window is
   # delivered, however late (a MinIO outage of days); delivery tags that version delivered once
   # its archive is verified, and only tagged versions over the limit move or expire. A file
-  # within the limit travels inside the window and moves or expires on time.
+  # within the limit travels inside the window and moves or expires on time. Each kind of file
+  # gets the mode's rule for its current version (deep_archive: hot for landing_hot_days, then
+  # Deep Archive; expire: gone after landing_expire_days, the MinIO archives being the durable
+  # copy) and one for its noncurrent versions (overwritten or deleted: readable for
+  # landing_noncurrent_days, at least 15, then gone).
   dynamic "rule" {
-    for_each = var.landing_archive_mode == "deep_archive" ? local.landing_lifecycle_filters : {}
+    for_each = local.landing_lifecycle_rules
 
     content {
-      id     = "deep-archive-${rule.key}"
+      id     = rule.key
       status = "Enabled"
 
       # Inline files: by size alone; files by reference: by size and the delivered tag.
@@ -378,72 +392,34 @@ resource "aws_s3_bucket_lifecycle_configuration" "landing" {
         }
       }
 
-      transition {
-        days          = var.landing_hot_days
-        storage_class = "DEEP_ARCHIVE"
-      }
-    }
-  }
+      dynamic "transition" {
+        for_each = rule.value.action == "deep_archive" ? [1] : []
 
-  # expire: the MinIO archives are the durable copy.
-  dynamic "rule" {
-    for_each = var.landing_archive_mode == "expire" ? local.landing_lifecycle_filters : {}
-
-    content {
-      id     = "expire-${rule.key}"
-      status = "Enabled"
-
-      # Inline files: by size alone; files by reference: by size and the delivered tag.
-      filter {
-        object_size_less_than = length(rule.value.tags) == 0 ? rule.value.smaller_than : null
-
-        dynamic "and" {
-          for_each = length(rule.value.tags) == 0 ? [] : [rule.value]
-
-          content {
-            object_size_greater_than = and.value.larger_than
-            tags                     = and.value.tags
-          }
+        content {
+          days          = var.landing_hot_days
+          storage_class = "DEEP_ARCHIVE"
         }
       }
 
-      expiration {
-        days = var.landing_expire_days
-      }
-    }
-  }
+      dynamic "expiration" {
+        for_each = rule.value.action == "expire" ? [1] : []
 
-  # Overwritten and deleted versions stay readable for landing_noncurrent_days (≥ 15), then go;
-  # delete markers left alone are removed.
-  # (Tagged or not, as above: a noncurrent version over the inline limit goes only once
-  # delivered.)
-  dynamic "rule" {
-    for_each = local.landing_lifecycle_filters
-
-    content {
-      id     = "noncurrent-${rule.key}"
-      status = "Enabled"
-
-      # Inline files: by size alone; files by reference: by size and the delivered tag.
-      filter {
-        object_size_less_than = length(rule.value.tags) == 0 ? rule.value.smaller_than : null
-
-        dynamic "and" {
-          for_each = length(rule.value.tags) == 0 ? [] : [rule.value]
-
-          content {
-            object_size_greater_than = and.value.larger_than
-            tags                     = and.value.tags
-          }
+        content {
+          days = var.landing_expire_days
         }
       }
 
-      noncurrent_version_expiration {
-        noncurrent_days = var.landing_noncurrent_days
+      dynamic "noncurrent_version_expiration" {
+        for_each = rule.value.action == "noncurrent" ? [1] : []
+
+        content {
+          noncurrent_days = var.landing_noncurrent_days
+        }
       }
     }
   }
 
+  # Delete markers left alone are removed.
   rule {
     id     = "expired-delete-markers"
     status = "Enabled"
