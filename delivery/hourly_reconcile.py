@@ -11,7 +11,8 @@ follows up with `sluice reconcile` and `sluice replay`.
 Its cost is the hour's files, whatever the history: what landed comes from the forwarder's
 index of landed files by hour (`IngestIndex`), never a listing of the landing bucket. That
 index knows what the forwarder saw: a file whose S3 event never reached the ingest queue is
-found by `sluice reconcile --list-landing`, which lists the bucket (README: Operating Sluice).
+found by the daily inventory check (`delivery.inventory`), or on demand by
+`sluice reconcile --list-landing`, which lists the bucket.
 It needs MinIO (the manifests): the caller runs it only when MinIO takes writes, so an outage
 never reads as files missing.
 """

@@ -1,8 +1,9 @@
 """Lambda entry point `delivery.redrive.lambda_handler`: the redrive schedule (EventBridge).
 
 Thin: builds the adapters once per cold start, runs `delivery.redriving.redrive`, then (MinIO
-answering) the hourly reconcile (`delivery.hourly_reconcile`), and publishes what they did: the
-age of the oldest undelivered window, and `FilesMissing`.
+answering) the hourly reconcile (`delivery.hourly_reconcile`), then the daily inventory check's
+next few data files (`delivery.inventory`), and publishes what they did: the age of the oldest
+undelivered window, `FilesMissing`, the inventory check's lag and `FilesUnannounced`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from delivery.hour_markers import HourMarkers
 from delivery.hourly_reconcile import HourlyOutcome, reconcile_hour
+from delivery.inventory import InventoryDeps, InventoryOutcome, check_inventory
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
 from delivery.reconciling import IngestIndex, ReconcileSources
@@ -54,6 +57,7 @@ class Dependencies:
     idempotency_table: str
     archive_prefix: str
     reconcile_max_versions: int
+    inventory: InventoryDeps
 
     def reconcile_hour(self, now: datetime) -> HourlyOutcome:
         """The hourly reconcile, its MinIO reads through the secret's client."""
@@ -109,6 +113,18 @@ def dependencies() -> Dependencies:
         idempotency_table=required_env(environment.IDEMPOTENCY_TABLE),
         archive_prefix=tunables.delivery.archive_prefix,
         reconcile_max_versions=tunables.redrive.reconcile_max_versions,
+        inventory=InventoryDeps(
+            s3=redrive_deps.s3,
+            dynamodb=clients.dynamodb(),
+            sqs=redrive_deps.sqs,
+            landing_bucket=required_env(environment.LANDING_BUCKET),
+            staging_bucket=redrive_deps.staging_bucket,
+            ledger_table=required_env(environment.LEDGER_TABLE),
+            idempotency_table=required_env(environment.IDEMPOTENCY_TABLE),
+            ingest_queue_url=required_env(environment.INGEST_QUEUE_URL),
+            files_per_run=tunables.redrive.inventory_files_per_run,
+            idempotency_ttl_seconds=tunables.forwarder.idempotency_ttl_seconds,
+        ),
     )
 
 
@@ -131,6 +147,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             metrics.add_metric(name="ReconcileFailed", unit=MetricUnit.Count, value=1)
         else:
             publish_reconcile(hourly)
+    inventory = run_inventory_check(deps.inventory)
     return {
         "minio_healthy": report.minio_healthy,
         "dlq_redriven": report.dlq_redriven,
@@ -140,7 +157,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "oldest_undelivered_age_seconds": report.oldest_undelivered_age_seconds,
         "hour_markers": report.hour_markers,
         "reconcile": None if hourly is None else hourly.result_key if hourly.ran else "done before",
+        "inventory": None if inventory is None else inventory.__dict__,
     }
+
+
+def run_inventory_check(deps: InventoryDeps) -> InventoryOutcome | None:
+    """The inventory check's next data files; it needs no MinIO, so it runs through outages."""
+    try:
+        outcome = check_inventory(deps, int(time.time() * 1000))
+    except Exception:  # redrive's own work is done; the next run resumes where this one was
+        logger.exception("inventory check failed; the next run tries again")
+        metrics.add_metric(name="InventoryCheckFailed", unit=MetricUnit.Count, value=1)
+        return None
+    count = MetricUnit.Count
+    metrics.add_metric(name="InventoryCheckLag", unit=MetricUnit.Seconds, value=outcome.lag_seconds)
+    if outcome.data_files_read:
+        metrics.add_metric(
+            name="InventoryVersionsChecked", unit=count, value=outcome.versions_checked
+        )
+        metrics.add_metric(name="FilesUnannounced", unit=count, value=len(outcome.announced))
+    return outcome
 
 
 def publish_health(health: Health) -> None:

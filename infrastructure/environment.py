@@ -40,6 +40,9 @@ DELIVERY_DLQ_URL: Final = "SLUICE_DELIVERY_DLQ_URL"
 DELIVERY_FUNCTION: Final = "SLUICE_DELIVERY_FUNCTION"
 """Delivery function (with its `live` alias) that redrive invokes asynchronously."""
 
+INGEST_QUEUE_URL: Final = "SLUICE_INGEST_QUEUE_URL"
+"""The ingest queue, where the inventory check announces a version whose S3 event was lost."""
+
 RESOURCE_VARIABLES: Final = frozenset(
     {
         LANDING_BUCKET,
@@ -50,6 +53,7 @@ RESOURCE_VARIABLES: Final = frozenset(
         MINIO_SECRET,
         DELIVERY_DLQ_URL,
         DELIVERY_FUNCTION,
+        INGEST_QUEUE_URL,
     }
 )
 """The names `resource_environment` in tunables.json may list."""

@@ -121,6 +121,8 @@ class RedriveTunables:
     schedule_minutes: int
     reconcile_max_versions: int = 200_000
     """0: no hourly reconcile (delivery.hourly_reconcile)."""
+    inventory_files_per_run: int = 4
+    """Data files of the landing bucket's S3 Inventory report read a run (delivery.inventory)."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ IDEMPOTENCY_TABLE = "sluice-idempotency-test"
 LEDGER_TABLE = "sluice-ledger-test"
 MINIO_SECRET_NAME = "sluice/test/minio"
 DELIVERY_DLQ_NAME = "sluice-delivery-dlq-test"
+INGEST_QUEUE_NAME = "sluice-ingest-test"
 DELIVERY_FUNCTION = "sluice-delivery-test:live"
 STREAMS = ("sluice-test-0", "sluice-test-1")
 
@@ -163,6 +164,9 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> Any:
                 f"https://sqs.{REGION}.amazonaws.com/123456789012/{DELIVERY_DLQ_NAME}"
             ),
             environment.DELIVERY_FUNCTION: DELIVERY_FUNCTION,
+            environment.INGEST_QUEUE_URL: (
+                f"https://sqs.{REGION}.amazonaws.com/123456789012/{INGEST_QUEUE_NAME}"
+            ),
         }
         for name in spec.resource_environment:
             monkeypatch.setenv(name, bindings[name])

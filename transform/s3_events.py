@@ -136,6 +136,33 @@ def _replay(
     return replay_id, force
 
 
+def created_notification(
+    *,
+    bucket: str,
+    key: str,
+    version_id: str,
+    size: int,
+    etag: str | None,
+    at: datetime,
+    replay: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The S3 notification of one landed version (`key` not yet encoded), as S3 sends it: what
+    a replay sends (with `replay`), and what the inventory check sends for an event S3 lost."""
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "versionId": version_id}
+    if etag:
+        obj["eTag"] = etag.strip('"')
+    record: dict[str, Any] = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "eventTime": at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": obj},
+    }
+    if replay is not None:
+        record[REPLAY_MEMBER] = replay
+    return {"Records": [record]}
+
+
 def replay_notification(
     *,
     bucket: str,
@@ -153,19 +180,12 @@ def replay_notification(
     """
     if not REPLAY_ID_PATTERN.fullmatch(replay_id):
         raise ValueError(f"replay id {replay_id!r} is not {REPLAY_ID_PATTERN.pattern}")
-    at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "versionId": version_id}
-    if etag:
-        obj["eTag"] = etag.strip('"')
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "eventTime": at,
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": bucket}, "object": obj},
-                REPLAY_MEMBER: {"replayId": replay_id, "force": force},
-            }
-        ]
-    }
+    return created_notification(
+        bucket=bucket,
+        key=key,
+        version_id=version_id,
+        size=size,
+        etag=etag,
+        at=now or datetime.now(UTC),
+        replay={"replayId": replay_id, "force": force},
+    )

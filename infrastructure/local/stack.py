@@ -22,6 +22,8 @@ What runs, and who reaches it how:
   address (reading archives is unaffected), `minio_proxy` the proxy's. A real MinIO over TLS is
   reached directly (the proxy's address would not match its certificate): no minio-down then.
 - Chaos and its control API (chaos.py) on loopback — `control_endpoint`, for `sluice chaos`.
+- S3 Inventory's daily report of the landing bucket into staging `inventory/` (s3_inventory.py),
+  once a scaled day: moto never writes one.
 
 State lives in `<root>/.sluice/`: `stack.json` (stack_file.py) while the stack is up, `logs/`
 (moto, SeaweedFS's directory, one file per function) and SeaweedFS's data, both from the last
@@ -52,6 +54,7 @@ from infrastructure.local.lambda_api import LambdaApiServer
 from infrastructure.local.lambda_runtime import ALIAS, AsyncInvokeConfig, LambdaRuntime
 from infrastructure.local.lambda_workers import LOCAL_CREDENTIALS, function_configs
 from infrastructure.local.moto_service import MotoServer, start_moto
+from infrastructure.local.s3_inventory import DailyReports
 from infrastructure.local.s3_notifications import S3NotificationInvoker
 from infrastructure.local.seaweedfs import READER_SUFFIX, SeaweedFSServer, start_seaweedfs
 from infrastructure.local.stack_file import STATE_DIR, MinioEndpoint, StackFile, stack_path
@@ -144,6 +147,7 @@ class LocalStack:
         self._notifications: list[S3NotificationInvoker] = []
         self._minio_proxy: TcpProxy | None = None
         self._control: ControlServer | None = None
+        self._inventory: DailyReports | None = None
         self.chaos: ChaosState | None = None
 
     # ------------------------------------------------------------------ start
@@ -269,6 +273,12 @@ class LocalStack:
             )
         ]
         Schedule.for_redrive(runtime, tunables.redrive).start()
+        self._inventory = DailyReports(
+            self._client("s3"),
+            names.landing_bucket,
+            names.staging_bucket,
+            time_scale=options.time_scale,
+        ).start()
         say("checking that every service answers")
         self._check_ready(names, self.firehose.endpoint, self._lambda_api.endpoint)
         self.file = StackFile(
@@ -389,6 +399,9 @@ class LocalStack:
         if flush and self.runtime is not None and self.resources is not None:
             say("waiting for the deliveries under way")
             left.extend(self._drain(self.runtime, self.resources))
+        if self._inventory is not None:
+            self._inventory.stop()
+            self._inventory = None
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None

@@ -81,6 +81,7 @@ class StackResources:
             environment.MINIO_SECRET: self.names.minio_secret,
             environment.DELIVERY_DLQ_URL: self.delivery_dlq_url,
             environment.DELIVERY_FUNCTION: delivery_function,
+            environment.INGEST_QUEUE_URL: self.ingest_queue_url,
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -333,6 +333,31 @@ locals {
       threshold   = 0
       periods     = 1
     }
+    # S3 Inventory reports the landing bucket once a day (inventory.tf), so the check's lag runs
+    # from about 1 h to 25 h; 48 h is a report missed, or a check that cannot keep up. With no
+    # report yet the lag counts from the check's first run, and S3 writes the first within 48 h.
+    "inventory-check-late" = {
+      description = "Redrive's inventory check has covered nothing landed in the last 48 h (no S3 Inventory report, one it cannot read, or it stopped reporting): versions whose S3 event was lost are not found and announced again."
+      runbook     = "inventory-check-late"
+      namespace   = local.namespace
+      metric      = "InventoryCheckLag"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Maximum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 48 * 3600
+      periods     = 1
+    }
+    "files-unannounced" = {
+      description = "The daily inventory check found landed versions the forwarder never saw (their S3 event was lost) and announced them again on the ingest queue."
+      runbook     = "files-unannounced"
+      namespace   = local.namespace
+      metric      = "FilesUnannounced"
+      dimensions  = { service = local.service["redrive"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
   }
 
   alarms = merge(local.queue_alarms, local.lambda_alarms, local.firehose_alarms, local.pipeline_alarms)
@@ -341,23 +366,31 @@ locals {
   # their alarms look at the hour and stay in ALARM until the next reconcile says otherwise.
   # RedriveRuns comes every 5 minutes: 15 minutes without one is three runs missed.
   # ReconcileRuns comes once an hour: 2 hours without one is a reconcile missed, not a late one.
+  # InventoryCheckLag comes with every run and grows by the hour: an hour without one is twelve
+  # runs that did not check; FilesUnannounced comes only as the check reads a report's files,
+  # a few times a day: the alarm stays in ALARM for the hour after it.
   alarm_periods = {
     "files-missing"         = 3600
     "reconcile-skipped"     = 3600
     "redrive-not-running"   = 900
     "reconcile-not-running" = 7200
+    "inventory-check-late"  = 3600
+    "files-unannounced"     = 3600
   }
 
   # Metrics that must keep coming: redrive sends RedriveRuns, MinioHealthy and the oldest age as
-  # each run begins, ReconcileRuns once an hour; a run that never begins, or dies before that
-  # flush, sends nothing, and that silence must page, not read as "fine". The others come only
-  # when there is something to say, or only when the reconcile ran (FilesMissing,
-  # ReconcileSkipped): their silence is covered by these.
+  # each run begins, ReconcileRuns once an hour, InventoryCheckLag with every run's inventory
+  # check; a run that never begins, or dies before that flush, sends nothing, and that silence
+  # must page, not read as "fine". The others come only when there is something to say, or only
+  # when the reconcile or the inventory check read something (FilesMissing, ReconcileSkipped,
+  # FilesUnannounced: sent only for a run that read a report's data file): their silence is
+  # covered by these.
   alarms_breaching_when_missing = toset([
     "oldest-undelivered-window",
     "minio-unwritable",
     "redrive-not-running",
     "reconcile-not-running",
+    "inventory-check-late",
   ])
 
   # The per-stream quota alarms (firehose_bytes_quota below) share one runbook.
@@ -480,6 +513,7 @@ locals {
         [local.namespace, "FilesExcluded", "service", local.service["delivery"]],
         [local.namespace, "RecordsFailed", "service", local.service["processor"]],
         [local.namespace, "FilesMissing", "service", local.service["redrive"]],
+        [local.namespace, "FilesUnannounced", "service", local.service["redrive"]],
       ]
       stat = "Sum"
     },
@@ -500,6 +534,7 @@ locals {
         [local.namespace, "ReconcileRuns", "service", local.service["redrive"]],
         [local.namespace, "ReconcileSkipped", "service", local.service["redrive"]],
         [local.namespace, "MinioHealthy", "service", local.service["redrive"], { stat = "Minimum" }],
+        [local.namespace, "InventoryCheckLag", "service", local.service["redrive"], { stat = "Maximum", yAxis = "right" }],
       ]
       stat = "Sum"
     },

@@ -238,7 +238,9 @@ data "aws_iam_policy_document" "delivery" {
 # delivery/redrive.py: drain the delivery DLQ, list recent windows, the ledger and its
 # pending-windows index, MinIO's health through its secret, and invoke delivery's `live` alias;
 # the hourly reconcile lists the landing bucket's versions and the reason files, and keeps its
-# result under reconcile/.
+# result under reconcile/; the daily inventory check (delivery/inventory.py) reads S3
+# Inventory's reports, asks the idempotency table which versions the forwarder claimed, looks
+# for their reason files and announces the others again on the ingest queue.
 data "aws_iam_policy_document" "redrive" {
   statement {
     sid       = "DrainDeliveryDlq"
@@ -251,10 +253,11 @@ data "aws_iam_policy_document" "redrive" {
     actions   = ["s3:ListBucket"]
     resources = [local.staging_arn]
 
+    # inventory/: the report folders, and a 404 (not a 403) for a manifest not yet written.
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["buffers/*", "quarantine/reasons/*"]
+      values   = ["buffers/*", "quarantine/reasons/*", "${local.inventory_prefix}/*"]
     }
   }
 
@@ -274,6 +277,30 @@ data "aws_iam_policy_document" "redrive" {
     sid       = "WriteReconcileResults"
     actions   = ["s3:PutObject"]
     resources = ["${local.staging_arn}/reconcile/*"]
+  }
+
+  # The inventory check: each report's manifest.json and its gzip CSV data files (inventory.tf).
+  # Whether a version was held back is a HeadObject of its reason file, authorised as GetObject
+  # on quarantine/reasons/* above.
+  statement {
+    sid       = "ReadInventoryReports"
+    actions   = ["s3:GetObject"]
+    resources = [local.inventory_objects]
+  }
+
+  # Which of a report's versions the forwarder claimed: keys only, 100 a call.
+  statement {
+    sid       = "InventoryForwarderClaims"
+    actions   = ["dynamodb:BatchGetItem"]
+    resources = [aws_dynamodb_table.this["idempotency"].arn]
+  }
+
+  # A version the forwarder never saw is announced again as an S3 notification on the ingest
+  # queue (the customer key, if any, is granted to every function in lambda_common).
+  statement {
+    sid       = "AnnounceUnseenVersions"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.ingest.arn]
   }
 
   statement {
@@ -300,6 +327,19 @@ data "aws_iam_policy_document" "redrive" {
       test     = "ForAllValues:StringEquals"
       variable = "dynamodb:LeadingKeys"
       values   = ["SWEEP#staging"]
+    }
+  }
+
+  # The inventory check's cursor (delivery/inventory.py CURSOR_KEY): one item, so PutItem is
+  # allowed on its key alone (GetItem is in Ledger above).
+  statement {
+    sid       = "LedgerInventoryCursor"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.this["ledger"].arn]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["INVENTORY#landing"]
     }
   }
 

@@ -54,6 +54,32 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  # S3 Inventory encrypts the landing bucket's reports with this key as it writes them to
+  # staging (inventory.tf): for that configuration's source bucket, in this account, only. The
+  # bucket's ARN is built from its name: the key comes before the buckets.
+  statement {
+    sid       = "S3InventoryEncryptsLandingReports"
+    actions   = ["kms:GenerateDataKey"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["s3.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:s3:::${local.names.landing_bucket}"]
+    }
+  }
+
   # CloudWatch alarms publish to the encrypted alarm topic.
   statement {
     sid       = "CloudWatchPublishesToEncryptedTopic"

@@ -86,6 +86,7 @@ locals {
     SLUICE_MINIO_SECRET      = local.names.minio_secret
     SLUICE_DELIVERY_DLQ_URL  = aws_sqs_queue.delivery_dlq.url
     SLUICE_DELIVERY_FUNCTION = local.alias_arns["delivery"]
+    SLUICE_INGEST_QUEUE_URL  = aws_sqs_queue.ingest.url
   }
 
   optional_environment = {

@@ -4,8 +4,13 @@ output "landing_bucket" {
 }
 
 output "staging_bucket" {
-  description = "Bucket Firehose stages windows in (buffers/, errors/) and reason files are written to (quarantine/)."
+  description = "Bucket Firehose stages windows in (buffers/, errors/) and reason files are written to (quarantine/); S3 Inventory writes the landing bucket's reports under inventory/."
   value       = aws_s3_bucket.this["staging"].bucket
+}
+
+output "landing_inventory_reports" {
+  description = "Where S3 Inventory writes the landing bucket's daily reports of every version (s3://<staging>/inventory/<landing>/landing-versions/), which redrive's inventory check reads."
+  value       = "s3://${aws_s3_bucket.this["staging"].bucket}/${local.inventory_prefix}/${aws_s3_bucket.this["landing"].bucket}/${aws_s3_bucket_inventory.landing.name}/"
 }
 
 output "athena_results_bucket" {

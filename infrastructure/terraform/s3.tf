@@ -1,5 +1,6 @@
 # Three buckets: landing (producers write here), staging (Firehose's windows, errors and
-# quarantine reasons; Athena reads it) and athena (query results). Common settings first.
+# quarantine reasons, the landing bucket's S3 Inventory reports; Athena reads it) and athena
+# (query results). Common settings first.
 
 locals {
   buckets = {
@@ -302,6 +303,8 @@ data "aws_iam_policy_document" "bucket" {
     [data.aws_iam_policy_document.tls_only[each.key].json],
     each.key == "landing" ? [data.aws_iam_policy_document.landing_uploads.json] : [],
     each.key == "landing" && length(var.producers) > 0 ? [data.aws_iam_policy_document.producers.json] : [],
+    # S3 Inventory delivers the landing bucket's reports to staging (inventory.tf).
+    each.key == "staging" ? [data.aws_iam_policy_document.inventory_destination.json] : [],
   )
 }
 
@@ -477,6 +480,40 @@ resource "aws_s3_bucket_lifecycle_configuration" "staging" {
 
     filter {
       prefix = "buffers/"
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  # The landing bucket's S3 Inventory reports (inventory.tf): one a day, of which redrive reads
+  # only the newest. Kept a week, then gone for good (the bucket is versioned: the expired
+  # version a day later, its delete marker after it), so the listing of report folders stays
+  # a few prefixes long.
+  rule {
+    id     = "expire-inventory-reports"
+    status = "Enabled"
+
+    filter {
+      prefix = "${local.inventory_prefix}/"
+    }
+
+    expiration {
+      days = local.inventory_retention_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  rule {
+    id     = "remove-expired-inventory-delete-markers"
+    status = "Enabled"
+
+    filter {
+      prefix = "${local.inventory_prefix}/"
     }
 
     expiration {

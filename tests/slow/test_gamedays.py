@@ -25,6 +25,7 @@ from delivery.ledger import Ledger, WindowState
 from infrastructure.cli import deployment, main
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.figures import queue_depth
+from infrastructure.local.s3_inventory import write_report
 from infrastructure.local.stack import LocalStack, StackOptions
 from infrastructure.tunables import read_tunables_document
 from tests.integration.runtime_support import wait_until
@@ -134,6 +135,13 @@ class Gameday:
 def gameday(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Gameday]:
+    yield from gameday_on(stack, monkeypatch, capsys)
+
+
+def gameday_on(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Gameday]:
+    """A gameday on `stack`, its chaos cleared and every stage resumed afterwards."""
     monkeypatch.setenv("SLUICE_ROOT", str(stack.options.root))
     day = Gameday(stack, capsys)
     yield day
@@ -411,6 +419,14 @@ def test_poison_files_quarantined_schema_fixed_released_delivered(
     assert quarantined() == []
 
 
+def ingest_events(target: Deployment) -> list[dict[str, Any]] | None:
+    """Up to 10 messages off the ingest queue, or None."""
+    got = target.client("sqs").receive_message(
+        QueueUrl=target.ingest_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+    )
+    return got.get("Messages") or None
+
+
 def test_events_in_the_ingest_dlq_are_moved_back_and_delivered(gameday: Gameday) -> None:
     target = gameday.target
     sqs = target.client("sqs")
@@ -419,15 +435,11 @@ def test_events_in_the_ingest_dlq_are_moved_back_and_delivered(gameday: Gameday)
     gameday.sluice("pause", "forwarder")
     gameday.land(5)
 
-    def events() -> list[dict[str, Any]] | None:
-        got = sqs.receive_message(
-            QueueUrl=target.ingest_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        ).get("Messages", [])
-        return got or None
-
     moved = 0
     while moved < len(gameday.landed):
-        for message in wait_until(events, what="ingest events", timeout=SETTLE_SECONDS):
+        for message in wait_until(
+            lambda: ingest_events(target), what="ingest events", timeout=SETTLE_SECONDS
+        ):
             sqs.send_message(QueueUrl=target.ingest_dlq_url, MessageBody=message["Body"])
             sqs.delete_message(
                 QueueUrl=target.ingest_queue_url, ReceiptHandle=message["ReceiptHandle"]
@@ -440,4 +452,37 @@ def test_events_in_the_ingest_dlq_are_moved_back_and_delivered(gameday: Gameday)
     assert json.loads(out)["method"] == "message-by-message"
     assert json.loads(out)["moved"] >= len(gameday.landed)
     assert queue_depth(sqs, target.ingest_dlq_url) == 0
+    gameday.assert_exactly_once(gameday.all_delivered())
+
+
+def test_s3_events_lost_are_found_by_the_inventory_check(gameday: Gameday) -> None:
+    target = gameday.target
+    sqs = target.client("sqs")
+    # GIVEN files landing while the forwarder is paused, and every one of their S3 events lost
+    # (taken off the ingest queue and dropped: nothing in Sluice has seen these files)
+    gameday.sluice("pause", "forwarder")
+    gameday.land(4, name="unannounced")
+
+    dropped = 0
+    while dropped < len(gameday.landed):
+        for message in wait_until(
+            lambda: ingest_events(target), what="ingest events", timeout=SETTLE_SECONDS
+        ):
+            sqs.delete_message(
+                QueueUrl=target.ingest_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+            dropped += "Records" in message["Body"]
+    gameday.sluice("resume", "forwarder")
+    # WHEN S3 Inventory's daily report lists them (stamped an hour ahead, as the next report
+    # would be: the check leaves the last hour to events still on their way) and redrive runs
+    write_report(
+        target.client("s3"),
+        target.landing_bucket,
+        target.staging_bucket,
+        now=datetime.now(UTC) + timedelta(hours=1, minutes=1),
+    )
+    answer = target.client("lambda").invoke(FunctionName="redrive", Payload=b"{}")
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    # THEN each is delivered once: with their events gone, only the inventory check (this run
+    # or the schedule's) could have announced them
     gameday.assert_exactly_once(gameday.all_delivered())

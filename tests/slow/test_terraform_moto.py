@@ -234,7 +234,7 @@ def local_environments(tunables: Tunables, outputs: Mapping[str, Any]) -> dict[s
     """Each function's environment as the local stack configures it: the local stack's own
     bindings (StackResources.function_bindings) and the endpoint variables it passes."""
     names = StackNames.for_prefix("sluice-local", tunables.firehose.stream_count)
-    # Queue URLs of the local stack's own: only SLUICE_DELIVERY_DLQ_URL reaches a function.
+    # Queue URLs stand in (the delivery DLQ's and the ingest queue's reach functions).
     urls = {
         field.name: f"http://local/{field.name}"
         for field in dataclasses.fields(StackResources)
@@ -291,6 +291,7 @@ def check_environments(tunables: Tunables, outputs: Mapping[str, Any], lambda_cl
         environment.LEDGER_TABLE: outputs["ledger_table"],
         environment.DELIVERY_DLQ_URL: outputs["delivery_dlq_url"],
         environment.DELIVERY_FUNCTION: outputs["function_alias_arns"]["delivery"],
+        environment.INGEST_QUEUE_URL: outputs["ingest_queue_url"],
     }
     for name, variables in outputs["function_environment"].items():
         for variable, value in expected.items():

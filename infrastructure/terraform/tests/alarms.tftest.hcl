@@ -57,6 +57,8 @@ run "every_alarm_with_its_threshold" {
       "files-too-large"           = "Sluice FilesTooLarge Sum GreaterThanThreshold 0"
       "records-quarantined"       = "Sluice RecordsFailed Sum GreaterThanThreshold 0"
       "files-missing"             = "Sluice FilesMissing Maximum GreaterThanThreshold 0"
+      "inventory-check-late"      = "Sluice InventoryCheckLag Maximum GreaterThanThreshold 172800"
+      "files-unannounced"         = "Sluice FilesUnannounced Sum GreaterThanThreshold 0"
     }
     error_message = "Each alarm must watch its metric with its statistic, comparison and threshold."
   }
@@ -71,7 +73,7 @@ run "every_alarm_with_its_threshold" {
       aws_cloudwatch_metric_alarm.this["oldest-undelivered-window"].dimensions == tomap({ service = "redrive" }) &&
       aws_cloudwatch_metric_alarm.this["requeue-exhausted"].dimensions == tomap({ service = "requeue" }) &&
       aws_cloudwatch_metric_alarm.this["files-missing"].dimensions == tomap({ service = "redrive" }) &&
-      alltrue([for key in ["minio-unwritable", "redrive-not-running", "reconcile-skipped", "reconcile-not-running"] :
+      alltrue([for key in ["minio-unwritable", "redrive-not-running", "reconcile-skipped", "reconcile-not-running", "inventory-check-late", "files-unannounced"] :
       aws_cloudwatch_metric_alarm.this[key].dimensions == tomap({ service = "redrive" })])
     )
     error_message = "Alarms watch the right queue, function, stream or Powertools service."
@@ -90,8 +92,10 @@ run "every_alarm_with_its_threshold" {
       "reconcile-skipped"     = "3600 x 1, 1 to alarm"
       "redrive-not-running"   = "900 x 1, 1 to alarm"
       "reconcile-not-running" = "7200 x 1, 1 to alarm"
+      "inventory-check-late"  = "3600 x 1, 1 to alarm"
+      "files-unannounced"     = "3600 x 1, 1 to alarm"
     }
-    error_message = "Hourly metrics are watched over the hour, RedriveRuns over 15 minutes, ReconcileRuns over 2 hours; the others at 5 minutes."
+    error_message = "Hourly metrics and the inventory check's are watched over the hour, RedriveRuns over 15 minutes, ReconcileRuns over 2 hours; the others at 5 minutes."
   }
 
   assert {
@@ -107,14 +111,14 @@ run "every_alarm_with_its_threshold" {
   # every run (and on the hourly reconcile's runs) must go red on silence, the rest stay quiet.
   assert {
     condition = toset([for key, a in aws_cloudwatch_metric_alarm.this : key if a.treat_missing_data == "breaching"]) == toset([
-      "oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running",
+      "oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running", "inventory-check-late",
     ])
     error_message = "Missing data breaches exactly for the metrics that must keep coming."
   }
 
   assert {
     condition = alltrue(concat(
-      [for key, a in aws_cloudwatch_metric_alarm.this : a.treat_missing_data == "notBreaching" if !contains(["oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running"], key)],
+      [for key, a in aws_cloudwatch_metric_alarm.this : a.treat_missing_data == "notBreaching" if !contains(["oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running", "inventory-check-late"], key)],
       [for a in aws_cloudwatch_metric_alarm.firehose_bytes_quota : a.treat_missing_data == "notBreaching"],
     ))
     error_message = "Alarms on metrics published only when there is something to say treat missing data as not breaching."
@@ -205,7 +209,7 @@ run "every_alarm_has_its_runbook" {
         "ingest-oldest-message", "ingest-depth", "ingest-dlq-not-empty", "delivery-dlq-not-empty", "requeue-dlq-not-empty",
         "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unwritable", "files-excluded",
         "requeue-exhausted", "versions-gone", "files-too-large", "records-quarantined", "files-missing",
-        "redrive-not-running", "reconcile-skipped", "reconcile-not-running",
+        "redrive-not-running", "reconcile-skipped", "reconcile-not-running", "inventory-check-late", "files-unannounced",
       ] : "${key}.md"],
     ))
     error_message = "One runbook per alarm kind: per function and kind, per Firehose alarm kind, else per alarm."

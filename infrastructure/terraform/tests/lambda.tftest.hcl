@@ -153,8 +153,9 @@ run "functions_triggers_and_roles" {
       SLUICE_MINIO_SECRET          = "sluice-dev/minio"
       SLUICE_DELIVERY_DLQ_URL      = aws_sqs_queue.delivery_dlq.url
       SLUICE_DELIVERY_FUNCTION     = "arn:aws:lambda:eu-west-2:123456789012:function:sluice-dev-delivery:live"
+      SLUICE_INGEST_QUEUE_URL      = aws_sqs_queue.ingest.url
     })
-    error_message = "Redrive invokes delivery's live alias, drains the delivery DLQ and reconciles the landing bucket hourly."
+    error_message = "Redrive invokes delivery's live alias, drains the delivery DLQ, reconciles the landing bucket hourly and announces unseen versions on the ingest queue."
   }
 
   assert {

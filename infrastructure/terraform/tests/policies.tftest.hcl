@@ -27,9 +27,10 @@ run "policies_are_assembled_and_attached" {
   assert {
     condition = (
       contains(data.aws_iam_policy_document.bucket["landing"].source_policy_documents, data.aws_iam_policy_document.producers.json) &&
-      length(data.aws_iam_policy_document.bucket["staging"].source_policy_documents) == 1
+      contains(data.aws_iam_policy_document.bucket["staging"].source_policy_documents, data.aws_iam_policy_document.inventory_destination.json) &&
+      length(data.aws_iam_policy_document.bucket["staging"].source_policy_documents) == 2
     )
-    error_message = "Producers' grants go on the landing bucket only."
+    error_message = "Producers' grants go on the landing bucket only; staging's policy carries its TLS statements and S3 Inventory's grant (inventory.tf)."
   }
 
   # Mocked documents all render alike: the count tells the landing uploads' denies are there.
@@ -39,7 +40,7 @@ run "policies_are_assembled_and_attached" {
       length(data.aws_iam_policy_document.bucket["landing"].source_policy_documents) == 3 &&
       length(data.aws_iam_policy_document.bucket["athena"].source_policy_documents) == 1
     )
-    error_message = "The landing bucket's policy carries its TLS statements, the upload denies and the producers' grants; the others only TLS."
+    error_message = "The landing bucket's policy carries its TLS statements, the upload denies and the producers' grants; athena's only TLS."
   }
 
   assert {

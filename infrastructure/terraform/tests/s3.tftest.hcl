@@ -95,14 +95,16 @@ run "buckets_policies_lifecycle_and_notifications" {
   }
 
   assert {
-    # A rule with an expiration either filters on the delivered tag or only removes delete markers.
+    # A rule with an expiration either filters on the delivered tag, only removes delete markers,
+    # or is limited to S3 Inventory's reports under inventory/ (inventory.tf).
     condition = alltrue([for r in aws_s3_bucket_lifecycle_configuration.staging.rule : (
       length(r.expiration) == 0 ? true : (
         length(flatten([for f in r.filter : [for a in f.and : a if length(coalesce(a.tags, {})) > 0]])) > 0 ? true :
+        [for f in r.filter : f.prefix] == ["inventory/"] ? true :
         alltrue([for e in r.expiration : e.expired_object_delete_marker == true])
       )
     )])
-    error_message = "No rule may expire untagged (undelivered) staging objects."
+    error_message = "No rule may expire untagged (undelivered) staging objects; only inventory/ reports expire on time."
   }
 
   # --- notifications target live aliases
