@@ -50,6 +50,7 @@ def dependencies() -> DeliveryDeps:
             required_env(environment.MINIO_SECRET),
             max_age_seconds=tunables.delivery.secret_max_age_seconds,
             ca_bundle=os.environ.get(environment.MINIO_CA_BUNDLE) or None,
+            tls_required=tunables.delivery.minio_tls_required,
         ),
         schemas=payload_schemas.load(tunables.processor.payload_schemas),
         tunables=tunables.delivery,

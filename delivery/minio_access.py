@@ -92,8 +92,11 @@ class MinioSettings:
     region: str | None = None
 
     @classmethod
-    def from_secret(cls, value: object, *, secret_name: str) -> MinioSettings:
-        """Validate the secret's parsed JSON; a missing field or a wrong type names the field."""
+    def from_secret(
+        cls, value: object, *, secret_name: str, tls_required: bool = False
+    ) -> MinioSettings:
+        """Validate the secret's parsed JSON; a missing field or a wrong type names the field.
+        With `tls_required`, `"secure": false` is refused too."""
         where = f"MinIO secret {secret_name!r}"
         if not isinstance(value, Mapping):
             raise MinioSettingsError(
@@ -116,6 +119,12 @@ class MinioSettings:
         if not isinstance(secure, bool):
             raise MinioSettingsError(
                 f"{where}: field 'secure' must be true or false, not {type(secure).__name__}"
+            )
+        if tls_required and not secure:
+            raise MinioSettingsError(
+                f'{where} says "secure": false, refused: delivery.minio_tls_required is on '
+                f"in this profile (archives and keys would cross the network in clear text); "
+                f'give MinIO TLS and set "secure": true'
             )
         region = value.get("region")
         if region is not None and (not isinstance(region, str) or not region.strip()):
@@ -193,8 +202,11 @@ class MinioAccess:
         ca_bundle: str | Path | None = None,
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
         read_timeout: float = READ_TIMEOUT_SECONDS,
+        tls_required: bool = False,
     ) -> None:
-        """`ca_bundle` defaults to `SLUICE_MINIO_CA_BUNDLE`; neither set: the system store."""
+        """`ca_bundle` defaults to `SLUICE_MINIO_CA_BUNDLE`; neither set: the system store.
+        `tls_required`: refuse a secret that says `"secure": false` (the functions pass
+        `delivery.minio_tls_required`)."""
         if not secret_name.strip():
             raise MinioSettingsError("the MinIO secret name is empty")
         self.secret_name = secret_name
@@ -202,6 +214,7 @@ class MinioAccess:
         self.ca_bundle = _ca_bundle_from(ca_bundle)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._tls_required = tls_required
         self._clients: _Clients | None = None
         self._lock = threading.Lock()
 
@@ -226,7 +239,9 @@ class MinioAccess:
             known = self._clients
             if known is not None and known.source is value:
                 return known
-            settings = MinioSettings.from_secret(value, secret_name=self.secret_name)
+            settings = MinioSettings.from_secret(
+                value, secret_name=self.secret_name, tls_required=self._tls_required
+            )
             if known is not None and known.settings == settings:
                 self._clients = _Clients(settings, value, known.main, known.quick)
                 return self._clients

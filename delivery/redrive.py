@@ -88,6 +88,7 @@ def dependencies() -> Dependencies:
         required_env(environment.MINIO_SECRET),
         max_age_seconds=tunables.delivery.secret_max_age_seconds,
         ca_bundle=os.environ.get(environment.MINIO_CA_BUNDLE) or None,
+        tls_required=tunables.delivery.minio_tls_required,
     )
     redrive_deps = RedriveDeps(
         s3=clients.s3(),

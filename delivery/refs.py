@@ -4,8 +4,10 @@ Before an archive is built, each ref the window owns is read once at its exact v
 sha256 is computed while streaming (it goes into the manifest, the archive's first member), its
 size compared, S3's stored full-object SHA-256 compared where S3 keeps one, and its payload
 schema checked where a rule applies. A ref that cannot be delivered — version gone, checksum or
-size mismatch, schema failure — becomes an exclusion; the window goes on. Transient S3 errors
-raise, so the whole attempt is retried.
+size mismatch, schema failure — becomes an exclusion; the window goes on. So does a ref S3 refuses
+to read after `READ_ATTEMPTS` (access denied, its KMS key disabled or gone, archived):
+`unreadable:<code>`, replayable once fixed (`sluice replay --force`); the other files of the
+window do not wait for it. Other S3 errors raise, so the whole attempt is retried.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Final
@@ -28,6 +31,21 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 GONE_CODES: Final = frozenset({"NoSuchVersion", "NoSuchKey", "404", "InvalidArgument"})
+UNREADABLE_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "InvalidObjectState",  # archived: the landing lifecycle and policy keep refs in Standard
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "KMS.NotFoundException",
+        "KMS.AccessDeniedException",
+        "KMS.InvalidKeyUsageException",
+    }
+)
+"""Refusals of one object that a retry within seconds does not change."""
+READ_ATTEMPTS: Final = 3
+READ_RETRY_SECONDS: Final = 1.0
+MAX_DETAIL_CHARS: Final = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +63,12 @@ def digest_ref(
     *,
     chunk_bytes: int,
     max_json_bytes: int,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RefDigest | Exclusion:
     """Read the ref once: its sha256 and which check ran, or the reason it is excluded."""
-    try:
-        response = s3.get_object(
-            Bucket=entry.bucket, Key=entry.key, VersionId=entry.version_id, ChecksumMode="ENABLED"
-        )
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        if code in GONE_CODES:
-            return _exclude(entry, "version-gone", f"{code}: the landing version no longer exists")
-        raise
+    response = _get_ref(s3, entry, sleep)
+    if isinstance(response, Exclusion):
+        return response
     rule = schemas.for_key(entry.key)
     if rule is not None and rule.format == "json" and entry.size > max_json_bytes:
         response["Body"].close()
@@ -97,6 +110,31 @@ def digest_ref(
             entry, "checksum-mismatch", f"S3's stored SHA-256 {stored} differs from the bytes read"
         )
     return RefDigest(sha256=sha256, check="s3-checksum-sha256" if stored else "streamed-sha256")
+
+
+def _get_ref(s3: S3Client, entry: WindowEntry, sleep: Callable[[float], None]) -> Any | Exclusion:
+    """The ref's GetObject response, or why it is excluded: its version gone, or S3 refusing it
+    `READ_ATTEMPTS` times over (UNREADABLE_CODES)."""
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return s3.get_object(
+                Bucket=entry.bucket,
+                Key=entry.key,
+                VersionId=entry.version_id,
+                ChecksumMode="ENABLED",
+            )
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in GONE_CODES:
+                detail = f"{code}: the landing version no longer exists"
+                return _exclude(entry, "version-gone", detail)
+            if code not in UNREADABLE_CODES:
+                raise
+            if attempt == READ_ATTEMPTS:
+                detail = f"{code} after {READ_ATTEMPTS} attempts: {err}"[:MAX_DETAIL_CHARS]
+                return _exclude(entry, f"unreadable:{code}", detail)
+            sleep(READ_RETRY_SECONDS * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _full_object_checksum(response: Any) -> str | None:

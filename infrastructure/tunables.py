@@ -107,6 +107,8 @@ class DeliveryTunables:
     async_retry_attempts: int
     async_max_event_age_seconds: int
     dlq_retention_seconds: int
+    minio_tls_required: bool = True
+    """Refuse a MinIO secret saying `"secure": false` (the local profile allows it)."""
 
 
 @dataclass(frozen=True)

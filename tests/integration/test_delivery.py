@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import moto.s3.models as moto_s3_models
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from minio import Minio
+from moto.s3.exceptions import S3AccessDeniedError
 
-from delivery import handler, redrive
+from delivery import handler, redrive, refs
 from delivery.ledger import Ledger, WindowState
 from delivery.redriving import staged_event
 from infrastructure import environment
@@ -70,7 +72,12 @@ def tunables_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[.
     def apply(**delivery: Any) -> None:
         document = json.loads(TUNABLES_FILE.read_text())
         document["delivery"].update(
-            {"retry_backoff_base_seconds": 0.01, "retry_backoff_cap_seconds": 0.05, **delivery}
+            {
+                "retry_backoff_base_seconds": 0.01,
+                "retry_backoff_cap_seconds": 0.05,
+                "minio_tls_required": False,  # SeaweedFS answers plain HTTP on 127.0.0.1
+                **delivery,
+            }
         )
         document["forwarder"].update(put_backoff_base_seconds=0.001, put_backoff_cap_seconds=0.005)
         path = tmp_path / "tunables.json"
@@ -473,6 +480,43 @@ def test_ref_whose_version_is_gone_is_excluded(stack: Any, s3: Any, minio: Minio
         ("acme/gone.bin", "version-gone")
     ]
     assert ledger().get_window(window_id(key)).exclusions[0].reason == "version-gone"
+
+
+def test_ref_s3_refuses_to_read_is_excluded_and_the_window_goes_on(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a window of good files and one ref S3 refuses to read (its KMS key disabled, a
+    # policy change: moto enforces no policy, so its GetObject is made to answer AccessDenied)
+    denied = upload(s3, "acme/denied.bin", b"d" * 100_000)
+    big = b"b" * 90_000  # over the inline limit: a ref that reads
+    key = stage(s3, [denied, upload(s3, "acme/ok.txt", b"ok"), upload(s3, "acme/big.bin", big)])
+    refused: list[str] = []
+    real_get_object = moto_s3_models.S3Backend.get_object
+
+    def get_object(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
+        if key_name == "acme/denied.bin":
+            refused.append(key_name)
+            raise S3AccessDeniedError
+        return real_get_object(self, bucket_name, key_name, *args, **kwargs)
+
+    monkeypatch.setattr(moto_s3_models.S3Backend, "get_object", get_object)
+    monkeypatch.setattr(refs, "READ_RETRY_SECONDS", 0.01)
+    reads: list[str] = []
+    clients.s3().meta.events.register(  # the client delivery uses (one per cold start)
+        "provide-client-params.s3.GetObject", lambda params, **_: reads.append(params["Key"])
+    )
+    # WHEN delivered
+    deliver(key)
+    # THEN after its bounded attempts it is excluded with the code, and the rest is delivered
+    assert refused
+    assert reads.count("acme/denied.bin") == refs.READ_ATTEMPTS
+    assert delivered(minio, stack.bucket) == [("acme/big.bin", big), ("acme/ok.txt", b"ok")]
+    [(manifest, _, _)] = archives(minio, stack.bucket).values()
+    assert [(x["key"], x["reason"]) for x in manifest["excluded"]] == [
+        ("acme/denied.bin", "unreadable:AccessDenied")
+    ]
+    assert f"after {refs.READ_ATTEMPTS} attempts" in manifest["excluded"][0]["detail"]
+    assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
 
 
 def test_minio_unreachable_then_redriven(stack: Any, s3: Any, minio: Minio) -> None:

@@ -35,6 +35,7 @@ from infrastructure.local.seaweedfs import (
     SeaweedFSServer,
     start_seaweedfs,
 )
+from infrastructure.tunables import parse_tunables, read_tunables_document
 from tests.integration.conftest import SecretsCalls
 
 CANARY = "do-not-print-this-value"
@@ -70,6 +71,25 @@ def test_settings_optional_fields() -> None:
         {**VALID, "secure": False, "region": "eu-west-2", "rotated_at": "ignored"}, secret_name=NAME
     )
     assert (settings.secure, settings.region) == (False, "eu-west-2")
+
+
+def test_plain_http_is_refused_where_tls_is_required() -> None:
+    # GIVEN a secret that turns TLS off, read where delivery.minio_tls_required is on (AWS)
+    value = {**VALID, "secure": False}
+    # THEN it is refused, naming the secret, the field and the tunable, never the keys
+    with pytest.raises(MinioSettingsError, match="minio_tls_required") as caught:
+        MinioSettings.from_secret(value, secret_name=NAME, tls_required=True)
+    assert NAME in str(caught.value)
+    assert '"secure": false' in str(caught.value)
+    assert CANARY not in str(caught.value)
+    # ... and TLS on passes
+    assert MinioSettings.from_secret(VALID, secret_name=NAME, tls_required=True).secure
+
+
+def test_the_shipped_tunables_require_tls_except_locally() -> None:
+    document = read_tunables_document()
+    assert parse_tunables(document, "aws").delivery.minio_tls_required is True
+    assert parse_tunables(document, "local").delivery.minio_tls_required is False
 
 
 @pytest.mark.parametrize("field", ["endpoint", "access_key", "secret_key", "bucket"])
