@@ -421,10 +421,12 @@ class SqsEventSource:
     def _send_duplicates(self, messages: list[MessageTypeDef]) -> None:
         """Chaos: S3 delivering each event twice — a second message with the same body."""
         for message in messages:
-            if not _first_receive(message) or message["MessageId"] in self._copies:
-                continue
-            sent = self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
+            # Sent and remembered under the lock, checked under it too: a poller that received
+            # the copy before it was remembered would take it for an original and copy it again.
             with self._lock:
+                if not _first_receive(message) or message["MessageId"] in self._copies:
+                    continue
+                sent = self._sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"])
                 self._copies[sent["MessageId"]] = None
                 while len(self._copies) > COPIES_REMEMBERED:
                     self._copies.popitem(last=False)
