@@ -1,0 +1,166 @@
+"""Gameday (issue 13): a long MinIO outage at a high time scale, a backlog of at least 500 staged
+windows, then MinIO back and the stack's own scheduled redrive draining it while files keep
+landing — ending with `sluice reconcile` finding nothing missing or doubled.
+
+The drain and arrival figures are counts, not seconds: backlog windows delivered ÷ new windows
+staged while they drained (the same period, so the ratio of the two rates). They are written to
+`build/gameday/long-outage.json` and printed, not asserted: they measure this machine's delivery
+throughput (two cores, moto), which `make bench`'s `outage_drain_ratio` keeps apart from redrive's
+own rate. The test asserts what must hold whatever the machine: nothing parked, nothing lost,
+nothing doubled, the backlog drained by the schedule without an operator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from delivery.ledger import Ledger, WindowRecord, WindowState
+from delivery.window import window_name
+from infrastructure.local.stack import LocalStack, StackOptions
+from tests.integration.runtime_support import wait_until
+from tests.slow.test_gamedays import Gameday, gameday_on, parked_windows
+
+pytestmark = pytest.mark.slow
+
+TIME_SCALE = 60.0
+"""One scaled minute, a window, a second of wall time: a 4-hour outage in about 4 minutes."""
+BACKLOG_WINDOWS = 500
+LANDING_EVERY_SECONDS = 0.5
+"""Files keep landing through the outage and the drain, enough for both streams' windows."""
+OUTAGE_LIMIT_SECONDS = 1200
+DRAIN_LIMIT_SECONDS = 900
+FIGURES = Path(__file__).resolve().parents[2] / "build" / "gameday" / "long-outage.json"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    root = tmp_path_factory.mktemp("long-outage")
+    tunables = json.loads(
+        (Path(__file__).resolve().parents[2] / "infrastructure" / "tunables.json").read_text()
+    )
+    # Redrive's waits are its own tunables, not the runtime's: scaled here by hand, as the
+    # runtime scales its schedule (every 5 min → every 5 s).
+    tunables["redrive"].update(min_age_seconds=2, jitter_seconds=1, unrecorded_grace_seconds=10)
+    tunables_file = root / "tunables.json"
+    tunables_file.write_text(json.dumps(tunables))
+    started = LocalStack(
+        StackOptions(root=root, time_scale=TIME_SCALE, tunables_file=tunables_file)
+    ).start()
+    try:
+        yield started
+    finally:
+        started.stop(flush=False)
+
+
+@pytest.fixture
+def gameday(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Gameday]:
+    yield from gameday_on(stack, monkeypatch, capsys)
+
+
+class Landing:
+    """Lands a file every LANDING_EVERY_SECONDS on a thread, as producers would, until stopped."""
+
+    def __init__(self, gameday: Gameday) -> None:
+        self._gameday = gameday
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> Landing:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._gameday.land(1)
+                self._stop.wait(LANDING_EVERY_SECONDS)
+        except BaseException as err:  # noqa: BLE001 - re-raised on the test's thread at exit
+            self.error = err
+
+
+def staged_windows(gameday: Gameday) -> dict[str, datetime]:
+    """Every staged window's id → when it was staged (the local staging bucket is small)."""
+    target = gameday.target
+    extension = gameday.stack.tunables.firehose.file_extension
+    pages = target.client("s3").get_paginator("list_objects_v2")
+    windows = {}
+    for page in pages.paginate(Bucket=target.staging_bucket, Prefix="buffers/"):
+        for item in page.get("Contents", []):
+            windows[window_name(item["Key"], extension).window_id] = item["LastModified"]
+    return windows
+
+
+def all_delivered(ledger: Ledger, windows: set[str]) -> dict[str, WindowRecord] | None:
+    records = ledger.get_windows(sorted(windows))
+    final = (WindowState.DELIVERED, WindowState.EMPTY)
+    if len(records) == len(windows) and all(r.state in final for r in records.values()):
+        return records
+    return None
+
+
+def test_long_outage_backlog_drained_by_the_schedule(gameday: Gameday) -> None:
+    target = gameday.target
+    ledger = Ledger(target.client("dynamodb"), target.ledger_table, 3600)
+    before = set(staged_windows(gameday))
+    with Landing(gameday):
+        # GIVEN MinIO away while files keep landing, until at least 500 windows are staged
+        gameday.sluice("chaos", "minio-down", "--seconds", str(OUTAGE_LIMIT_SECONDS))
+        backlog = wait_until(
+            lambda: (
+                found
+                if len(found := set(staged_windows(gameday)) - before) >= BACKLOG_WINDOWS
+                else None
+            ),
+            what=f"{BACKLOG_WINDOWS} windows staged during the outage",
+            timeout=OUTAGE_LIMIT_SECONDS,
+            every=5,
+        )
+        # ... none of which could be delivered
+        records = ledger.get_windows(sorted(backlog))
+        assert not [w for w, r in records.items() if r.state is WindowState.DELIVERED]
+        # WHEN MinIO comes back, and nobody runs anything by hand
+        gameday.sluice("chaos", "clear")
+        # THEN the scheduled redrive drains the whole backlog while new windows keep arriving
+        drained = wait_until(
+            lambda: all_delivered(ledger, backlog),
+            what=f"the {len(backlog)} backlog windows delivered",
+            timeout=DRAIN_LIMIT_SECONDS,
+            every=5,
+        )
+        staged = staged_windows(gameday)
+    # ... nothing parked, and every file landed is in MinIO once, as landed
+    assert parked_windows(target) == []
+    gameday.assert_exactly_once(gameday.all_delivered())
+    drain_end = max(r.delivered_at_ms or 0 for r in drained.values()) / 1000
+    arrived = [
+        w for w, at in staged.items() if w not in before | backlog and at.timestamp() <= drain_end
+    ]
+    write_figures(len(backlog), len(arrived))
+
+
+def write_figures(backlog: int, arrived: int) -> None:
+    """Backlog windows drained ÷ windows staged while they drained: the ratio of the rates."""
+    figures = {
+        "time_scale": TIME_SCALE,
+        "backlog_windows": backlog,
+        "windows_arriving_during_drain": arrived,
+        "drain_to_arrival_ratio": round(backlog / max(1, arrived), 1),
+    }
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"long outage: {figures}")
