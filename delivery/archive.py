@@ -72,6 +72,9 @@ class ArchiveFile:
     check: str
     """Which integrity check established `sha256`: "envelope-sha256", "s3-checksum-sha256",
     "streamed-sha256"."""
+    sequencer: str | None = None
+    """S3's `sequencer` of the version's event (hex; a longer or greater one is later): orders
+    the versions of one key across archives. None where the event carried none (a replay)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ def _file_entry(file: ArchiveFile) -> dict[str, Any]:
         "sha256": file.sha256,
         "event_time_ms": file.event_time_ms,
         "check": file.check,
+        "sequencer": file.sequencer,
     }
 
 

@@ -318,7 +318,7 @@ def _deliver_parts(
 
     records = []
     for number, part_entries in enumerate(planned, start=1):
-        files = [_archive_file(entry, names[entry.file_id], digests) for entry in part_entries]
+        files = [archive_file(entry, names[entry.file_id], digests) for entry in part_entries]
         manifest = archive.manifest(
             name.window_id,
             staged_key,
@@ -402,9 +402,10 @@ def _remove_unplanned(name: WindowName, parts: int, deps: DeliveryDeps) -> None:
         logger.warning("removed archives of an earlier attempt's plan", extra={"keys": removed})
 
 
-def _archive_file(
+def archive_file(
     entry: WindowEntry, member_name: str, digests: dict[str, RefDigest]
 ) -> ArchiveFile:
+    """What the manifest says of one member (the benchmark builds archives with it too)."""
     if entry.is_ref:
         digest = digests[entry.file_id]
         sha256, check = digest.sha256, digest.check
@@ -419,6 +420,7 @@ def _archive_file(
         event_time_ms=entry.event_time_ms,
         member_name=member_name,
         check=check,
+        sequencer=entry.sequencer,
     )
 
 

@@ -9,12 +9,16 @@ Rules, applied to each key in this order:
 1. Segments. The key is split on `/`; empty segments and `.` are dropped. This strips a
    leading `/` and collapses `a//b` and `a/./b` to `a/b`.
 2. Escaping. A segment is kept verbatim unless it is `..`, holds a NUL or a lone surrogate
-   (neither can be a Linux file name or valid UTF-8), or holds one of the escape's own markers
-   `%25`, `%2E`, `%00`, `%ED`. Such a segment is percent-encoded as a whole: `%` -> `%25`,
-   NUL -> `%00`, a lone surrogate -> its UTF-8 bytes (`surrogatepass`) as `%ED%xx%xx`, and
-   `..` -> `%2E%2E`; every other character stays. Every encoded segment contains a marker and
-   no verbatim segment does, and the encoding decodes uniquely, so no two distinct segments
-   escape to the same text; ordinary keys such as `100%20off.txt` are left alone.
+   (neither can be a Linux file name or valid UTF-8), a backslash or a `:` (a path separator and a
+   drive or stream marker on Windows), is a name Windows reserves (`CON`, `PRN`, `AUX`, `NUL`,
+   `COM1`-`COM9`, `LPT1`-`LPT9`, in any case, with or without an extension), or holds one of
+   the escape's own markers (`_MARKERS`). Such a segment is percent-encoded as a whole: `%` ->
+   `%25`, NUL -> `%00`, a lone surrogate -> its UTF-8 bytes (`surrogatepass`) as `%ED%xx%xx`,
+   backslash -> `%5C`, `:` -> `%3A`, a reserved name's first letter -> its `%XX` (`CON.txt` ->
+   `%43ON.txt`), and `..` -> `%2E%2E`; every other character stays. Every encoded segment
+   contains a marker and no verbatim segment does, and the encoding decodes uniquely, so no two
+   distinct segments escape to the same text; ordinary keys such as `100%20off.txt` are left
+   alone.
 3. Length. A segment of more than 255 UTF-8 bytes is cut on a character boundary (never
    inside a `%XX` escape) and tagged: `~` + 8 hex. The last segment is tagged from the file id;
    a directory segment is tagged from its own text (sha256 of the segment), so the files under
@@ -55,8 +59,12 @@ MANIFEST_NAME: Final = "MANIFEST.json"
 MAX_SEGMENT_BYTES: Final = 255
 TAG_HEX: Final = 8
 
-_NEEDS_ESCAPE: Final = re.compile("[\0\ud800-\udfff]|%(?:25|2E|00|ED)")
-"""NUL, a lone surrogate, or one of the escape's markers: `%25`, `%2E`, `%00`, `%ED`."""
+_MARKERS: Final = "%(?:25|2E|00|ED|5C|3A|4[13CE]|50|6[13CE]|70)"
+"""What escaping writes: `%`, `.`, NUL, a surrogate's lead byte, `\\`, `:`, and the first
+letters of Windows' reserved names (A C L N P, a c l n p)."""
+_NEEDS_ESCAPE: Final = re.compile("[\0\ud800-\udfff\\\\:]|" + _MARKERS)
+"""NUL, a lone surrogate, `\\`, `:`, or one of the escape's markers."""
+_WINDOWS_RESERVED: Final = re.compile(r"(?i)(?:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(?:\..*)?")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _SHA256_HEX: Final = re.compile("[0-9a-f]{64}")
 _SHORT_ENOUGH: Final = MAX_SEGMENT_BYTES // 4
@@ -126,7 +134,7 @@ def _draft(file_id: str, key: str, cache: dict[tuple[str, ...], tuple[str, str]]
 
 def _escape(segment: str) -> str:
     """Rule 2."""
-    if segment != ".." and _NEEDS_ESCAPE.search(segment) is None:
+    if segment != ".." and _NEEDS_ESCAPE.search(segment) is None and not _reserved(segment):
         return segment  # the usual case, without splitting it into tokens
     return "".join(_tokens(segment))
 
@@ -136,13 +144,21 @@ def _tokens(segment: str) -> list[str]:
     splits either."""
     if segment == "..":
         return ["%2E", "%2E"]
-    if _NEEDS_ESCAPE.search(segment) is None:
+    reserved = _reserved(segment)
+    if _NEEDS_ESCAPE.search(segment) is None and not reserved:
         return list(segment)
-    return [_escape_char(char) for char in segment]
+    tokens = [_escape_char(char) for char in segment]
+    if reserved:
+        tokens[0] = f"%{ord(segment[0]):02X}"
+    return tokens
+
+
+def _reserved(segment: str) -> bool:
+    return _WINDOWS_RESERVED.fullmatch(segment) is not None
 
 
 def _escape_char(char: str) -> str:
-    if char in ("%", "\0") or _SURROGATE.match(char):
+    if char in ("%", "\0", "\\", ":") or _SURROGATE.match(char):
         return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
     return char
 

@@ -44,6 +44,7 @@ class WindowEntry:
     event_time_ms: int
     encoding: str
     body_sha256: str | None
+    sequencer: str | None = None
 
     @property
     def is_ref(self) -> bool:
@@ -119,6 +120,18 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
             reason="unparseable-line",
             detail=f"line {line_number}: {err}"[:2000],
         )
+    expected = envelope.file_id(record["bucket"], record["key"], record["version_id"])
+    if record["file_id"][:64] != expected:  # the first 64: a forced replay adds `#r<id>`
+        return Exclusion(
+            # Claimed under the line's own hash, never the id it names: a wrong id must not
+            # take another file's place in the ledger.
+            file_id=raw_record_id(line.rstrip(b"\n")),
+            key=record["key"],
+            version_id=record["version_id"],
+            reason="file-id-mismatch",
+            detail=f"line {line_number}: file_id {record['file_id'][:64]} is not "
+            f"sha256(bucket, key, version_id) = {expected}",
+        )
     if record["body_encoding"] != "ref":
         try:
             envelope.body_bytes(record)  # the body must still match its sha256
@@ -140,6 +153,7 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
         event_time_ms=record["event_time_ms"],
         encoding=record["body_encoding"],
         body_sha256=record.get("body_sha256"),
+        sequencer=record.get("sequencer"),
     )
 
 

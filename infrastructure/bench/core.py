@@ -35,7 +35,6 @@ from infrastructure.bench.results import Figure, progress
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from delivery.window import WindowEntry
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -173,6 +172,7 @@ def deliver(window: Window, workdir: Path, *, keep: bool = False) -> Built:
     """What `delivering.deliver_window` does to one window between claiming and uploading."""
     from delivery import archive  # noqa: PLC0415  # sections import lazily
     from delivery.archive import ArchiveFile  # noqa: PLC0415
+    from delivery.delivering import archive_file  # noqa: PLC0415
     from delivery.names import safe_member_names  # noqa: PLC0415
     from delivery.refs import RefDigest, digest_ref, open_ref  # noqa: PLC0415
     from delivery.upload import SpoolWriter  # noqa: PLC0415
@@ -200,7 +200,7 @@ def deliver(window: Window, workdir: Path, *, keep: bool = False) -> Built:
             digests[entry.file_id] = outcome
     members = parsed.entries
     names = safe_member_names([(entry.file_id, entry.key) for entry in members])
-    files = [_archive_file(entry, names[entry.file_id], digests) for entry in members]
+    files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
     by_id = {entry.file_id: entry for entry in members}
     manifest = archive.manifest("bench", _STAGED_KEY, 1, 1, files, parsed.bad_lines)
     bodies = InlineBodies(window.path)
@@ -250,25 +250,6 @@ def deflate_floor(built: Built, repeats: int) -> Timing:
         compressor.flush()
 
     return best_of(repeats, deflate)
-
-
-def _archive_file(entry: WindowEntry, member_name: str, digests: dict[str, Any]) -> Any:
-    from delivery.archive import ArchiveFile  # noqa: PLC0415  # sections import lazily
-
-    if entry.is_ref:
-        sha256, check = digests[entry.file_id].sha256, digests[entry.file_id].check
-    else:
-        sha256, check = str(entry.body_sha256), "envelope-sha256"
-    return ArchiveFile(
-        file_id=entry.file_id,
-        key=entry.key,
-        version_id=entry.version_id,
-        size=entry.size,
-        sha256=sha256,
-        event_time_ms=entry.event_time_ms,
-        member_name=member_name,
-        check=check,
-    )
 
 
 # --- what delivery is compared with -------------------------------------------------------------

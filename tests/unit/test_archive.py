@@ -64,6 +64,7 @@ def plan(
             event_time_ms=EVENT_MS + index * 1_500,
             member_name=names[id_],
             check=check,
+            sequencer=f"{0x61A0 + index:016X}",
         )
         for index, (id_, (key, body)) in enumerate(zip(ids, items, strict=True))
     ]
@@ -196,6 +197,7 @@ def test_manifest_holds_the_plan_and_nothing_else() -> None:
                 "sha256": file.sha256,
                 "event_time_ms": file.event_time_ms,
                 "check": "streamed-sha256",
+                "sequencer": file.sequencer,
             }
             for file in files
         ],

@@ -146,6 +146,32 @@ def test_only_segments_that_need_it_are_percent_encoded(key: str, expected: str)
     assert names_for(key) == [expected]
 
 
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("a\\b.txt", "a%5Cb.txt"),  # a separator on Windows
+        ("c:/report.txt", "c%3A/report.txt"),  # a drive
+        ("log.txt:stream", "log.txt%3Astream"),  # an alternate data stream
+        ("x/CON", "x/%43ON"),
+        ("x/con.txt", "x/%63on.txt"),
+        ("NUL.tar.gz/a", "%4EUL.tar.gz/a"),
+        ("x/LPT9", "x/%4CPT9"),
+        ("x/COM0", "x/COM0"),  # not reserved
+        ("x/CONSOLE.txt", "x/CONSOLE.txt"),
+        ("x/%43ON", "x/%2543ON"),  # a literal lookalike of an escaped reserved name
+    ],
+)
+def test_names_windows_cannot_hold_are_percent_encoded(key: str, expected: str) -> None:
+    # GIVEN a segment with `\\` or `:`, or a name Windows reserves
+    # WHEN it is named
+    # THEN it extracts as itself on any file system a consumer uses
+    assert names_for(key) == [expected]
+
+
+def test_escaped_reserved_names_and_their_lookalikes_stay_distinct() -> None:
+    assert names_for("CON", "%43ON", "con") == ["%43ON", "%2543ON", "%63on"]
+
+
 def test_escaped_dot_dot_and_a_literal_lookalike_stay_distinct() -> None:
     # GIVEN the key .. and a key that is literally %2E%2E, in both orders
     # WHEN they are named
@@ -331,7 +357,7 @@ def test_the_result_is_in_window_order() -> None:
 
 # --- properties over random keys ----------------------------------------------------------------
 
-ALPHABET = "ab/.%~AB/./é€😀\u0301ß2E5 \n"
+ALPHABET = "ab/.%~AB/./é€😀\u0301ß2E5 \n\\:C"
 
 
 def random_keys(seed: int, count: int) -> list[str]:
@@ -343,7 +369,8 @@ def random_keys(seed: int, count: int) -> list[str]:
         if roll < 0.05:
             key += "/" + rng.choice("xé€") * rng.randint(200, 400)  # long segments
         elif roll < 0.1:
-            key = rng.choice(["..", ".", "%2E%2E", "%25", "MANIFEST.json", "a\0b"]) + "/" + key
+            prefix = rng.choice(["..", ".", "%2E%2E", "%25", "MANIFEST.json", "a\0b", "CON", "%43"])
+            key = prefix + "/" + key
         elif roll < 0.2 and keys:
             key = rng.choice(keys).swapcase()  # a clash but for case
         keys.append(key)
@@ -358,8 +385,18 @@ def is_safe(key: str) -> bool:
         and "%" not in key
         and "~" not in key
         and "\0" not in key
+        and "\\" not in key
+        and ":" not in key
+        and not any(reserved(segment) for segment in segments)
         and all(utf8_len(segment) <= 255 for segment in segments)
         and fold(segments[0]) != fold(MANIFEST_NAME)
+    )
+
+
+def reserved(segment: str) -> bool:
+    stem = segment.split(".", 1)[0].upper()
+    return stem in {"CON", "PRN", "AUX", "NUL"} or (
+        len(stem) == 4 and stem[:3] in {"COM", "LPT"} and stem[3] in "123456789"
     )
 
 

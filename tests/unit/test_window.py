@@ -548,3 +548,36 @@ def test_archive_keys_of_a_window_id_from_window_name_round_trip() -> None:
 
     # THEN the archive sits in the staged window's partition, under the window's id
     assert key == STAGED_KEY.replace("buffers/", "sluice/").removesuffix(".json.gz") + ".tar.gz"
+
+
+def test_an_envelope_whose_file_id_is_not_its_own_is_excluded_under_a_raw_id(
+    tmp_path: Path,
+) -> None:
+    # GIVEN an envelope naming another file's id (a bug upstream, or a forged line) beside the
+    # real envelope of that other file, and a forced replay's envelope (`#r<id>` appended)
+    other = inline("in/other.txt", b"o")
+    forged = inline("in/a.txt", b"a").to_dict()
+    forged["file_id"] = other.file_id
+    replayed = inline("in/r.txt", b"r").to_dict()
+    replayed["file_id"] = f"{replayed['file_id']}#rreplay-1"
+    stored = line(forged)
+    path = write_window(tmp_path / "w.json.gz", stored, other, replayed)
+
+    # WHEN it is parsed
+    parsed = parse_window(path)
+
+    # THEN the forged line is excluded under its own hash, never the id it names, and the real
+    # file and the replay go on
+    (bad,) = parsed.bad_lines
+    assert (bad.file_id, bad.key, bad.reason) == (raw_id(stored), "in/a.txt", "file-id-mismatch")
+    assert envelope.file_id(LANDING, "in/a.txt", "v1") in bad.detail
+    assert [e.file_id for e in parsed.entries] == [other.file_id, replayed["file_id"]]
+
+
+def test_the_sequencer_travels_from_the_envelope(tmp_path: Path) -> None:
+    # GIVEN envelopes with S3's sequencer and one without (a replay's synthetic event)
+    with_sequencer = inline("in/a.txt", b"a").to_dict()
+    with_sequencer["sequencer"] = "0055AED6DCD90281E5"
+    path = write_window(tmp_path / "w.json.gz", with_sequencer, inline("b", b"b"))
+    # WHEN parsed THEN each entry carries it, for the manifest
+    assert [e.sequencer for e in parse_window(path).entries] == ["0055AED6DCD90281E5", None]
