@@ -34,6 +34,7 @@ from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
 from delivery.hour_markers import Hour
 from delivery.latency import LatencyHistogram
+from delivery.lease import WindowLease
 from delivery.ledger import ExclusionRecord, Ledger, PartRecord, WindowRecord, WindowState
 from delivery.minio_access import MinioAccess
 from delivery.names import safe_member_names
@@ -67,6 +68,7 @@ class DeliveryDeps:
     file_extension: str
     spool_dir: Path | None = None
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
     corrupt: Callable[[BinaryIO], BinaryIO] | None = None
     """Chaos hook between Sluice's hashing and the minio client: set by the local runtime only."""
 
@@ -95,7 +97,33 @@ def sidecar_key(archive: str) -> str:
 
 
 def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> DeliveryReport:
+    """Deliver the window under its lease (delivery.lease); an invocation that finds another
+    holding it waits, touching nothing in MinIO, and returns what the holder did."""
     name = window_name(staged_key, deps.file_extension)
+    lease = WindowLease(deps.ledger, name.window_id, clock=deps.clock, sleep=deps.sleep)
+
+    def settled() -> bool:
+        record = deps.ledger.get_window(name.window_id)
+        return record is not None and record.state in FINAL_STATES
+
+    if not lease.acquire(settled):
+        existing = deps.ledger.get_window(name.window_id)
+        report = None if existing is None else _settled(existing, staging_bucket, staged_key, deps)
+        if report is None:  # settled, then found changed in MinIO: a new attempt rebuilds it
+            return deliver_window(staging_bucket, staged_key, deps)
+        return report
+    try:
+        return _deliver_leased(staging_bucket, staged_key, name, lease, deps)
+    finally:
+        lease.release()
+
+
+FINAL_STATES = frozenset({WindowState.DELIVERED, WindowState.EMPTY, WindowState.PARKED})
+
+
+def _deliver_leased(
+    staging_bucket: str, staged_key: str, name: WindowName, lease: WindowLease, deps: DeliveryDeps
+) -> DeliveryReport:
     existing = deps.ledger.get_window(name.window_id)
     if existing is not None:
         settled = _settled(existing, staging_bucket, staged_key, deps)
@@ -146,9 +174,11 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
                 deps=deps,
                 plan=plan,
                 retry=existing is not None,
+                lease=lease,
             )
         finally:
             bodies.close()
+    lease.check()
     now_ms = int(deps.clock() * 1000)
     report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
     deps.ledger.mark_delivered(
@@ -300,10 +330,12 @@ def _deliver_parts(
     deps: DeliveryDeps,
     plan: dict[str, int],
     retry: bool,
+    lease: WindowLease,
 ) -> list[PartRecord]:
     names = safe_member_names([(entry.file_id, entry.key) for entry in members])
     planned = plan_parts(members, plan["archive_max_input_bytes"])
     if retry:
+        lease.check()
         _remove_unplanned(name, len(planned), deps)
     entries = {entry.file_id: entry for entry in members}
 
@@ -344,6 +376,7 @@ def _deliver_parts(
             )
         spooled = writer.result
         try:
+            lease.check()
             result = upload_verified(
                 deps.minio,
                 key,

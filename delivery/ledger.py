@@ -55,6 +55,8 @@ PENDING_SINCE: Final = "pending_since_ms"
 QUERY_PAGE_LIMIT: Final = 100
 FILE_PREFIX: Final = "FILE#"
 WINDOW_PREFIX: Final = "WIN#"
+LEASE_PREFIX: Final = "LEASE#"
+"""A window's lease, an item of its own: held by one invocation at a time (DESIGN §4a rule 3a)."""
 SWEEP_KEY: Final = "SWEEP#staging"
 """The sweep's low-water mark: the start of the oldest hour of staged windows it still lists."""
 TRANSACTION_LIMIT: Final = 100
@@ -179,6 +181,51 @@ class Ledger:
         self._clock = clock
         self._sleep = sleep
         self._attempts = attempts
+
+    # -- the window's lease (rule 3a) -----------------------------------------------------
+
+    def acquire_lease(self, window_id: str, holder: str, until_ms: int) -> bool:
+        """Hold the window until `until_ms` unless another holder's lease is still running.
+
+        One conditional write: free if there is no lease, it has expired, or it is ours (a
+        retry in the same invocation). An expired lease is simply taken over: its holder died
+        or ran out of time. The item expires (TTL) a day after the lease.
+        """
+        now_ms = int(self._clock() * 1000)
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    LEDGER_KEY: {"S": LEASE_PREFIX + window_id},
+                    "holder": {"S": holder},
+                    "until_ms": {"N": str(until_ms)},
+                    LEDGER_TTL_ATTRIBUTE: {"N": str(until_ms // 1000 + 86_400)},
+                },
+                ConditionExpression="attribute_not_exists(#pk) OR until_ms < :now OR holder = :me",
+                ExpressionAttributeNames={"#pk": LEDGER_KEY},
+                ExpressionAttributeValues={
+                    ":now": {"N": str(now_ms)},
+                    ":me": {"S": holder},
+                },
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_lease(self, window_id: str, holder: str) -> None:
+        """Give the lease back if it is still ours (a lease taken over is left to its holder)."""
+        try:
+            self._dynamodb.delete_item(
+                TableName=self._table,
+                Key={LEDGER_KEY: {"S": LEASE_PREFIX + window_id}},
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": {"S": holder}},
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     # -- file claims (rule 2) -------------------------------------------------------------
 

@@ -74,6 +74,9 @@ ENVIRONMENT_ERRORS: Final = frozenset(
         "KMSThrottlingException",
         "EndpointConnectionError",
         "SlowDown",
+        # Another invocation of the window held its lease (delivery.lease)
+        "WindowBusy",
+        "LeaseLost",
     }
 )
 """Error types of delivery failures that say nothing about the window itself. A generic

@@ -10,6 +10,10 @@ locals {
   # Reason files of held-back files and records (transform/quarantine.py).
   quarantine_objects = "${local.staging_arn}/quarantine/reasons/*"
 
+  # What Firehose writes: delivered windows (firehose.buffers_prefix) and records it failed
+  # to process or deliver (firehose.errors_prefix).
+  firehose_objects = ["${local.staging_arn}/buffers/*", "${local.staging_arn}/errors/*"]
+
   # IAM authorises a Query of an index on the index's ARN, not the table's.
   ledger_pending_index_arn = "${aws_dynamodb_table.this["ledger"].arn}/index/${local.ledger_pending_index}"
 }
@@ -222,6 +226,19 @@ data "aws_iam_policy_document" "delivery" {
     resources = [aws_dynamodb_table.this["ledger"].arn]
   }
 
+  # The window's lease (delivery/lease.py, taken with PutItem above) is given back when the
+  # work is done: DeleteItem on lease items only.
+  statement {
+    sid       = "ReleaseWindowLease"
+    actions   = ["dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.this["ledger"].arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["LEASE#*"]
+    }
+  }
+
   statement {
     sid       = "ReadMinioSecret"
     actions   = ["secretsmanager:GetSecretValue"]
@@ -389,18 +406,25 @@ resource "aws_iam_role" "firehose" {
   assume_role_policy = data.aws_iam_policy_document.firehose_assume.json
 }
 
+# The S3 actions are those the Firehose Developer Guide grants an S3 destination ("Grant
+# Firehose access to an Amazon S3 destination"), split by the resource each is authorised on.
 data "aws_iam_policy_document" "firehose" {
+  # Objects only under the streams' `prefix` (buffers/) and `error_output_prefix` (errors/),
+  # whose first folders tunables.schema.json pins: the rest of staging (quarantine/reasons/,
+  # inventory/, reconcile/) is the functions' and S3 Inventory's, never Firehose's to overwrite.
   statement {
-    sid = "WriteStagingBucket"
-    actions = [
-      "s3:AbortMultipartUpload",
-      "s3:GetBucketLocation",
-      "s3:GetObject",
-      "s3:ListBucket",
-      "s3:ListBucketMultipartUploads",
-      "s3:PutObject",
-    ]
-    resources = [local.staging_arn, "${local.staging_arn}/*"]
+    sid       = "WriteDestinationPrefixes"
+    actions   = ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
+    resources = local.firehose_objects
+  }
+
+  # Authorised on the bucket ARN, so not narrowable by resource. ListBucket carries no
+  # s3:prefix condition: AWS does not document which listings Firehose makes, and one without
+  # a prefix (a bucket check) would then be denied and stall delivery. It reveals keys only.
+  statement {
+    sid       = "LocateStagingBucket"
+    actions   = ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]
+    resources = [local.staging_arn]
   }
 
   statement {

@@ -7,14 +7,17 @@ envelopes under buffers/dt=…/hour=…/), so each test controls exactly what a 
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
 import tarfile
 import threading
+import time
 import tracemalloc
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from aws_lambda_powertools.utilities import parameters
 from minio import Minio
 from moto.s3.exceptions import S3AccessDeniedError
 
-from delivery import handler, redrive, refs
+from delivery import delivering, handler, lease, redrive, refs
 from delivery.ledger import Ledger, WindowState
 from delivery.redriving import staged_event
 from infrastructure import environment
@@ -43,6 +46,7 @@ from tests.conftest import (
     STAGING,
     STREAMS,
 )
+from tests.integration.runtime_support import wait_until
 from tests.support import (
     ENVIRONMENT_ERROR,
     WINDOW_ERROR,
@@ -517,6 +521,71 @@ def test_ref_s3_refuses_to_read_is_excluded_and_the_window_goes_on(
     ]
     assert f"after {refs.READ_ATTEMPTS} attempts" in manifest["excluded"][0]["detail"]
     assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
+
+
+def test_two_invocations_of_one_window_at_once_deliver_it_once(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a staged window, and its first upload held until a second invocation of the same
+    # window has asked for the lease (a duplicate S3 event, the sweep: they overlap)
+    key = stage(s3, [upload(s3, "acme/once.txt", b"once")])
+    asked: list[str] = []
+    real_acquire = Ledger.acquire_lease
+
+    def acquire(self: Ledger, window_id: str, holder: str, until_ms: int) -> bool:
+        asked.append(holder)
+        return real_acquire(self, window_id, holder, until_ms)
+
+    uploads: list[str] = []
+    real_upload = delivering.upload_verified
+
+    def upload_when_both_asked(*args: Any, **kwargs: Any) -> Any:
+        wait_until(lambda: len(set(asked)) >= 2 or None, what="the second invocation", timeout=30)
+        uploads.append(args[1])
+        return real_upload(*args, **kwargs)
+
+    monkeypatch.setattr(Ledger, "acquire_lease", acquire)
+    monkeypatch.setattr(delivering, "upload_verified", upload_when_both_asked)
+    monkeypatch.setattr(lease, "POLL_SECONDS", 0.05)
+    deps = handler.dependencies()
+    # WHEN two invocations deliver it at once
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda _: delivering.deliver_window(STAGING, key, deps), [1, 2]))
+    # THEN one built and uploaded it; the other waited, wrote nothing, and reports what the first
+    # did
+    assert len(uploads) == 1
+    assert sorted(r.outcome for r in reports) == ["already-delivered", "delivered"]
+    assert delivered(minio, stack.bucket) == [("acme/once.txt", b"once")]
+
+
+def test_a_window_whose_lease_lapsed_is_taken_over(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a window whose lease an invocation took and then died holding (it lapses)
+    key = stage(s3, [upload(s3, "acme/orphan.txt", b"orphan")])
+    clock = [time.time()]
+    monkeypatch.setattr(lease, "POLL_SECONDS", 0.0)
+    ledger().acquire_lease(window_id(key), "dead-holder", int((clock[0] + 5) * 1000))
+    deps = handler.dependencies()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the poll's wait, on a clock the test moves
+        waits.append(seconds)
+        clock[0] += 3
+
+    ledger_clock = dataclasses.replace(
+        deps, clock=lambda: clock[0], sleep=sleep, ledger=ledger_with_clock(lambda: clock[0])
+    )
+    # WHEN another invocation comes
+    report = delivering.deliver_window(STAGING, key, ledger_clock)
+    # THEN it waited for the lease to lapse, took it over, and delivered the window
+    assert waits
+    assert report.outcome == "delivered"
+    assert delivered(minio, stack.bucket) == [("acme/orphan.txt", b"orphan")]
+
+
+def ledger_with_clock(clock: Callable[[], float]) -> Ledger:
+    return Ledger(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE, 3600, clock)
 
 
 def test_minio_unreachable_then_redriven(stack: Any, s3: Any, minio: Minio) -> None:

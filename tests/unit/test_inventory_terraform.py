@@ -2,7 +2,7 @@
 Inventory configuration's name, prefix and fields (infrastructure/terraform/inventory.tf), and
 the ledger item and staging prefixes redrive's role is limited to (iam.tf). `terraform test`
 (tests/inventory.tftest.hcl) checks the same values on the planned resources; here, that they are
-the ones the Python reads."""
+the ones the Python reads. Also the ledger items delivery may delete: its window leases."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from delivery import inventory
+from delivery.ledger import LEASE_PREFIX
 from transform.quarantine import REASONS_PREFIX
 
 TERRAFORM: Final = Path(__file__).resolve().parents[2] / "infrastructure" / "terraform"
@@ -63,3 +64,12 @@ def test_redrive_may_read_the_reports_and_write_only_its_cursor() -> None:
     assert f'values   = ["{inventory.CURSOR_KEY}"]' in policy  # PutItem on the cursor alone
     # HeadObject of reason files: GetObject on the quarantine prefix
     assert f'"${{local.staging_arn}}/{REASONS_PREFIX}*"' in policy
+
+
+def test_the_window_lease_items_are_the_ones_delivery_may_delete() -> None:
+    # GIVEN delivery's role (iam.tf), which may delete ledger items of one prefix only
+    text = (TERRAFORM / "iam.tf").read_text()
+    match = re.search(r'sid\s*=\s*"ReleaseWindowLease".*?values\s*=\s*\["([^"]+)"\]', text, re.S)
+    assert match, "iam.tf: statement ReleaseWindowLease not found"
+    # THEN that prefix is the lease's (delivery/lease.py releases what it took)
+    assert match.group(1) == f"{LEASE_PREFIX}*"

@@ -1,5 +1,5 @@
 # Firehose: stream count and names, both buffers from tunables.json, GZIP, prefixes, processor
-# on the `live` alias.
+# on the `live` alias, and a role that writes only those prefixes.
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -70,5 +70,56 @@ run "streams_buffer_and_compress_as_tuned" {
       s.extended_s3_configuration[0].cloudwatch_logging_options[0].enabled
     )])
     error_message = "Streams are encrypted and log delivery errors."
+  }
+}
+
+run "role_writes_only_the_destination_prefixes" {
+  command = plan
+
+  # Object-level actions: only buffers/ (the streams' prefix) and errors/ (their error output
+  # prefix), never the whole bucket.
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.firehose.statement : s.resources
+      if length(setintersection(s.actions, ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"])) > 0
+      ])) == toset([
+      "${aws_s3_bucket.this["staging"].arn}/buffers/*",
+      "${aws_s3_bucket.this["staging"].arn}/errors/*",
+    ])
+    error_message = "The Firehose role's object-level S3 resources must be exactly staging's buffers/* and errors/*."
+  }
+
+  assert {
+    condition = alltrue([for s in aws_kinesis_firehose_delivery_stream.this : (
+      startswith(s.extended_s3_configuration[0].prefix, "buffers/") &&
+      startswith(s.extended_s3_configuration[0].error_output_prefix, "errors/")
+    )])
+    error_message = "The streams must write under the prefixes their role may write."
+  }
+
+  # Bucket-level actions stay on the bucket ARN, and no S3 action on anything else.
+  assert {
+    condition = alltrue([for s in data.aws_iam_policy_document.firehose.statement : (
+      s.resources == toset([aws_s3_bucket.this["staging"].arn])
+    ) if length(setintersection(s.actions, ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"])) > 0])
+    error_message = "GetBucketLocation, ListBucket and ListBucketMultipartUploads are on the staging bucket's ARN only."
+  }
+
+  assert {
+    condition = toset(flatten([
+      for s in data.aws_iam_policy_document.firehose.statement : [for a in s.actions : a if startswith(a, "s3:")]
+      ])) == toset([
+      "s3:AbortMultipartUpload", "s3:GetBucketLocation", "s3:GetObject",
+      "s3:ListBucket", "s3:ListBucketMultipartUploads", "s3:PutObject",
+    ])
+    error_message = "The Firehose role keeps the S3 actions AWS documents for an S3 destination, and no others."
+  }
+
+  assert {
+    condition = anytrue([for s in data.aws_iam_policy_document.firehose.statement : (
+      s.actions == toset(["lambda:InvokeFunction", "lambda:GetFunctionConfiguration"]) &&
+      s.resources == toset(["arn:aws:lambda:eu-west-2:123456789012:function:sluice-dev-processor:live"])
+    )])
+    error_message = "The Firehose role invokes the processor's live alias, and nothing else."
   }
 }
