@@ -54,7 +54,8 @@ test: $(STAMP) ## Unit and in-process tests, and the Terraform's offline checks;
 	$(TF_DIR)/check.sh
 
 test-slow: $(STAMP) ## Tests that start servers or need long clocks; < 35 min
-	$(BIN)/pytest -m slow -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -m "slow and not alone" -n $(PYTEST_WORKERS)
+	$(BIN)/pytest -m "slow and alone"
 
 bench: $(STAMP) ## Benchmarks against the machine's limits and rclone (QUICK=1: < 2 min); build/bench.json, docs/BENCHMARKS.md
 	$(BIN)/python -m infrastructure.bench $(if $(QUICK),--quick,)

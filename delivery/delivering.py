@@ -50,6 +50,7 @@ from delivery.window import (
 )
 from infrastructure.tunables import DeliveryTunables
 from transform.payload_schemas import PayloadSchemas
+from transform.quarantine import raw_record_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -132,6 +133,8 @@ def _deliver_leased(
     with tempfile.TemporaryDirectory(prefix="sluice-", dir=deps.spool_dir) as tmp:
         spooled = spool_window(deps.s3, staging_bucket, staged_key, Path(tmp) / "window.json.gz")
         parsed = parse_window(spooled)
+        if parsed.truncated is not None:
+            parsed.bad_lines.append(_truncated(staged_key, parsed.truncated))
         ids = [entry.file_id for entry in parsed.entries] + [x.file_id for x in parsed.bad_lines]
         owners = deps.ledger.claim_files(name.window_id, ids)
         owned = [e for e in parsed.entries if owners[e.file_id] == name.window_id]
@@ -193,6 +196,19 @@ def _deliver_leased(
     report.files_delivered = len(members)
     report.excluded = exclusions
     return report
+
+
+def _truncated(staged_key: str, reason: str) -> Exclusion:
+    """The unread rest of a cut staged object, excluded as one: its files cannot be named, so
+    reconcile reports them missing and `sluice replay` sends them again."""
+    logger.error("staged window cut short; delivering what was read", extra={"detail": reason})
+    return Exclusion(
+        file_id=raw_record_id(f"truncated:{staged_key}".encode()),
+        key=None,
+        version_id=None,
+        reason="truncated-window",
+        detail=reason,
+    )
 
 
 def _reopen_hour(deps: DeliveryDeps, name: WindowName) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,9 @@ class ParsedWindow:
     repeated: int = 0
     """Lines dropped because their file_id appeared earlier in the window."""
     lines: int = 0
+    truncated: str | None = None
+    """Why the staged object could not be read to its end (a cut gzip stream): the lines read
+    before are delivered; the files after it, unknown here, are left for reconcile to find."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,47 @@ def spool_window(s3: S3Client, bucket: str, key: str, path: Path) -> Path:
 
 def parse_window(path: Path) -> ParsedWindow:
     """First pass: each file's metadata, repeats dropped, bad lines excluded with a reason."""
-    parsed = ParsedWindow()
-    seen: set[str] = set()
+    try:
+        parsed = ParsedWindow()
+        _parse_lines(path, parsed, set())
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        # Cut short: keep its whole lines as a valid gzip file in its place (both passes read
+        # that), and say where it ended.
+        kept = _salvage(path)
+        parsed = ParsedWindow()
+        _parse_lines(path, parsed, set())
+        parsed.truncated = f"unreadable after line {kept}: {type(err).__name__}: {err}"
+    return parsed
+
+
+def _salvage(path: Path) -> int:
+    """Rewrite `path` with the whole lines its gzip stream yields before it breaks; their
+    count. Streamed: memory holds a chunk and one partial line."""
+    salvaged = path.with_suffix(".salvaged")
+    kept = 0
+    partial = b""
+    with path.open("rb") as raw, gzip.open(salvaged, "wb") as out:
+        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            for read in iter(lambda: raw.read(_READ_BUFFER), b""):
+                pending = read
+                while pending:
+                    data = partial + stream.decompress(pending)
+                    *lines, partial = data.split(b"\n")
+                    for line in lines:
+                        out.write(line + b"\n")
+                    kept += len(lines)
+                    pending = stream.unused_data if stream.eof else b""
+                    if stream.eof:  # the next gzip member, if any
+                        stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        except zlib.error:
+            pass  # the break itself: what came before is kept
+    salvaged.replace(path)
+    return kept
+
+
+def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
+    """First pass over `path`, into `parsed`."""
     with _lines(path) as lines:
         for line_number, line in enumerate(lines, start=1):
             parsed.lines += 1
@@ -106,7 +149,6 @@ def parse_window(path: Path) -> ParsedWindow:
                 continue
             seen.add(entry_or_exclusion.file_id)
             parsed.entries.append(entry_or_exclusion)
-    return parsed
 
 
 def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:

@@ -588,6 +588,27 @@ def ledger_with_clock(clock: Callable[[], float]) -> Ledger:
     return Ledger(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE, 3600, clock)
 
 
+def test_a_staged_window_cut_short_delivers_what_can_be_read(
+    stack: Any, s3: Any, minio: Minio
+) -> None:
+    # GIVEN a staged window whose gzip stream is cut short after its first files
+    first = [upload(s3, f"acme/early-{n}.txt", f"early {n}".encode() * 50) for n in range(3)]
+    lost = [upload(s3, f"acme/late-{n}.bin", bytes(range(256)) * 40) for n in range(20)]
+    key = stage(s3, [*first, *lost])
+    whole = s3.get_object(Bucket=STAGING, Key=key)["Body"].read()
+    s3.put_object(Bucket=STAGING, Key=key, Body=whole[: len(whole) * 2 // 3])
+    # WHEN delivered
+    deliver(key)
+    # THEN the files read before the cut are delivered, the rest is excluded as one with its
+    # reason (reconcile names those files missing), and the window is not parked
+    delivered_keys = [k for k, _ in delivered(minio, stack.bucket)]
+    assert [u["key"] for u in first] == delivered_keys[: len(first)]
+    assert len(delivered_keys) < len(first) + len(lost)
+    [(manifest, _, _)] = archives(minio, stack.bucket).values()
+    assert [x["reason"] for x in manifest["excluded"]] == ["truncated-window"]
+    assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
+
+
 def test_minio_unreachable_then_redriven(stack: Any, s3: Any, minio: Minio) -> None:
     # GIVEN MinIO unreachable (the secret points at a closed port)
     set_secret("127.0.0.1:9", stack.access_key, stack.secret_key, stack.bucket)
