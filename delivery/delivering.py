@@ -5,11 +5,14 @@
 2. Spool the window; read each file's metadata; drop repeated file_ids (rule 1).
 3. Claim every file — and every bad line, so its exclusion belongs to one window — in the ledger
    (rule 2). A window that owns nothing is EMPTY: no object.
-4. Hash the refs it owns (exclusions for refs that cannot be delivered), then persist the
-   exclusions with the window's record: a retry builds from the same exclusions (rule 3).
-5. Plan parts of at most `archive_max_input_bytes` of file bytes (a larger file alone), build
-   each `.tar.gz` into a hashed spool, upload it with its checks, write its sidecar manifest.
-6. Only then mark the window DELIVERED (rule 4), tag the staged object delivered, and report
+4. Record the window with the bad lines' exclusions (chunked in the ledger, rule 3).
+5. Plan parts of at most `archive_max_input_bytes` of file bytes (a larger file alone) over
+   the files it owns — the same parts on every attempt. For each part not verified earlier:
+   hash its refs (persisting the exclusions found first), build the `.tar.gz` into a hashed
+   spool, upload it under `_incoming/` with its checks, record it verified (rule 4a). Near the
+   invocation's deadline, stop after a part: WindowContinues.
+6. Commit (delivery.commit): copy each part to its final key, then write the window manifest.
+7. Only then mark the window DELIVERED (rule 4), tag the staged object delivered, and report
    each file's end-to-end latency.
 Nothing here retries a whole window: an error raises, and Lambda's async retries, the delivery
 DLQ and redrive take over.
@@ -18,20 +21,30 @@ DLQ and redrive take over.
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+from minio.commonconfig import ComposeSource, CopySource
 from minio.error import S3Error
 
 from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
+from delivery.commit import (
+    archive_key,
+    incoming_key,
+    incoming_manifest_key,
+    incoming_prefix,
+    window_manifest,
+    window_manifest_key,
+)
 from delivery.hour_markers import Hour
 from delivery.latency import LatencyHistogram
 from delivery.lease import WindowLease
@@ -39,7 +52,13 @@ from delivery.ledger import ExclusionRecord, Ledger, PartRecord, WindowRecord, W
 from delivery.minio_access import MinioAccess
 from delivery.names import safe_member_names
 from delivery.refs import RefDigest, digest_ref, open_ref
-from delivery.upload import SpoolWriter, UploadResult, upload_verified
+from delivery.upload import (
+    META_SHA256,
+    SpoolWriter,
+    UploadResult,
+    UploadVerificationError,
+    upload_verified,
+)
 from delivery.window import (
     InlineBodies,
     WindowEntry,
@@ -87,19 +106,33 @@ class DeliveryReport:
     latencies_ms: list[int] = field(default_factory=list)
 
 
-def archive_key(prefix: str, name: WindowName, part: int, parts: int) -> str:
-    """`<prefix>/dt=…/hour=…/<window-id>[.pNNN].tar.gz`"""
-    suffix = f".p{part:03d}" if parts > 1 else ""
-    return f"{prefix}/dt={name.dt}/hour={name.hour}/{name.window_id}{suffix}.tar.gz"
+class WindowContinues(Exception):  # an outcome, not a failure: see the handler
+    """This invocation is near its deadline: the window's verified parts are recorded, and a
+    new invocation continues from them (DESIGN §4a rule 4a)."""
+
+    def __init__(self, window_id: str, done: int, parts: int) -> None:
+        super().__init__(f"window {window_id}: {done} of {parts} parts verified; continuing")
+        self.window_id = window_id
+        self.done = done
+        self.parts = parts
 
 
-def sidecar_key(archive: str) -> str:
-    return archive.removesuffix(".tar.gz") + ".manifest.json"
+CONTINUE_RESERVE_SECONDS: Final = 30.0
+"""Time kept back after the last unit of work: recording it and releasing the lease."""
 
 
-def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> DeliveryReport:
+def deliver_window(
+    staging_bucket: str,
+    staged_key: str,
+    deps: DeliveryDeps,
+    *,
+    remaining_seconds: Callable[[], float] | None = None,
+) -> DeliveryReport:
     """Deliver the window under its lease (delivery.lease); an invocation that finds another
-    holding it waits, touching nothing in MinIO, and returns what the holder did."""
+    holding it waits, touching nothing in MinIO, and returns what the holder did.
+
+    With `remaining_seconds` (the invocation's time left) the window may stop after any part
+    and raise WindowContinues; each invocation does at least one part, or the commit."""
     name = window_name(staged_key, deps.file_extension)
     lease = WindowLease(deps.ledger, name.window_id, clock=deps.clock, sleep=deps.sleep)
 
@@ -111,10 +144,14 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
         existing = deps.ledger.get_window(name.window_id)
         report = None if existing is None else _settled(existing, staging_bucket, staged_key, deps)
         if report is None:  # settled, then found changed in MinIO: a new attempt rebuilds it
-            return deliver_window(staging_bucket, staged_key, deps)
+            return deliver_window(
+                staging_bucket, staged_key, deps, remaining_seconds=remaining_seconds
+            )
         return report
     try:
-        return _deliver_leased(staging_bucket, staged_key, name, lease, deps)
+        return _deliver_leased(
+            staging_bucket, staged_key, name, lease, deps, _Deadline(remaining_seconds)
+        )
     finally:
         lease.release()
 
@@ -122,8 +159,35 @@ def deliver_window(staging_bucket: str, staged_key: str, deps: DeliveryDeps) -> 
 FINAL_STATES = frozenset({WindowState.DELIVERED, WindowState.EMPTY, WindowState.PARKED})
 
 
-def _deliver_leased(
-    staging_bucket: str, staged_key: str, name: WindowName, lease: WindowLease, deps: DeliveryDeps
+class _Deadline:
+    """Whether another unit of work (a part, the commit) fits in the invocation's time left:
+    the reserve plus twice the longest unit so far. The first unit always runs."""
+
+    def __init__(self, remaining_seconds: Callable[[], float] | None) -> None:
+        self._remaining = remaining_seconds
+        self._longest = 0.0
+        self._done = 0
+
+    def allows_another(self) -> bool:
+        if self._remaining is None or self._done == 0:
+            return True
+        return self._remaining() > CONTINUE_RESERVE_SECONDS + 2 * self._longest
+
+    @contextmanager
+    def unit(self) -> Iterator[None]:
+        started = time.monotonic()
+        yield
+        self._longest = max(self._longest, time.monotonic() - started)
+        self._done += 1
+
+
+def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
+    staging_bucket: str,
+    staged_key: str,
+    name: WindowName,
+    lease: WindowLease,
+    deps: DeliveryDeps,
+    deadline: _Deadline,
 ) -> DeliveryReport:
     existing = deps.ledger.get_window(name.window_id)
     if existing is not None:
@@ -151,51 +215,57 @@ def _deliver_leased(
             _tag_delivered(deps, staging_bucket, staged_key)
             report.outcome = "empty"
             return report
-        digests, exclusions = _check_refs(owned, owned_bad, existing, deps)
         record = deps.ledger.begin(
-            name.window_id, staged_key, [_to_record(x) for x in exclusions], _plan(deps.tunables)
+            name.window_id, staged_key, [_to_record(x) for x in owned_bad], _plan(deps.tunables)
         )
-        persisted = {x.file_id for x in record.exclusions}
-        found_now = [x for x in exclusions if x.file_id not in persisted]
-        # Found only on a retry (a ref deleted between attempts): persisted, so later attempts
-        # build without it too.
-        deps.ledger.add_exclusions(name.window_id, [_to_record(x) for x in found_now])
-        exclusions = _merge(record.exclusions, exclusions)
-        plan = record.plan or _plan(deps.tunables)
-        excluded_ids = {x.file_id for x in exclusions}
-        members = [e for e in owned if e.file_id not in excluded_ids]
         bodies = InlineBodies(spooled)
         try:
-            report.parts = _deliver_parts(
-                name,
-                staged_key=staged_key,
-                members=members,
-                exclusions=exclusions,
-                digests=digests,
-                bodies=bodies,
-                workdir=Path(tmp),
-                deps=deps,
-                plan=plan,
-                retry=existing is not None,
-                lease=lease,
+            built = _build_parts(
+                _Window(name, staged_key, owned, record, Path(tmp)), bodies, deps, lease, deadline
             )
         finally:
             bodies.close()
-    lease.check()
+    if not deadline.allows_another():
+        raise WindowContinues(name.window_id, len(built), len(built))
+    with deadline.unit():
+        report.parts = _commit(name, staged_key, built, deps, lease)
+    members = [entry for part in built for entry in part.entries]
     now_ms = int(deps.clock() * 1000)
     report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
+    lease.check()
     deps.ledger.mark_delivered(
         name.window_id,
         report.parts,
         file_count=len(members),
         latency=LatencyHistogram.of(report.latencies_ms),
     )
+    _remove_incoming(deps, name.window_id)
     _reopen_hour(deps, name)
     _tag_delivered(deps, staging_bucket, staged_key)
     _tag_refs_delivered(deps, members)
     report.files_delivered = len(members)
-    report.excluded = exclusions
+    final = deps.ledger.get_window(name.window_id)
+    report.excluded = _merge(final.exclusions if final else (), [])
     return report
+
+
+@dataclass(frozen=True)
+class _Window:
+    name: WindowName
+    staged_key: str
+    owned: list[WindowEntry]
+    record: WindowRecord
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class _BuiltPart:
+    """A part verified in the incoming area, with the file entries its manifest lists."""
+
+    record: PartRecord
+    files: list[dict[str, Any]]
+    entries: list[WindowEntry]
+    final_key: str
 
 
 def _truncated(staged_key: str, reason: str) -> Exclusion:
@@ -233,6 +303,11 @@ def _settled(
         return DeliveryReport(existing.window_id, outcome="parked")
     if existing.state is WindowState.DELIVERED:
         changed = [part.minio_key for part in existing.parts if not _intact(part, deps)]
+        manifest = window_manifest_key(
+            deps.tunables.archive_prefix, window_name(staged_key, deps.file_extension)
+        )
+        if not _exists(manifest, deps):
+            changed.append(manifest)
         if not changed:
             _tag_delivered(deps, staging_bucket, staged_key)
             return DeliveryReport(
@@ -268,34 +343,17 @@ def _intact(part: PartRecord, deps: DeliveryDeps) -> bool:
     return bool(stat_result.size == part.size and stat_result.etag == part.etag)
 
 
-def _check_refs(
-    owned: Sequence[WindowEntry],
-    owned_bad: Sequence[Exclusion],
-    existing: WindowRecord | None,
-    deps: DeliveryDeps,
-) -> tuple[dict[str, RefDigest], list[Exclusion]]:
-    already = {x.file_id for x in existing.exclusions} if existing else set()
-    digests: dict[str, RefDigest] = {}
-    exclusions = list(owned_bad)
-    for entry in owned:
-        if not entry.is_ref or entry.file_id in already:
-            continue
-        outcome = digest_ref(
-            deps.s3,
-            entry,
-            deps.schemas,
-            chunk_bytes=deps.tunables.read_chunk_bytes,
-            max_json_bytes=deps.tunables.max_json_validation_bytes,
-        )
-        if isinstance(outcome, Exclusion):
-            logger.error(
-                "file excluded from its window",
-                extra={"file_id": entry.file_id, "key": entry.key, "reason": outcome.reason},
-            )
-            exclusions.append(outcome)
-        else:
-            digests[entry.file_id] = outcome
-    return digests, exclusions
+def _exists(key: str, deps: DeliveryDeps) -> bool:
+    def stat(client: Any, settings: Any) -> Any:
+        return client.stat_object(settings.bucket, key)
+
+    try:
+        deps.minio.call(stat)
+    except S3Error as err:
+        if err.code in MISSING_CODES:
+            return False
+        raise
+    return True
 
 
 def _merge(persisted: Sequence[ExclusionRecord], found: Sequence[Exclusion]) -> list[Exclusion]:
@@ -334,88 +392,251 @@ def plan_parts(members: Sequence[WindowEntry], max_input_bytes: int) -> list[lis
     return parts
 
 
-def _deliver_parts(
-    name: WindowName,
-    *,
-    staged_key: str,
-    members: Sequence[WindowEntry],
-    exclusions: Sequence[Exclusion],
-    digests: dict[str, RefDigest],
+def _build_parts(
+    window: _Window,
     bodies: InlineBodies,
-    workdir: Path,
     deps: DeliveryDeps,
-    plan: dict[str, int],
-    retry: bool,
     lease: WindowLease,
-) -> list[PartRecord]:
-    names = safe_member_names([(entry.file_id, entry.key) for entry in members])
-    planned = plan_parts(members, plan["archive_max_input_bytes"])
-    if retry:
+    deadline: _Deadline,
+) -> list[_BuiltPart]:
+    """Every part verified in the incoming area: those an earlier invocation verified (and
+    MinIO still holds as recorded) are taken as they are, the rest built and uploaded.
+
+    The plan is a function of the files the window owns, which never change (claims are
+    permanent), so part n holds the same files in every invocation, less its exclusions.
+    """
+    plan = window.record.plan or _plan(deps.tunables)
+    names = safe_member_names([(entry.file_id, entry.key) for entry in window.owned])
+    planned = plan_parts(window.owned, plan["archive_max_input_bytes"])
+    excluded = {x.file_id for x in window.record.exclusions}
+    entries = {entry.file_id: entry for entry in window.owned}
+    built: list[_BuiltPart] = []
+    for number, part_entries in enumerate(planned, start=1):
+        final_key = archive_key(deps.tunables.archive_prefix, window.name, number, len(planned))
+        verified = window.record.verified_parts.get(number)
+        files = None if verified is None else _verified_files(deps, window.name, verified)
+        if verified is not None and files is not None:
+            part_members = [entries[str(f["file_id"])] for f in files]
+            built.append(_BuiltPart(verified, files, part_members, final_key))
+            continue
+        candidates = [entry for entry in part_entries if entry.file_id not in excluded]
+        if not candidates:
+            continue
+        if not deadline.allows_another():
+            raise WindowContinues(window.name.window_id, len(built), len(planned))
+        with deadline.unit():
+            part, newly_excluded = _build_part(
+                window, (number, len(planned)), candidates, names, bodies, deps, lease, plan
+            )
+        excluded |= newly_excluded
+        if part is not None:
+            built.append(replace(part, final_key=final_key))
+    return built
+
+
+def _build_part(  # noqa: PLR0917  # one part's whole context
+    window: _Window,
+    position: tuple[int, int],
+    candidates: Sequence[WindowEntry],
+    names: dict[str, str],
+    bodies: InlineBodies,
+    deps: DeliveryDeps,
+    lease: WindowLease,
+    plan: dict[str, int],
+) -> tuple[_BuiltPart | None, set[str]]:
+    """Hash the part's refs (persisting the exclusions found before any byte is uploaded, so
+    a retry builds the same part), then build, upload and verify it under `_incoming/`."""
+    number, parts = position
+    digests, found = _digest_refs(candidates, deps)
+    if found:
         lease.check()
-        _remove_unplanned(name, len(planned), deps)
-    entries = {entry.file_id: entry for entry in members}
+        deps.ledger.add_exclusions(window.name.window_id, [_to_record(x) for x in found])
+    excluded = {x.file_id for x in found}
+    members = [entry for entry in candidates if entry.file_id not in excluded]
+    if not members:
+        return None, excluded
 
     @contextmanager
     def open_body(file: ArchiveFile) -> Iterator[BinaryIO]:
-        entry = entries[file.file_id]
+        entry = by_id[file.file_id]
         if entry.is_ref:
             with open_ref(deps.s3, entry) as stream:
                 yield stream
         else:
             yield io.BytesIO(bodies.body(entry.line_number))
 
-    records = []
-    for number, part_entries in enumerate(planned, start=1):
-        files = [archive_file(entry, names[entry.file_id], digests) for entry in part_entries]
-        manifest = archive.manifest(
-            name.window_id,
-            staged_key,
-            number,
-            len(planned),
+    by_id = {entry.file_id: entry for entry in members}
+    files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
+    manifest = archive.manifest(window.name.window_id, window.staged_key, number, parts, files, [])
+    prefix = deps.tunables.archive_prefix
+    key = incoming_key(prefix, window.name.window_id, number)
+    writer = SpoolWriter(
+        dir=window.workdir, min_part_size=plan["min_part_size_bytes"], max_parts=plan["max_parts"]
+    )
+    with writer:
+        archive.write_archive(
+            writer,
+            manifest,
             files,
-            exclusions if number == 1 else [],
+            open_body,
+            gzip_level=plan["gzip_level"],
+            chunk_bytes=deps.tunables.read_chunk_bytes,
         )
-        key = archive_key(deps.tunables.archive_prefix, name, number, len(planned))
-        writer = SpoolWriter(
-            dir=workdir,
-            min_part_size=plan["min_part_size_bytes"],
-            max_parts=plan["max_parts"],
+    spooled = writer.result
+    try:
+        lease.check()
+        result = upload_verified(
+            deps.minio,
+            key,
+            spooled,
+            {
+                "sluice-file-count": str(len(files)),
+                "sluice-staged-key": window.staged_key,
+                "sluice-format-version": str(archive.FORMAT_VERSION),
+            },
+            attempts=deps.tunables.upload_attempts,
+            backoff_base=deps.tunables.retry_backoff_base_seconds,
+            backoff_cap=deps.tunables.retry_backoff_cap_seconds,
+            corrupt=deps.corrupt,
         )
-        with writer:
-            archive.write_archive(
-                writer,
-                manifest,
-                files,
-                open_body,
-                gzip_level=plan["gzip_level"],
-                chunk_bytes=deps.tunables.read_chunk_bytes,
+    finally:
+        spooled.path.unlink(missing_ok=True)
+    _put_json(deps, incoming_manifest_key(prefix, window.name.window_id, number), manifest)
+    record = _part_record(number, result, len(files))
+    deps.ledger.record_verified_part(window.name.window_id, record)
+    logger.info(
+        "archive part verified",
+        extra={"part": number, "parts": parts, "minio_key": key, "files": len(files)},
+    )
+    entries: list[dict[str, Any]] = json.loads(manifest)["files"]
+    return _BuiltPart(record, entries, members, key), excluded
+
+
+def _digest_refs(
+    candidates: Sequence[WindowEntry], deps: DeliveryDeps
+) -> tuple[dict[str, RefDigest], list[Exclusion]]:
+    digests: dict[str, RefDigest] = {}
+    exclusions: list[Exclusion] = []
+    for entry in candidates:
+        if not entry.is_ref:
+            continue
+        outcome = digest_ref(
+            deps.s3,
+            entry,
+            deps.schemas,
+            chunk_bytes=deps.tunables.read_chunk_bytes,
+            max_json_bytes=deps.tunables.max_json_validation_bytes,
+        )
+        if isinstance(outcome, Exclusion):
+            logger.error(
+                "file excluded from its window",
+                extra={"file_id": entry.file_id, "key": entry.key, "reason": outcome.reason},
             )
-        spooled = writer.result
-        try:
-            lease.check()
-            result = upload_verified(
-                deps.minio,
+            exclusions.append(outcome)
+        else:
+            digests[entry.file_id] = outcome
+    return digests, exclusions
+
+
+def _verified_files(
+    deps: DeliveryDeps, name: WindowName, part: PartRecord
+) -> list[dict[str, Any]] | None:
+    """The file entries of a part verified earlier, if MinIO still holds it as recorded."""
+    if not _intact(part, deps):
+        return None
+    key = incoming_manifest_key(deps.tunables.archive_prefix, name.window_id, part.part)
+    try:
+        manifest = json.loads(_get_bytes(deps, key))
+    except S3Error as err:
+        if err.code in MISSING_CODES:
+            return None
+        raise
+    files: list[dict[str, Any]] = manifest["files"]
+    logger.info("part verified earlier; not built again", extra={"part": part.part})
+    return files
+
+
+COPY_OBJECT_MAX_BYTES: Final = 5 * 1024**3
+"""S3's CopyObject limit; a larger part is copied with UploadPartCopy (compose_object)."""
+
+
+def _commit(
+    name: WindowName,
+    staged_key: str,
+    built: Sequence[_BuiltPart],
+    deps: DeliveryDeps,
+    lease: WindowLease,
+) -> list[PartRecord]:
+    """Copy every verified part to its final key (server-side, checked), then write the
+    window manifest: the commit marker, last (DESIGN §3 "Commit")."""
+    committed = []
+    for part in built:
+        lease.check()
+        committed.append(_copy_to_final(deps, part.record, part.final_key))
+    record = deps.ledger.get_window(name.window_id)
+    exclusions = _merge(record.exclusions if record else (), [])
+    manifest = window_manifest(
+        name.window_id,
+        staged_key,
+        [(final, part.files) for final, part in zip(committed, built, strict=True)],
+        exclusions,
+    )
+    lease.check()
+    _put_json(deps, window_manifest_key(deps.tunables.archive_prefix, name), manifest)
+    logger.info("window committed", extra={"parts": len(committed)})
+    return committed
+
+
+def _copy_to_final(deps: DeliveryDeps, part: PartRecord, key: str) -> PartRecord:
+    def copy(client: Any, settings: Any) -> Any:
+        if part.size > COPY_OBJECT_MAX_BYTES:
+            source = client.stat_object(settings.bucket, part.minio_key, part.minio_version)
+            user = {
+                name.lower().removeprefix("x-amz-meta-"): value
+                for name, value in (source.metadata or {}).items()
+                if name.lower().startswith("x-amz-meta-")
+            }
+            written = client.compose_object(
+                settings.bucket,
                 key,
-                spooled,
-                {
-                    "sluice-file-count": str(len(files)),
-                    "sluice-staged-key": staged_key,
-                    "sluice-format-version": str(archive.FORMAT_VERSION),
-                },
-                attempts=deps.tunables.upload_attempts,
-                backoff_base=deps.tunables.retry_backoff_base_seconds,
-                backoff_cap=deps.tunables.retry_backoff_cap_seconds,
-                corrupt=deps.corrupt,
+                [ComposeSource(settings.bucket, part.minio_key, version_id=part.minio_version)],
+                metadata=user,
             )
-        finally:
-            spooled.path.unlink(missing_ok=True)
-        _put_sidecar(deps, sidecar_key(key), manifest)
-        records.append(_part_record(number, result, len(files)))
-        logger.info(
-            "archive part delivered",
-            extra={"part": number, "parts": len(planned), "minio_key": key, "files": len(files)},
+        else:
+            written = client.copy_object(
+                settings.bucket,
+                key,
+                CopySource(settings.bucket, part.minio_key, version_id=part.minio_version),
+            )
+        return client.stat_object(settings.bucket, key, version_id=written.version_id)
+
+    stat = deps.minio.call(copy)
+    headers = {name.lower(): value for name, value in (stat.metadata or {}).items()}
+    stored_sha256 = headers.get(f"x-amz-meta-{META_SHA256}")
+    if stat.size != part.size or stored_sha256 != part.sha256:
+        raise UploadVerificationError(
+            f"copy of {part.minio_key!r} to {key!r} in {deps.minio.describe()} does not match "
+            f"the verified part: size {stat.size} (want {part.size}), sha256 {stored_sha256} "
+            f"(want {part.sha256})",
+            bucket="",
+            key=key,
+            attempts=1,
         )
-    return records
+    return replace(part, minio_key=key, minio_version=stat.version_id, etag=str(stat.etag))
+
+
+def _remove_incoming(deps: DeliveryDeps, window_id: str) -> None:
+    """The incoming copies of a committed window: best effort (a leftover costs disk only)."""
+    prefix = incoming_prefix(deps.tunables.archive_prefix, window_id)
+
+    def remove(client: Any, settings: Any) -> None:
+        for obj in client.list_objects(settings.bucket, prefix=prefix):
+            client.remove_object(settings.bucket, obj.object_name)
+
+    try:
+        deps.minio.call(remove)
+    except Exception as err:  # noqa: BLE001  # the window is delivered; this is housekeeping
+        logger.warning("incoming parts not removed", extra={"prefix": prefix, "error": str(err)})
 
 
 def _plan(tunables: DeliveryTunables) -> dict[str, int]:
@@ -426,29 +647,6 @@ def _plan(tunables: DeliveryTunables) -> dict[str, int]:
         "min_part_size_bytes": tunables.min_part_size_bytes,
         "max_parts": tunables.max_parts,
     }
-
-
-def _remove_unplanned(name: WindowName, parts: int, deps: DeliveryDeps) -> None:
-    """On a retry, remove archives an earlier attempt left under the window's name that this
-    plan will not write (its exclusions changed): no file may sit in two of them."""
-    prefix_setting = deps.tunables.archive_prefix
-    planned = {archive_key(prefix_setting, name, n, parts) for n in range(1, parts + 1)}
-    planned |= {sidecar_key(key) for key in planned}
-    prefix = archive_key(prefix_setting, name, 1, 1).removesuffix("tar.gz")
-
-    def remove(client: Any, settings: Any) -> list[str]:
-        stale = [
-            obj.object_name
-            for obj in client.list_objects(settings.bucket, prefix=prefix)
-            if obj.object_name not in planned
-        ]
-        for key in stale:
-            client.remove_object(settings.bucket, key)
-        return stale
-
-    removed = deps.minio.call(remove)
-    if removed:
-        logger.warning("removed archives of an earlier attempt's plan", extra={"keys": removed})
 
 
 def archive_file(
@@ -487,17 +685,30 @@ def _part_record(number: int, result: UploadResult, file_count: int) -> PartReco
     )
 
 
-def _put_sidecar(deps: DeliveryDeps, key: str, manifest: bytes) -> None:
+def _put_json(deps: DeliveryDeps, key: str, document: bytes) -> None:
     def put(client: Any, settings: Any) -> None:
         client.put_object(
             settings.bucket,
             key,
-            io.BytesIO(manifest),
-            length=len(manifest),
+            io.BytesIO(document),
+            length=len(document),
             content_type="application/json",
         )
 
     deps.minio.call(put)
+
+
+def _get_bytes(deps: DeliveryDeps, key: str) -> bytes:
+    def get(client: Any, settings: Any) -> bytes:
+        response = client.get_object(settings.bucket, key)
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+    result: bytes = deps.minio.call(get)
+    return result
 
 
 def _tag_delivered(deps: DeliveryDeps, bucket: str, key: str) -> None:

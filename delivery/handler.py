@@ -1,8 +1,11 @@
 """Lambda entry point `delivery.handler.lambda_handler`: S3 ObjectCreated on the staging `buffers/`.
 
-Invoked asynchronously (by S3, or by redrive with the same event): each staged window in the
-event is delivered by `delivery.delivering.deliver_window`. Any error raises, so Lambda's async
-retries apply and then the on-failure record goes to the delivery DLQ, which redrive drains.
+Invoked asynchronously (by S3, by redrive with the same event, or by itself to continue a window
+near its deadline): each staged window in the event is delivered by
+`delivery.delivering.deliver_window`. Any error raises, so Lambda's async retries apply and then
+the on-failure record goes to the delivery DLQ, which redrive drains. A window stopped at its
+deadline (WindowContinues) is not an error: the handler invokes the function again with that
+window's record, and counts `WindowsContinued` apart from failures.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from delivery.delivering import DeliveryDeps, DeliveryReport, deliver_window
+from delivery.delivering import DeliveryDeps, DeliveryReport, WindowContinues, deliver_window
+from delivery.invocation import CONTINUATION_FIELD, invoke_delivery
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
 from delivery.window import window_name
@@ -31,6 +35,9 @@ metrics = Metrics()
 tracer = Tracer()
 
 BUFFERS_PREFIX: Final = "buffers/"
+MAX_CONTINUATIONS: Final = 1000
+"""A window still unfinished after this many invocations is failed, not continued: Lambda's
+retries, the DLQ and redrive take it from there (each invocation verifies at least one part)."""
 LATENCY_VALUES_PER_FLUSH: Final = 100
 """CloudWatch's embedded metric format takes at most 100 values per metric per document."""
 
@@ -64,6 +71,7 @@ def dependencies() -> DeliveryDeps:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deps = dependencies()
+    continuation = int(event.get(CONTINUATION_FIELD, 0))
     outcomes = []
     for record in S3Event(event).records:
         bucket = record.s3.bucket.name
@@ -71,11 +79,40 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if not key.startswith(BUFFERS_PREFIX):
             logger.warning("not a staged window; ignored", extra={"bucket": bucket, "key": key})
             continue
-        logger.set_correlation_id(window_name(key, deps.file_extension).window_id)
-        report = deliver_window(bucket, key, deps)
+        window_id = window_name(key, deps.file_extension).window_id
+        logger.set_correlation_id(window_id)
+        try:
+            report = deliver_window(
+                bucket, key, deps, remaining_seconds=lambda: _remaining_seconds(context)
+            )
+        except WindowContinues as stop:
+            if continuation + 1 >= MAX_CONTINUATIONS:
+                raise
+            _continue(context, record.raw_event, continuation + 1, stop)
+            outcomes.append({"window_id": window_id, "outcome": "continued"})
+            continue
         publish(report, key)
         outcomes.append({"window_id": report.window_id, "outcome": report.outcome})
     return {"windows": outcomes}
+
+
+def _remaining_seconds(context: LambdaContext) -> float:
+    return context.get_remaining_time_in_millis() / 1000
+
+
+def _continue(
+    context: LambdaContext, record: dict[str, Any], continuation: int, stop: WindowContinues
+) -> None:
+    """The same window, in a new invocation of this function (async: its own timeout)."""
+    invoke_delivery(
+        context.invoked_function_arn,
+        {"Records": [record], CONTINUATION_FIELD: continuation},
+    )
+    logger.info(
+        "window continues in a new invocation",
+        extra={"parts_verified": stop.done, "parts": stop.parts, "continuation": continuation},
+    )
+    metrics.add_metric(name="WindowsContinued", unit=MetricUnit.Count, value=1)
 
 
 def publish(report: DeliveryReport, staged_key: str) -> None:

@@ -71,7 +71,7 @@ def marker_document(
             "window_id": w.window_id,
             "state": str(w.state),
             "files": w.file_count,
-            "excluded": len(w.exclusions),
+            "excluded": w.exclusion_count,
             "archives": [part.minio_key for part in w.parts],
         }
         for w in sorted(windows, key=lambda w: w.window_id)

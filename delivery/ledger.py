@@ -6,15 +6,21 @@ One table, key `pk` (S), TTL attribute `expires_at` (epoch seconds):
   Claims are permanent (rule 2): written under `attribute_not_exists(pk) OR owner = :w`, never
   moved to another window or deleted; a window's retry re-claims its own files (refreshing
   `claimed_at_ms` and the TTL, never the owner).
-- `WIN#<window_id>`: `state` (CLAIMED | DELIVERED | EMPTY | PARKED), `staged_key`, the persisted
-  `exclusions` (so every attempt builds the same bytes, rule 3), the verified archive `parts`
-  (rule 4), `redrive_count`, `parked_reason`, timestamps, `file_count`, the first delivery's
-  `latency_ms` histogram (delivery.latency). Only a final window (DELIVERED, EMPTY) carries
-  `expires_at`: one not yet delivered stays until it is, however long that takes.
+- `WIN#<window_id>`: `state` (CLAIMED | DELIVERED | EMPTY | PARKED), `staged_key`, how many
+  exclusion chunks and exclusions it has (`exclusion_chunks`, `exclusion_count`), the parts
+  verified so far in MinIO's incoming area (`verified_parts`, by part number: a retry skips
+  them), the committed archive `parts` (rule 4), `redrive_count`, `parked_reason`, timestamps,
+  `file_count`, the first delivery's `latency_ms` histogram (delivery.latency). Only a final
+  window (DELIVERED, EMPTY) carries `expires_at`: one not yet delivered stays until it is.
   While not final it also carries `pending` (its state) and `pending_since_ms` (first claimed):
   the keys of the sparse index `pending-windows`, so that redrive and `sluice redrive --parked`
   find the windows still to deliver with a Query whose cost is the number of such windows, never
   the table's history (about one FILE item per file for the TTL: ~35 M at 10 files/s).
+- `EXCL#<window_id>#<n>`: chunk n of the window's persisted exclusions (so every attempt builds
+  the same bytes, rule 3), `gz`: a gzipped JSON array of at most `EXCLUSION_CHUNK_BYTES`: a
+  window with 100,000 bad lines keeps a small window item (DynamoDB caps an item at 400 KB).
+  Chunks are written before the window item counts them, never changed after, and get the
+  window's TTL when it is final.
 
 States move CLAIMED -> DELIVERED | EMPTY | PARKED, and PARKED -> CLAIMED only by `unpark`
 (the operator's `sluice redrive --window`). DELIVERED and EMPTY are final: nothing moves a
@@ -28,6 +34,8 @@ writes, an injectable clock (and sleep, so tests never wait).
 
 from __future__ import annotations
 
+import gzip
+import json
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -58,6 +66,12 @@ WINDOW_PREFIX: Final = "WIN#"
 LEASE_PREFIX: Final = "LEASE#"
 """A window's lease, an item of its own: held by one invocation at a time (DESIGN §4a rule 3a)."""
 SWEEP_KEY: Final = "SWEEP#staging"
+EXCLUSION_PREFIX: Final = "EXCL#"
+EXCLUSION_CHUNK_BYTES: Final = 256 * 1024
+"""Serialized exclusions per chunk item: well under DynamoDB's 400 KB item limit."""
+EXCLUSION_DETAIL_MAX_CHARS: Final = 512
+"""An exclusion's detail is cut to this (an error text can be long; the reason is the code)."""
+BATCH_WRITE_LIMIT: Final = 25
 """The sweep's low-water mark: the start of the oldest hour of staged windows it still lists."""
 TRANSACTION_LIMIT: Final = 100
 """Items per TransactWriteItems call (DynamoDB's limit)."""
@@ -123,6 +137,10 @@ class ExclusionRecord:
     reason: str
     detail: str
 
+    def __post_init__(self) -> None:
+        if len(self.detail) > EXCLUSION_DETAIL_MAX_CHARS:
+            object.__setattr__(self, "detail", self.detail[: EXCLUSION_DETAIL_MAX_CHARS - 1] + "…")
+
 
 @dataclass(frozen=True)
 class WindowRecord:
@@ -130,6 +148,7 @@ class WindowRecord:
     state: WindowState
     staged_key: str
     exclusions: tuple[ExclusionRecord, ...]
+    """Loaded by `get_window` and `begin` only; `get_windows` leaves it empty (see the count)."""
     parts: tuple[PartRecord, ...]
     redrive_count: int
     claimed_at_ms: int | None
@@ -142,6 +161,10 @@ class WindowRecord:
     every retry builds with them, so a deploy between attempts cannot change the bytes."""
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     """End-to-end latency of the window's files at its first delivery (empty before)."""
+    exclusion_count: int = 0
+    exclusion_chunks: int = 0
+    verified_parts: dict[int, PartRecord] = field(default_factory=dict)
+    """Parts verified in MinIO's incoming area, not yet committed, by part number."""
 
 
 class LedgerError(Exception):
@@ -399,7 +422,13 @@ class Ledger:
         On a retry the record comes back unchanged: its persisted exclusions win (rule 3), and
         a DELIVERED, EMPTY or PARKED window stays so; the caller acts on the state returned.
         A record that `record_redrive` created before any attempt gets its exclusions now.
+        The exclusions go to chunk items first; the window item then counts them, once.
         """
+        current = self._raw_window(window_id)
+        chunks = _chunked(exclusions)
+        if not _has_exclusions(current) and _state_of(current) not in _FINAL_STATES:
+            # Only this invocation writes them: it holds the window's lease (rule 3a).
+            self._put_chunks(window_id, 0, chunks)
         now = self._clock()
         try:
             response = self._dynamodb.update_item(
@@ -412,7 +441,9 @@ class Ledger:
                     "SET #state = if_not_exists(#state, :claimed), "
                     "#pending = if_not_exists(#state, :claimed), "
                     "staged_key = if_not_exists(staged_key, :key), "
-                    "exclusions = if_not_exists(exclusions, :exclusions), "
+                    "exclusion_chunks = if_not_exists(exclusion_chunks, :chunks), "
+                    "exclusion_count = if_not_exists(exclusion_count, :count), "
+                    "verified_parts = if_not_exists(verified_parts, :no_parts), "
                     "#plan = if_not_exists(#plan, :plan), "
                     "redrive_count = if_not_exists(redrive_count, :zero), "
                     "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
@@ -426,7 +457,9 @@ class Ledger:
                     ":claimed": {"S": WindowState.CLAIMED},
                     ":parked": {"S": WindowState.PARKED},
                     ":key": {"S": staged_key},
-                    ":exclusions": _serializer.serialize([asdict(e) for e in exclusions]),
+                    ":chunks": {"N": str(len(chunks))},
+                    ":count": {"N": str(len(exclusions))},
+                    ":no_parts": {"M": {}},
                     ":plan": _serializer.serialize(dict(plan or {})),
                     ":zero": {"N": "0"},
                     ":now": {"N": str(int(now * 1000))},
@@ -437,37 +470,127 @@ class Ledger:
         except ClientError as err:
             if _error_code(err) != "ConditionalCheckFailedException":
                 raise
-            return _window_record(self._final_item(err, window_id))
-        return _window_record(response["Attributes"])
+            return self._with_exclusions(self._final_item(err, window_id))
+        return self._with_exclusions(response["Attributes"])
 
     def add_exclusions(self, window_id: str, exclusions: Sequence[ExclusionRecord]) -> None:
-        """Append exclusions found only on a retry (a ref deleted between attempts), so later
-        attempts build from them too. Only while the window is CLAIMED."""
+        """Persist exclusions found after `begin` (a ref found unreadable on a later part or
+        attempt), so later attempts build from them too: new chunks, then one conditional
+        count update. Only while the window is CLAIMED."""
         if not exclusions:
             return
+        current = self._raw_window(window_id)
+        if _state_of(current) != WindowState.CLAIMED:
+            raise WindowStateError(window_id, "add exclusions", _state_of(current))
+        first = int(current.get("exclusion_chunks", {}).get("N", "0"))
+        chunks = _chunked(exclusions)
+        self._put_chunks(window_id, first, chunks)
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=_window_key(window_id),
-                UpdateExpression="SET exclusions = list_append(exclusions, :new)",
-                ConditionExpression="#state = :claimed",
+                UpdateExpression=(
+                    "SET exclusion_chunks = :chunks, "
+                    "exclusion_count = if_not_exists(exclusion_count, :zero) + :added"
+                ),
+                ConditionExpression=(
+                    "#state = :claimed AND "
+                    "(exclusion_chunks = :first OR attribute_not_exists(exclusion_chunks))"
+                ),
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={
-                    ":new": _serializer.serialize([asdict(e) for e in exclusions]),
+                    ":chunks": {"N": str(first + len(chunks))},
+                    ":first": {"N": str(first)},
+                    ":added": {"N": str(len(exclusions))},
+                    ":zero": {"N": "0"},
                     ":claimed": {"S": WindowState.CLAIMED},
                 },
             )
         except ClientError as err:
             if _error_code(err) == "ConditionalCheckFailedException":
-                raise WindowStateError(window_id, "add exclusions", None, "not CLAIMED") from err
+                raise WindowStateError(
+                    window_id, "add exclusions", None, "not CLAIMED, or changed meanwhile"
+                ) from err
+            raise
+
+    def record_verified_part(self, window_id: str, part: PartRecord) -> None:
+        """Remember a part verified in MinIO's incoming area: a retry or a continuation skips
+        it (rule 4a). Not on an EMPTY window, nor one `begin` has not created."""
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_window_key(window_id),
+                UpdateExpression="SET verified_parts.#part = :part, updated_at_ms = :now",
+                ConditionExpression="attribute_exists(verified_parts)",
+                ExpressionAttributeNames={"#part": str(part.part)},
+                ExpressionAttributeValues={
+                    ":part": _serializer.serialize(asdict(part)),
+                    ":now": {"N": str(int(self._clock() * 1000))},
+                },
+            )
+        except ClientError as err:
+            if _error_code(err) == "ConditionalCheckFailedException":
+                raise WindowStateError(window_id, "record a verified part", None) from err
             raise
 
     def get_window(self, window_id: str) -> WindowRecord | None:
-        response = self._dynamodb.get_item(
-            TableName=self._table, Key=_window_key(window_id), ConsistentRead=True
-        )
-        item = response.get("Item")
-        return None if item is None else _window_record(item)
+        """The window's record with its exclusions (one more read per exclusion chunk)."""
+        item = self._raw_window(window_id)
+        return self._with_exclusions(item) if item else None
+
+    def _with_exclusions(self, item: Mapping[str, Any]) -> WindowRecord:
+        record = _window_record(item)
+        if not record.exclusion_chunks:
+            return record
+        keys = [_chunk_key(record.window_id, n) for n in range(record.exclusion_chunks)]
+        found: dict[str, list[Any]] = {}
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            for chunk in self._batch_get_items(keys[start : start + BATCH_GET_LIMIT]):
+                found[chunk[LEDGER_KEY]["S"]] = json.loads(gzip.decompress(chunk["gz"]["B"]))
+        missing = [key[LEDGER_KEY]["S"] for key in keys if key[LEDGER_KEY]["S"] not in found]
+        if missing:
+            raise LedgerError(f"window {record.window_id}: exclusion chunks missing: {missing}")
+        loaded = [ExclusionRecord(**e) for key in keys for e in found[key[LEDGER_KEY]["S"]]]
+        return replace(record, exclusions=record.exclusions + tuple(loaded))
+
+    def _put_chunks(self, window_id: str, first: int, chunks: Sequence[bytes]) -> None:
+        """BatchWriteItem, 25 chunk items a call, unprocessed items retried with backoff."""
+        items = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        LEDGER_KEY: {"S": EXCLUSION_PREFIX + f"{window_id}#{first + n}"},
+                        "gz": {"B": chunk},
+                    }
+                }
+            }
+            for n, chunk in enumerate(chunks)
+        ]
+        for start in range(0, len(items), BATCH_WRITE_LIMIT):
+            batch: list[Any] = items[start : start + BATCH_WRITE_LIMIT]
+            stalls = 0
+            while batch:
+                response: Any = self._dynamodb.batch_write_item(RequestItems={self._table: batch})
+                left = response.get("UnprocessedItems", {}).get(self._table, [])
+                if left and len(left) == len(batch):
+                    stalls += 1
+                    if stalls >= self._attempts:
+                        raise LedgerRetriesExhausted(f"{len(left)} exclusion chunks unwritten")
+                    self._sleep(self._backoff(stalls))
+                batch = list(left)
+
+    def _expire_chunks(self, window_id: str) -> None:
+        """A final window's exclusion chunks expire with it."""
+        item = self._raw_window(window_id)
+        expires = {"N": str(int(self._clock()) + self._ttl_seconds)}
+        for n in range(int(item.get("exclusion_chunks", {}).get("N", "0"))):
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=_chunk_key(window_id, n),
+                UpdateExpression="SET #exp = :exp",
+                ExpressionAttributeNames={"#exp": LEDGER_TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":exp": expires},
+            )
 
     def mark_delivered(
         self,
@@ -488,6 +611,7 @@ class Ledger:
             window_id, parts, file_count, histogram, WindowState.CLAIMED, WindowState.PARKED
         )
         if old is None:
+            self._expire_chunks(window_id)
             return
         state = _state_of(old)
         if state != WindowState.DELIVERED:
@@ -521,6 +645,7 @@ class Ledger:
                 "SET #state = :delivered, parts = :parts, file_count = :count, "
                 "delivered_at_ms = if_not_exists(delivered_at_ms, :now), updated_at_ms = :now, "
                 "latency_ms = if_not_exists(latency_ms, :latency), "
+                "verified_parts = :no_parts, "
                 "#exp = :exp REMOVE parked_reason, #pending, #since"
             ),
             condition=f"#state IN ({', '.join(states)})",
@@ -530,6 +655,7 @@ class Ledger:
                 ":parts": _serializer.serialize([asdict(part) for part in parts]),
                 ":count": {"N": str(file_count)},
                 ":latency": _serializer.serialize(latency.to_item()),
+                ":no_parts": {"M": {}},
                 **self._times(self._clock()),
             },
         )
@@ -823,6 +949,7 @@ class Ledger:
 
 
 _NOT_FINAL: Final = "attribute_not_exists(#state) OR #state IN (:claimed, :parked)"
+_FINAL_STATES: Final = frozenset({WindowState.DELIVERED, WindowState.EMPTY})
 _PENDING_NAMES: Final = {
     "#state": "state",
     "#pending": PENDING_KEY,
@@ -842,6 +969,31 @@ def _error_code(err: ClientError) -> str:
 
 def _window_key(window_id: str) -> dict[str, Any]:
     return {LEDGER_KEY: {"S": WINDOW_PREFIX + window_id}}
+
+
+def _chunk_key(window_id: str, n: int) -> dict[str, Any]:
+    return {LEDGER_KEY: {"S": EXCLUSION_PREFIX + f"{window_id}#{n}"}}
+
+
+def _has_exclusions(item: Mapping[str, Any]) -> bool:
+    """Persisted already: as chunks, or inline (items written before chunks existed)."""
+    return "exclusion_chunks" in item or "exclusions" in item
+
+
+def _chunked(exclusions: Sequence[ExclusionRecord]) -> list[bytes]:
+    """Gzipped JSON arrays of exclusions, at most EXCLUSION_CHUNK_BYTES of JSON each (so the
+    compressed chunk is too): one binary attribute, cheap to store and to read back."""
+    chunks: list[list[str]] = []
+    size = EXCLUSION_CHUNK_BYTES
+    for exclusion in exclusions:
+        text = json.dumps(asdict(exclusion), ensure_ascii=False)
+        cost = len(text.encode()) + 1
+        if size + cost > EXCLUSION_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(text)
+        size += cost
+    return [gzip.compress(("[" + ",".join(chunk) + "]").encode(), mtime=0) for chunk in chunks]
 
 
 def _state_of(item: Mapping[str, Any]) -> str | None:
@@ -865,6 +1017,11 @@ def _window_record(item: Mapping[str, Any]) -> WindowRecord:
         file_count=int(plain.get("file_count", 0)),
         plan={str(k): int(v) for k, v in (plain.get("plan") or {}).items()},
         latency=LatencyHistogram.from_item(plain.get("latency_ms") or {}),
+        exclusion_count=int(plain.get("exclusion_count", len(plain.get("exclusions", [])))),
+        exclusion_chunks=int(plain.get("exclusion_chunks", 0)),
+        verified_parts={
+            int(number): _part(part) for number, part in (plain.get("verified_parts") or {}).items()
+        },
     )
 
 

@@ -4,15 +4,15 @@ What landed is read from the forwarder's index of landed files by hour (`IngestI
 per hour, whose cost is that hour's files, whatever the history), or, when asked, from the
 landing bucket itself (ListObjectVersions of every version: the only source that sees a file
 whose S3 event was lost, and one whose cost grows with the bucket's history); what arrived, from
-the sidecar manifests beside the archives in MinIO; what is on its way, from delivery's ledger;
-what is held back, from the quarantine reason files in the staging bucket. Each landed version
-gets exactly one `FileStatus`. The operator's `sluice reconcile` prints the report; the scheduled
-redrive publishes its `missing` count as the `FilesMissing` metric — hence plain adapters here,
-nothing of the local stack or the CLI.
+the window manifests (delivery.commit) beside the archives in MinIO; what is on its way, from
+delivery's ledger; what is held back, from the quarantine reason files in the staging bucket.
+Each landed version gets exactly one `FileStatus`. The operator's `sluice reconcile` prints the
+report; the scheduled redrive publishes its `missing` count as the `FilesMissing` metric — hence
+plain adapters here, nothing of the local stack or the CLI.
 
 Windows are named by Firehose's arrival time, later than the landing time, so manifests are read
 from the hour of `since` to `until + slack`. A window that owns a file but was named outside that
-range is still found: its sidecars are read through the ledger's parts.
+range is still found: its manifest is read through the ledger's parts.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from botocore.exceptions import ClientError
 from minio import Minio
 from minio.error import S3Error
 
-from delivery.delivering import MISSING_CODES, sidecar_key
+from delivery.commit import MANIFEST_SUFFIX, placements, window_manifest_beside
+from delivery.delivering import MISSING_CODES
 from delivery.ledger import Ledger, PartRecord, WindowRecord, WindowState
 from transform.envelope import file_id as compute_file_id
 from transform.idempotency import LANDED_HOUR, LANDED_INDEX, landed_hour
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
-SIDECAR_SUFFIX: Final = ".manifest.json"
 REPLAY_MARK: Final = "#r"
 DEFAULT_SLACK: Final = timedelta(hours=2)
 DEFAULT_GRACE: Final = timedelta(minutes=5)
@@ -175,7 +175,7 @@ class ManifestExclusion:
 
 @dataclass
 class ManifestIndex:
-    """Every file and exclusion the sidecars read so far name."""
+    """Every file and exclusion the window manifests read so far name."""
 
     placements: dict[str, list[Placement]] = field(default_factory=lambda: defaultdict(list))
     replays: dict[tuple[str, str], list[Placement]] = field(
@@ -184,14 +184,13 @@ class ManifestIndex:
     """(key, version_id) -> placements under a forced replay's id (`<file_id>#r<replay_id>`)."""
     exclusions: dict[str, ManifestExclusion] = field(default_factory=dict)
     read: set[str] = field(default_factory=set)
-    """Sidecar keys already read."""
+    """Window manifest keys already read."""
     unreadable: list[str] = field(default_factory=list)
 
-    def add(self, sidecar: str, manifest: Mapping[str, Any]) -> None:
-        self.read.add(sidecar)
+    def add(self, manifest_key: str, manifest: Mapping[str, Any]) -> None:
+        self.read.add(manifest_key)
         window_id = str(manifest["window_id"])
-        archive = sidecar.removesuffix(SIDECAR_SUFFIX) + ".tar.gz"
-        for entry in manifest.get("files", []):
+        for archive, entry in placements(manifest):
             placement = Placement(
                 file_id=entry["file_id"],
                 window_id=window_id,
@@ -207,7 +206,7 @@ class ManifestIndex:
         for entry in manifest.get("excluded", []):
             self.exclusions[entry["file_id"]] = ManifestExclusion(
                 window_id=window_id,
-                archive=archive,
+                archive=manifest_key,
                 reason=entry["reason"],
                 detail=entry.get("detail", ""),
             )
@@ -300,8 +299,8 @@ def reconcile(
             sources.landing, sources.landing_bucket, since, until, prefix, max_listed=max_listed
         )
     index = ManifestIndex()
-    for sidecar in list_sidecars(sources, since, until + slack):
-        _read_into(sources, sidecar, index)
+    for manifest_key in list_window_manifests(sources, since, until + slack):
+        _read_into(sources, manifest_key, index)
     quarantined = _reason_files(sources)
     unplaced = [v.file_id for v in landed if not index.placements[v.file_id]]
     owners = sources.ledger.owners(unplaced) if unplaced else {}
@@ -309,8 +308,8 @@ def reconcile(
     for owner in sorted(set(owners.values())):
         record = windows.get(owner)
         if record is not None and record.state is WindowState.DELIVERED:
-            for part in record.parts:  # a window named outside the hours listed
-                _read_into(sources, sidecar_key(part.minio_key), index)
+            for part in record.parts[:1]:  # a window named outside the hours listed
+                _read_into(sources, window_manifest_beside(part.minio_key, owner), index)
     judge = _Judge(
         sources, index, windows, quarantined, verify_bytes=verify_bytes, recent_after=now - grace
     )
@@ -379,7 +378,9 @@ def partition_prefixes(archive_prefix: str, start: datetime, end: datetime) -> l
     return prefixes
 
 
-def list_sidecars(sources: ReconcileSources, start: datetime, end: datetime) -> Iterator[str]:
+def list_window_manifests(
+    sources: ReconcileSources, start: datetime, end: datetime
+) -> Iterator[str]:
     for partition in partition_prefixes(sources.archive_prefix, start, end):
         try:
             names = [
@@ -392,11 +393,11 @@ def list_sidecars(sources: ReconcileSources, start: datetime, end: datetime) -> 
             raise ReconcileError(
                 f"cannot list manifests in {sources.archive_bucket}/{partition}: {err.code}"
             ) from err
-        yield from (name for name in names if name.endswith(SIDECAR_SUFFIX))
+        yield from (name for name in names if name.endswith(MANIFEST_SUFFIX))
 
 
 def read_manifest(minio: Minio, bucket: str, key: str) -> dict[str, Any]:
-    """A sidecar manifest; ReconcileError names the bucket and key if absent or not JSON."""
+    """A window manifest; ReconcileError names the bucket and key if absent or not JSON."""
     try:
         response = minio.get_object(bucket, key)
     except S3Error as err:
@@ -427,18 +428,18 @@ def landing_sha256(
     return digest.hexdigest()
 
 
-def _read_into(sources: ReconcileSources, sidecar: str, index: ManifestIndex) -> None:
-    if sidecar in index.read:
+def _read_into(sources: ReconcileSources, manifest_key: str, index: ManifestIndex) -> None:
+    if manifest_key in index.read:
         return
     try:
-        manifest = read_manifest(sources.minio, sources.archive_bucket, sidecar)
+        manifest = read_manifest(sources.minio, sources.archive_bucket, manifest_key)
     except ReconcileError as err:
-        # One bad sidecar must not hide the rest: reported, and the report is not ok.
-        logger.warning("manifest unreadable", extra={"key": sidecar, "error": str(err)})
-        index.read.add(sidecar)
-        index.unreadable.append(sidecar)
+        # One bad manifest must not hide the rest: reported, and the report is not ok.
+        logger.warning("manifest unreadable", extra={"key": manifest_key, "error": str(err)})
+        index.read.add(manifest_key)
+        index.unreadable.append(manifest_key)
         return
-    index.add(sidecar, manifest)
+    index.add(manifest_key, manifest)
 
 
 def _reason_files(sources: ReconcileSources) -> set[str]:

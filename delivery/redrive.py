@@ -9,7 +9,6 @@ undelivered window, `FilesMissing`, the inventory check's lag and `FilesUnannoun
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from delivery.hour_markers import HourMarkers
 from delivery.hourly_reconcile import HourlyOutcome, reconcile_hour
 from delivery.inventory import InventoryDeps, InventoryOutcome, check_inventory
+from delivery.invocation import invoke_delivery
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
 from delivery.reconciling import IngestIndex, ReconcileSources
@@ -34,19 +34,6 @@ from transform import clients
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
-
-
-class InvokeRefused(RuntimeError):
-    """Lambda did not accept an asynchronous invocation of delivery."""
-
-
-def invoke_delivery(function: str, event: dict[str, Any]) -> None:
-    """Invoke delivery asynchronously (InvocationType Event); raise unless Lambda accepted it."""
-    response = clients.lambda_().invoke(
-        FunctionName=function, InvocationType="Event", Payload=json.dumps(event).encode()
-    )
-    if response["StatusCode"] != 202:
-        raise InvokeRefused(f"{function} answered {response['StatusCode']} to an async invoke")
 
 
 @dataclass(frozen=True)

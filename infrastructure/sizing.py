@@ -43,7 +43,7 @@ FIREHOSE_QUOTA_RECORDS: Final = 100_000  # records per second per stream
 ALARM_SHARE: Final = 0.8  # the incoming-bytes alarm's threshold
 ARCHIVE_BYTES_PER_FILE: Final = 2 * 512 + 2 * 400
 """What a file adds to MinIO beside its bytes: a tar header and a PAX header (512 B blocks),
-and its manifest entry twice (in the archive and in the sidecar), about 400 B each."""
+and its manifest entry twice (in the archive and in the window manifest), about 400 B each."""
 
 
 # ------------------------------------------------------------------------------ sizes

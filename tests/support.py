@@ -134,13 +134,23 @@ def on_failure_record(staged_key: str, error: dict[str, str] = WINDOW_ERROR) -> 
     }
 
 
+def window_manifests(minio: Minio, bucket: str) -> dict[str, dict[str, Any]]:
+    """Every window manifest (the commit markers) in MinIO, by key."""
+    return {
+        obj.object_name: json.loads(minio.get_object(bucket, obj.object_name).read())
+        for obj in minio.list_objects(bucket, recursive=True)
+        if obj.object_name.endswith(".manifest.json") and "/_incoming/" not in obj.object_name
+    }
+
+
 def archives(
     minio: Minio, bucket: str
 ) -> dict[str, tuple[dict[str, Any], dict[str, bytes], list[str]]]:
-    """Every archive in MinIO: (MANIFEST.json, members by name, member order)."""
+    """Every archive a consumer sees in MinIO (not `_incoming/`): (MANIFEST.json, members by
+    name, member order)."""
     found = {}
     for obj in minio.list_objects(bucket, recursive=True):
-        if not obj.object_name.endswith(".tar.gz"):
+        if not obj.object_name.endswith(".tar.gz") or "/_incoming/" in obj.object_name:
             continue
         data = minio.get_object(bucket, obj.object_name).read()
         members: dict[str, bytes] = {}

@@ -7,7 +7,7 @@
 It starts the local stack at time scale 1 (real time), lands `sluice load`'s realistic mix
 (infrastructure.local.workload, through infrastructure.cli.files.land) phase after phase, waits
 for every file in MinIO, and reports per phase: the landing rate achieved, files delivered, lost
-and duplicated (matched by key and sha256 against the sidecar manifests), and latency per file —
+and duplicated (matched by key and sha256 against the window manifests), and latency per file —
 from its S3 event time (`event_time_ms` in the manifest) to its window's `delivered_at_ms` in
 the ledger, the moment delivery marked it DELIVERED, which is when DESIGN §4a counts a file
 delivered. Every few seconds a sampler records what shows saturation: the ingest queue's depth
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from delivery.commit import placements
 from delivery.ledger import Ledger
 from infrastructure.bench.results import Figure, table, write_json, write_section
 from infrastructure.cli import deployment
@@ -240,14 +241,14 @@ class TimedManifestReader(ManifestReader):
         self.arrived: Counter[tuple[str, str]] = Counter()
 
     def poll(self) -> None:
-        for name in self._sidecars():
+        for name in self._manifests():
             if name in self._seen:
                 continue
             manifest = self._read(name)
             self._seen.add(name)
             window = str(manifest["window_id"])
             self.first_seen_ms.setdefault(window, int(time.time() * 1000))
-            for entry in manifest["files"]:
+            for _, entry in placements(manifest):
                 file = (entry["key"], entry["sha256"])
                 self.arrived[file] += 1
                 self.event_ms.setdefault(file, int(entry["event_time_ms"]))
@@ -558,7 +559,7 @@ def _account(sampler: Sampler, results: list[PhaseResult], ledger: Ledger) -> No
         sent = set(result.report.sent)
         events = {f: ms for f, ms in reader.event_ms.items() if f in sent}
         found = latencies_s(events, reader.owner, delivered_ms)
-        # A window missing from the ledger: the time its sidecar was first seen (poll-late).
+        # A window missing from the ledger: the time its window manifest was first seen (poll-late).
         fallback = {w: ms for w, ms in reader.first_seen_ms.items() if w not in delivered_ms}
         extra = latencies_s(
             {f: events[f] for f in events if f not in found}, reader.owner, fallback
@@ -723,7 +724,11 @@ def body(outcome: Run, sat: Saturation, plan: Plan) -> str:
     cut = f"Not sent within {PHASE_OVERRUN:g}x a phase's time: {not_sent}." if not_sent else ""
     starts = ", ".join(f"{r.phase.name} at t={r.started_t:.0f} s" for r in results)
     fallback = sum(r.without_ledger_time for r in results)
-    seen = f"; {fallback} files timed by their sidecar's first sight instead" if fallback else ""
+    seen = (
+        f"; {fallback} files timed by their window manifest's first sight instead"
+        if fallback
+        else ""
+    )
     saturated = (
         ", ".join(f"{name} ({100 * sat.peak_cpu[name]:.0f}% of a core)" for name in sat.saturated)
         or "nothing reached 90 % of a core"
@@ -742,7 +747,7 @@ p99.9 <= {SLO_P999_S:g} s) and which stand-in gives out first.
 
 Latency per file: from its S3 event time (`event_time_ms` in the archive's manifest) to its
 window's `delivered_at_ms` in the ledger (the moment delivery marked it DELIVERED){seen}.
-Lost and duplicated: each landed file (key, sha256) against every sidecar manifest in MinIO;
+Lost and duplicated: each landed file (key, sha256) against every window manifest in MinIO;
 lost means not in MinIO by the end of the wait. DLQs at the end: {dlqs or "not read"}.
 {cut}
 Load average (1 min) at the start / end: {outcome.load[0]:.1f} / {outcome.load[1]:.1f} on

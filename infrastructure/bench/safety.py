@@ -284,26 +284,38 @@ def _reconcile_requests(minio: Any, bucket: str, history_files: int, day: dateti
         store.complete([fid], {fid: landed})
         return {"key": key, "version_id": version["VersionId"], "file_id": fid, "size": 2}
 
-    def sidecar(name: str, files: list[dict[str, Any]], at: datetime) -> None:
-        key = f"sluice/dt={at:%Y-%m-%d}/hour={at:%H}/{name}.manifest.json"
-        document = {"format_version": 1, "window_id": name, "part": 1, "parts": 1, "excluded": []}
+    def window_manifest(name: str, files: list[dict[str, Any]], at: datetime) -> None:
+        partition = f"sluice/dt={at:%Y-%m-%d}/hour={at:%H}/"
+        part = {"part": 1, "key": f"{partition}{name}.tar.gz", "sha256": "0" * 64, "size": 0}
+        document: dict[str, Any] = {
+            "format_version": 2,
+            "window_id": name,
+            "parts": [{**part, "file_count": len(files)}],
+            "excluded": [],
+        }
         document["files"] = [
-            {**f, "member_name": f["key"], "sha256": "0" * 64, "check": "envelope-sha256"}
+            {
+                **f,
+                "member_name": f["key"],
+                "sha256": "0" * 64,
+                "check": "envelope-sha256",
+                "part": 1,
+            }
             for f in files
         ]
         data = json.dumps(document).encode()
-        minio.put_object(bucket, key, io.BytesIO(data), len(data))
+        minio.put_object(bucket, f"{partition}{name}.manifest.json", io.BytesIO(data), len(data))
 
     batch = []
     for n in range(history_files):
         at = day.replace(hour=11) - timedelta(hours=n % 10, minutes=n % 50)
         batch.append(land(f"history/{day:%d}/{n}.json", at))
         if len(batch) == 10 or n == history_files - 1:
-            sidecar(f"history-{day:%d}-{n}", batch, at)
+            window_manifest(f"history-{day:%d}-{n}", batch, at)
             batch = []
     kept = [land(f"hour/{day:%d}/kept-{n}.json", hour) for n in range(2)]
     land(f"hour/{day:%d}/lost.json", hour)
-    sidecar(f"w-{day:%d}", kept, hour)
+    window_manifest(f"w-{day:%d}", kept, hour)
     counts = Counts()
     counted_s3 = boto3.client("s3", region_name=REGION)
     counted_dynamodb = boto3.client("dynamodb", region_name=REGION)

@@ -37,7 +37,7 @@ def register(commands: Any) -> None:
     command = commands.add_parser(
         "reconcile",
         help="did every file landed in a time range reach MinIO exactly once?",
-        description="Each version that landed in [--since, --until) against the sidecar "
+        description="Each version that landed in [--since, --until) against the window "
         "manifests in MinIO, the ledger and the quarantine: delivered, redelivered (by a "
         "forced replay), delivered twice, checksum mismatch, quarantined, excluded, too large, "
         "pending, parked or missing. Times are ISO-8601 (naive means UTC) or a duration ago "

@@ -5,9 +5,10 @@ Against the local stack (`--local`) or a deployment (`--env ENV`), as
 infrastructure.cli.deployment finds them: the same code, only the endpoints and names differ.
 MinIO's endpoint and keys come from the MinIO secret in Secrets Manager, as delivery reads them.
 
-Checks: the sample appears in an archive's sidecar manifest under its key and landing version;
-the archive's member has the sample's bytes and the manifest's sha256; the sidecar equals the
-archive's own MANIFEST.json. Exit status 0 when all hold, 1 otherwise (with what failed).
+Checks: the sample appears in a window manifest (the commit marker) under its key and landing
+version; the archive's member has the sample's bytes and the manifest's sha256; the archive is
+the part the window manifest lists, by sha256 and size. Exit status 0 when all hold, 1
+otherwise (with what failed).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from typing import Final
 
 from minio import Minio
 
+from delivery.commit import window_manifest_beside
 from delivery.minio_access import MinioSettings
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
-from infrastructure.local.arrivals import SIDECAR_SUFFIX, Arrival, ManifestReader
+from infrastructure.local.arrivals import Arrival, ManifestReader
 from infrastructure.tunables import load_tunables
 
 POLL_SECONDS: Final = 2.0
@@ -104,11 +106,12 @@ def _verify(client: Minio, bucket: str, arrival: Arrival, body: bytes, version: 
         member = tar.extractfile(entry["member_name"])
         if member is None or member.read() != body:
             raise SmokeError(f"{arrival.archive}: member {entry['member_name']} is not the sample")
-    sidecar = json.loads(
-        _read(client, bucket, arrival.archive.removesuffix(".tar.gz") + SIDECAR_SUFFIX)
+    window = json.loads(
+        _read(client, bucket, window_manifest_beside(arrival.archive, arrival.window_id))
     )
-    if sidecar != manifest:
-        raise SmokeError(f"{arrival.archive}: the sidecar manifest differs from MANIFEST.json")
+    (part,) = [p for p in window["parts"] if p["key"] == arrival.archive]
+    if part["sha256"] != hashlib.sha256(archive).hexdigest() or part["size"] != len(archive):
+        raise SmokeError(f"{arrival.archive}: not the part its window manifest lists")
 
 
 def _read(client: Minio, bucket: str, name: str) -> bytes:

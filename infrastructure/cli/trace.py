@@ -2,7 +2,7 @@
 
 Per version (all versions of the key, newest first, unless one is named): the landing version,
 its file_id, the forwarder's idempotency record, the ledger's claim and the owner window, then the
-archive part and member (from the sidecar manifest), or the exclusion, or the quarantine reason.
+archive part and member (from the window manifest), or the exclusion, or the quarantine reason.
 `where` says plainly where the file is when the story stops.
 """
 
@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from delivery.delivering import sidecar_key
+from delivery.commit import placements, window_manifest_beside
 from delivery.ledger import WindowRecord, WindowState
 from delivery.reconciling import ReconcileError, ReconcileSources, read_manifest
 from infrastructure.cli import deployment
@@ -192,14 +192,16 @@ def _find_in_archives(sources: ReconcileSources, record: WindowRecord, story: St
     for exclusion in record.exclusions:
         if exclusion.file_id == story.file_id:
             story.exclusion = {"reason": exclusion.reason, "detail": exclusion.detail}
-    for part in record.parts:
-        manifest = read_manifest(sources.minio, sources.archive_bucket, sidecar_key(part.minio_key))
-        for entry in manifest.get("files", []):
+    for part in record.parts[:1]:
+        key = window_manifest_beside(part.minio_key, record.window_id)
+        manifest = read_manifest(sources.minio, sources.archive_bucket, key)
+        numbers = {p.minio_key: p.part for p in record.parts}
+        for archive_key, entry in placements(manifest):
             if entry["file_id"] == story.file_id:
                 story.archive = {
                     "bucket": sources.archive_bucket,
-                    "minio_key": part.minio_key,
-                    "part": part.part,
+                    "minio_key": archive_key,
+                    "part": numbers.get(archive_key, entry["part"]),
                     "member_name": entry["member_name"],
                     "sha256": entry["sha256"],
                     "check": entry.get("check"),

@@ -1,16 +1,16 @@
-"""What has arrived in MinIO, read from the sidecar manifests delivery writes beside each archive
-(`<archive>.manifest.json`, the same document as the archive's `MANIFEST.json`)."""
+"""What has arrived in MinIO, read from the window manifests delivery writes last, beside the
+window's archives (`<window-id>.manifest.json`, delivery.commit): a consumer's view."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from minio import Minio
 
-SIDECAR_SUFFIX: Final = ".manifest.json"
+from delivery.commit import INCOMING, MANIFEST_SUFFIX, placements
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class Arrival:
 
 
 class ManifestReader:
-    """Reads each sidecar once; `new_arrivals()` returns the files of archives not seen before."""
+    """Reads each window manifest once; `new_arrivals()` returns the files of windows committed
+    since the last call."""
 
     def __init__(self, client: Minio, bucket: str, prefix: str = "") -> None:
         self._client = client
@@ -34,12 +35,11 @@ class ManifestReader:
 
     def new_arrivals(self) -> list[Arrival]:
         found: list[Arrival] = []
-        for name in self._sidecars():
+        for name in self._manifests():
             if name in self._seen:
                 continue
             manifest = self._read(name)
             self._seen.add(name)
-            archive = name.removesuffix(SIDECAR_SUFFIX) + ".tar.gz"
             found.extend(
                 Arrival(
                     key=entry["key"],
@@ -49,14 +49,14 @@ class ManifestReader:
                     window_id=manifest["window_id"],
                     archive=archive,
                 )
-                for entry in manifest["files"]
+                for archive, entry in placements(manifest)
             )
         return found
 
-    def _sidecars(self) -> Iterator[str]:
+    def _manifests(self) -> Iterator[str]:
         for obj in self._client.list_objects(self._bucket, prefix=self._prefix, recursive=True):
             name = str(obj.object_name)
-            if name.endswith(SIDECAR_SUFFIX):
+            if name.endswith(MANIFEST_SUFFIX) and f"/{INCOMING}/" not in name:
                 yield name
 
     def _read(self, name: str) -> dict[str, Any]:

@@ -221,8 +221,12 @@ data "aws_iam_policy_document" "delivery" {
 
   statement {
     sid = "Ledger"
-    # Claims are Puts inside TransactWriteItems, which IAM checks as PutItem.
-    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    # Claims are Puts inside TransactWriteItems, which IAM checks as PutItem; exclusion chunks
+    # (EXCL# items) are written with BatchWriteItem.
+    actions = [
+      "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
+      "dynamodb:BatchWriteItem",
+    ]
     resources = [aws_dynamodb_table.this["ledger"].arn]
   }
 
@@ -249,6 +253,14 @@ data "aws_iam_policy_document" "delivery" {
     sid       = "OnFailureDestination"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.delivery_dlq.arn]
+  }
+
+  # A window stopped near the function's deadline continues in a new invocation of the same
+  # alias (delivery/handler.py).
+  statement {
+    sid       = "ContinueWindow"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [local.alias_arns["delivery"]]
   }
 }
 

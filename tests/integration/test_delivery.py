@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -29,9 +30,10 @@ from aws_lambda_powertools.utilities import parameters
 from minio import Minio
 from moto.s3.exceptions import S3AccessDeniedError
 
-from delivery import delivering, handler, lease, redrive, refs
+from delivery import delivering, extract, handler, lease, redrive, refs
 from delivery.ledger import Ledger, WindowState
 from delivery.redriving import staged_event
+from delivery.upload import upload_verified as real_upload_verified
 from infrastructure import environment
 from infrastructure.local import provision
 from infrastructure.local.lambda_context import LocalLambdaContext
@@ -56,6 +58,7 @@ from tests.support import (
     on_failure_record,
     put_and_notify,
     sqs_event,
+    window_manifests,
 )
 from transform import clients, forwarder, processor
 from transform.envelope import Envelope, file_id
@@ -187,6 +190,13 @@ def delivered(minio: Minio, bucket: str) -> list[tuple[str, bytes]]:
     return sorted(files)
 
 
+def excluded(minio: Minio, bucket: str) -> list[dict[str, Any]]:
+    """The exclusions of the one window manifest in MinIO."""
+    [window] = window_manifests(minio, bucket).values()
+    found: list[dict[str, Any]] = window["excluded"]
+    return found
+
+
 def ledger() -> Ledger:
     return Ledger(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE, 3_456_000)
 
@@ -208,7 +218,7 @@ def test_window_is_delivered_byte_for_byte(stack: Any, s3: Any, minio: Minio) ->
     key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
     # WHEN delivery runs
     result = deliver(key)
-    # THEN one archive holds every file byte for byte, MANIFEST.json first, sidecar beside it
+    # THEN one archive holds every file byte for byte, MANIFEST.json first
     assert result["windows"][0]["outcome"] == "delivered"
     [(name, (manifest, members, order))] = archives(minio, stack.bucket).items()
     assert order[0] == "MANIFEST.json"
@@ -217,9 +227,22 @@ def test_window_is_delivered_byte_for_byte(stack: Any, s3: Any, minio: Minio) ->
         "streamed-sha256",
         "s3-checksum-sha256",
     }
-    sidecar = minio.get_object(stack.bucket, name.removesuffix(".tar.gz") + ".manifest.json").read()
-    assert json.loads(sidecar) == manifest
     assert name == f"sluice/dt=2026-11-25/hour=12/{window_id(key)}.tar.gz"
+    # ... and the window manifest, written last, lists the part and every file
+    [(manifest_key, window)] = window_manifests(minio, stack.bucket).items()
+    assert manifest_key == f"sluice/dt=2026-11-25/hour=12/{window_id(key)}.manifest.json"
+    part_bytes = minio.get_object(stack.bucket, name).read()
+    assert window["parts"] == [
+        {
+            "part": 1,
+            "key": name,
+            "sha256": hashlib.sha256(part_bytes).hexdigest(),
+            "size": len(part_bytes),
+            "file_count": 3,
+        }
+    ]
+    assert window["files"] == [{**entry, "part": 1} for entry in manifest["files"]]
+    assert not list(minio.list_objects(stack.bucket, prefix="sluice/_incoming/", recursive=True))
     # ... the ledger says DELIVERED, with every file's latency, and the staged window is tagged
     record = ledger().get_window(window_id(key))
     assert record.state is WindowState.DELIVERED
@@ -320,28 +343,80 @@ def test_archive_settings_changed_between_attempts_do_not_change_the_plan(
     assert dict(delivered(minio, stack.bucket)) == bodies
 
 
-def test_ref_gone_between_attempts_leaves_no_file_in_two_archives(
+def _uploads_killed_after(monkeypatch: pytest.MonkeyPatch, allowed: int) -> list[str]:
+    """Count delivery's part uploads by key; the one after `allowed` kills the invocation."""
+    uploaded: list[str] = []
+
+    def upload_verified(access: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        if len(uploaded) == allowed:
+            raise RuntimeError("killed")
+        uploaded.append(key)
+        return real_upload_verified(access, key, *args, **kwargs)
+
+    monkeypatch.setattr(delivering, "upload_verified", upload_verified)
+    return uploaded
+
+
+def test_a_window_killed_after_its_first_part_uploads_each_part_once(
     stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
 ) -> None:
-    # GIVEN a first attempt of two parts that uploads them, then dies
+    # GIVEN a window of three parts whose first invocation is killed after part one
     tunables_path(archive_max_input_bytes=1024 * 1024)
-    records = [upload(s3, f"acme/g{i}.bin", bytes([i]) * 400_000) for i in range(3)]
+    bodies = {f"acme/k{i}.bin": bytes([i]) * 700_000 for i in range(3)}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    uploaded = _uploads_killed_after(monkeypatch, allowed=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        deliver(key)
+    # THEN nothing is under a final key yet: part one waits under _incoming/, recorded verified
+    assert archives(minio, stack.bucket) == {}
+    assert window_manifests(minio, stack.bucket) == {}
+    assert sorted(ledger().get_window(window_id(key)).verified_parts) == [1]
+    # WHEN the retry runs (it may upload as much as it needs)
+    handler.dependencies.cache_clear()
+    uploaded_before = len(uploaded)
+    monkeypatch.setattr(delivering, "upload_verified", _counting(uploaded))
+    assert deliver(key)["windows"][0]["outcome"] == "delivered"
+    # THEN each part was uploaded once in all, and the window holds every file once
+    assert uploaded_before == 1
+    assert sorted(uploaded) == sorted(set(uploaded))
+    assert len(uploaded) == 3
+    assert dict(delivered(minio, stack.bucket)) == bodies
+    [window] = window_manifests(minio, stack.bucket).values()
+    assert [p["key"] for p in window["parts"]] == sorted(archives(minio, stack.bucket))
+
+
+def _counting(uploaded: list[str]) -> Any:
+    """Delivery's part uploads, recorded by key."""
+
+    def upload_verified(access: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        uploaded.append(key)
+        return real_upload_verified(access, key, *args, **kwargs)
+
+    return upload_verified
+
+
+def test_ref_gone_after_its_part_was_verified_is_still_delivered_and_a_later_one_excluded(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
+) -> None:
+    # GIVEN a window of three parts whose first invocation verified part one, then died
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    records = [upload(s3, f"acme/g{i}.bin", bytes([i]) * 700_000) for i in range(3)]
     key = stage(s3, records)
-    with monkeypatch.context() as patch:
-        patch.setattr(Ledger, "mark_delivered", _raise("killed"))
-        with pytest.raises(RuntimeError, match="killed"):
-            deliver(key)
-    assert len(archives(minio, stack.bucket)) == 2
-    # WHEN the first file's version is deleted for good before the retry
-    s3.delete_object(Bucket=LANDING, Key="acme/g0.bin", VersionId=records[0]["version_id"])
+    _uploads_killed_after(monkeypatch, allowed=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        deliver(key)
+    # WHEN the files of parts one and two are deleted for good before the retry
+    for record in records[:2]:
+        s3.delete_object(Bucket=LANDING, Key=record["key"], VersionId=record["version_id"])
+    monkeypatch.setattr(delivering, "upload_verified", real_upload_verified)
+    handler.dependencies.cache_clear()
     deliver(key)
-    # THEN the earlier attempt's parts are gone, each file is in one archive at most, and the
-    # lost one is excluded with its reason, in the manifest and in the ledger
-    assert [k for k, _ in delivered(minio, stack.bucket)] == ["acme/g1.bin", "acme/g2.bin"]
-    [(name, (manifest, _, _))] = archives(minio, stack.bucket).items()
-    assert name.endswith(f"{window_id(key)}.tar.gz")
-    assert [(x["key"], x["reason"]) for x in manifest["excluded"]] == [
-        ("acme/g0.bin", "version-gone")
+    # THEN part one stands as verified (its bytes were read and checked before the delete),
+    # the file of part two is excluded with its reason, in the manifest and in the ledger,
+    # and no file is in two archives
+    assert [k for k, _ in delivered(minio, stack.bucket)] == ["acme/g0.bin", "acme/g2.bin"]
+    assert [(x["key"], x["reason"]) for x in excluded(minio, stack.bucket)] == [
+        ("acme/g1.bin", "version-gone")
     ]
     assert [x.reason for x in ledger().get_window(window_id(key)).exclusions] == ["version-gone"]
 
@@ -464,8 +539,7 @@ def test_corrupted_line_is_excluded_and_the_rest_delivered(
     deliver(key)
     # THEN the two good files are delivered and the bad line is in the manifest's exclusions
     assert delivered(minio, stack.bucket) == [("acme/ok1.txt", b"1"), ("acme/ok2.txt", b"2")]
-    [(manifest, _, _)] = archives(minio, stack.bucket).values()
-    [exclusion] = manifest["excluded"]
+    [exclusion] = excluded(minio, stack.bucket)
     assert exclusion["reason"] == "unparseable-line"
     assert "line 2" in exclusion["detail"]
 
@@ -479,8 +553,7 @@ def test_ref_whose_version_is_gone_is_excluded(stack: Any, s3: Any, minio: Minio
     deliver(key)
     # THEN the rest is delivered and the loss is recorded with its reason
     assert delivered(minio, stack.bucket) == [("acme/here.txt", b"here")]
-    [(manifest, _, _)] = archives(minio, stack.bucket).values()
-    assert [(x["key"], x["reason"]) for x in manifest["excluded"]] == [
+    assert [(x["key"], x["reason"]) for x in excluded(minio, stack.bucket)] == [
         ("acme/gone.bin", "version-gone")
     ]
     assert ledger().get_window(window_id(key)).exclusions[0].reason == "version-gone"
@@ -515,11 +588,11 @@ def test_ref_s3_refuses_to_read_is_excluded_and_the_window_goes_on(
     assert refused
     assert reads.count("acme/denied.bin") == refs.READ_ATTEMPTS
     assert delivered(minio, stack.bucket) == [("acme/big.bin", big), ("acme/ok.txt", b"ok")]
-    [(manifest, _, _)] = archives(minio, stack.bucket).values()
-    assert [(x["key"], x["reason"]) for x in manifest["excluded"]] == [
+    exclusions = excluded(minio, stack.bucket)
+    assert [(x["key"], x["reason"]) for x in exclusions] == [
         ("acme/denied.bin", "unreadable:AccessDenied")
     ]
-    assert f"after {refs.READ_ATTEMPTS} attempts" in manifest["excluded"][0]["detail"]
+    assert f"after {refs.READ_ATTEMPTS} attempts" in exclusions[0]["detail"]
     assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
 
 
@@ -604,8 +677,7 @@ def test_a_staged_window_cut_short_delivers_what_can_be_read(
     delivered_keys = [k for k, _ in delivered(minio, stack.bucket)]
     assert [u["key"] for u in first] == delivered_keys[: len(first)]
     assert len(delivered_keys) < len(first) + len(lost)
-    [(manifest, _, _)] = archives(minio, stack.bucket).values()
-    assert [x["reason"] for x in manifest["excluded"]] == ["truncated-window"]
+    assert [x["reason"] for x in excluded(minio, stack.bucket)] == ["truncated-window"]
     assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
 
 
@@ -821,3 +893,118 @@ def run_redrive(
     finally:
         redrive.dependencies = original  # type: ignore[assignment]
         redrive.dependencies.cache_clear()
+
+
+def test_a_window_longer_than_the_function_timeout_delivers_across_invocations(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
+) -> None:
+    # GIVEN a window of three parts, and invocations that each have time for one unit of work
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    bodies = {f"acme/t{i}.bin": bytes([i]) * 700_000 for i in range(3)}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    uploaded: list[str] = []
+    monkeypatch.setattr(delivering, "upload_verified", _counting(uploaded))
+    continued: list[dict[str, Any]] = []
+    # Lambda's async Invoke stands in here; the local stack's runtime serves the real one.
+    monkeypatch.setattr(handler, "invoke_delivery", lambda _fn, event: continued.append(event))
+    short = LocalLambdaContext("delivery", 1)  # 1 s: under the reserve after any unit
+    # WHEN S3's event invokes delivery, and each continuation is invoked in turn
+    outcomes = [handler.lambda_handler(staged_event(STAGING, key), short)]
+    while continued:
+        outcomes.append(handler.lambda_handler(continued.pop(), short))
+    # THEN each invocation did one part or the commit, each part was uploaded once, the
+    # continuations are counted, and the window is delivered whole
+    assert [o["windows"][0]["outcome"] for o in outcomes] == [
+        "continued",
+        "continued",
+        "continued",
+        "delivered",
+    ]
+    assert len(uploaded) == len(set(uploaded)) == 3
+    assert dict(delivered(minio, stack.bucket)) == bodies
+    assert ledger().get_window(window_id(key)).state is WindowState.DELIVERED
+
+
+def test_a_consumer_never_sees_a_part_of_an_unfinished_window_under_a_final_key(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
+) -> None:
+    # GIVEN a consumer listing MinIO all along, and a three-part window whose first invocation
+    # is killed after part one
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    bodies = {f"acme/w{i}.bin": bytes([i]) * 700_000 for i in range(3)}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    listings: list[tuple[bool, set[str]]] = []
+    committing = threading.Event()
+    real_commit = delivering._commit
+
+    def commit(*args: Any, **kwargs: Any) -> Any:
+        committing.set()
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(delivering, "_commit", commit)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            started_committing = committing.is_set()  # read before listing: conservative
+            names = {o.object_name for o in minio.list_objects(stack.bucket, recursive=True)}
+            listings.append((started_committing, names))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _uploads_killed_after(monkeypatch, allowed=1)
+        with pytest.raises(RuntimeError, match="killed"):
+            deliver(key)
+        monkeypatch.setattr(delivering, "upload_verified", real_upload_verified)
+        handler.dependencies.cache_clear()
+        deliver(key)
+    finally:
+        stop.set()
+        watcher.join()
+    # THEN before the window's commit began no listing held a part under a final key (only
+    # under _incoming/), and once done its manifest lists exactly the final parts
+    final = [n for _, names in listings for n in names if n.endswith(".tar.gz")]
+    assert any("/_incoming/" in n for n in final)  # the watcher did see the work in progress
+    early = [n for began, names in listings if not began for n in names if "/dt=" in n]
+    assert early == []
+    [window] = window_manifests(minio, stack.bucket).values()
+    assert sorted(p["key"] for p in window["parts"]) == sorted(archives(minio, stack.bucket))
+
+
+def test_what_delivery_commits_is_what_sluice_extract_rebuilds(
+    stack: Any, s3: Any, minio: Minio, tmp_path: Path, tunables_path: Any
+) -> None:
+    # GIVEN two windows delivered for real: a directory/file clash across them, case variants,
+    # and two versions of one key (the newer in the window staged first)
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    old = upload(s3, "acme/v.txt", b"old")
+    new = upload(s3, "acme/v.txt", b"new")
+    new["sequencer"], old["sequencer"] = "0055AED6DCD90281E6", "0055AED6DCD90281E5"
+    first = stage(s3, [new, upload(s3, "clash/dir", b"f"), upload(s3, "case.txt", b"lower")])
+    second = stage(
+        s3,
+        [old, upload(s3, "clash/dir/inner.txt", b"i"), upload(s3, "caSe.txt", b"upper")],
+    )
+    deliver(first)
+    deliver(second)
+    # WHEN the hour is extracted
+    summary = extract.extract(
+        minio,
+        stack.bucket,
+        "sluice",
+        tmp_path / "out",
+        since=datetime(2026, 11, 25, 12, tzinfo=UTC),
+        until=datetime(2026, 11, 25, 13, tzinfo=UTC),
+    )
+    # THEN both windows verify, the newest version wins, and every file is there once
+    assert summary.windows == 2
+    index = json.loads((tmp_path / "out" / "extract-index.json").read_text())
+    written = {e["key"]: (tmp_path / "out" / e["path"]).read_bytes() for e in index["files"]}
+    assert written == {
+        "acme/v.txt": b"new",
+        "clash/dir": b"f",
+        "clash/dir/inner.txt": b"i",
+        "case.txt": b"lower",
+        "caSe.txt": b"upper",
+    }

@@ -4,7 +4,7 @@
 Windows are delivered for real by delivery.delivering.deliver_window, so the manifests, the
 ledger and the archives are the ones delivery writes; only the shapes delivery never produces on
 purpose (a file in two archives, a forced replay, a manifest that disagrees with the landing
-bytes) are written as sidecars by hand.
+bytes) are written as window manifests by hand.
 """
 
 from __future__ import annotations
@@ -97,16 +97,24 @@ class World:
     def deliver(self, staged_key: str) -> DeliveryReport:
         return deliver_window(self.target.staging_bucket, staged_key, self.deps)
 
-    def sidecar(self, window_id: str, files: list[dict[str, Any]], at: datetime) -> str:
-        """A sidecar manifest written by hand (no archive, no ledger record)."""
-        key = f"{partition_prefixes(ARCHIVE_PREFIX, at, at)[0]}{window_id}.manifest.json"
+    def window_manifest(self, window_id: str, files: list[dict[str, Any]], at: datetime) -> str:
+        """A window manifest written by hand (no archive, no ledger record)."""
+        partition = partition_prefixes(ARCHIVE_PREFIX, at, at)[0]
+        key = f"{partition}{window_id}.manifest.json"
         document = {
-            "format_version": 1,
+            "format_version": 2,
             "window_id": window_id,
             "staged_key": f"buffers/{window_id}.json.gz",
-            "part": 1,
-            "parts": 1,
-            "files": files,
+            "parts": [
+                {
+                    "part": 1,
+                    "key": f"{partition}{window_id}.tar.gz",
+                    "sha256": "0" * 64,
+                    "size": 0,
+                    "file_count": len(files),
+                }
+            ],
+            "files": [{**file, "part": 1} for file in files],
             "excluded": [],
         }
         data = json.dumps(document).encode()
@@ -261,9 +269,11 @@ def test_a_file_in_two_archives_is_delivered_twice_and_a_forced_replay_is_not(
     # and once under a forced replay's id
     now = datetime.now(UTC)
     twice, replayed = world.land("acme/twice.json", b"{}"), world.land("acme/replayed.json", b"[]")
-    world.sidecar("w-one", [entry(twice), entry(replayed)], now)
-    world.sidecar("w-two", [entry(twice)], now + timedelta(hours=1))
-    world.sidecar("w-replay", [entry(replayed, file_id=replayed["file_id"] + "#rops-42")], now)
+    world.window_manifest("w-one", [entry(twice), entry(replayed)], now)
+    world.window_manifest("w-two", [entry(twice)], now + timedelta(hours=1))
+    world.window_manifest(
+        "w-replay", [entry(replayed, file_id=replayed["file_id"] + "#rops-42")], now
+    )
     # WHEN reconciled
     found = world.reconcile()
     # THEN the double delivery is a violation; the replay is not
@@ -283,7 +293,7 @@ def test_a_changed_archive_or_a_wrong_checksum_is_a_mismatch(world: World) -> No
     world.minio.put_object(world.bucket, archive, io.BytesIO(b"not the archive"), 15)
     # ... and a manifest by hand whose sha256 is not the landing bytes', another whose size is off
     hashed, sized = world.land("acme/h.json", b"{}"), world.land("acme/s.json", b"{}")
-    world.sidecar(
+    world.window_manifest(
         "w-hand", [entry(hashed, sha256="f" * 64), entry(sized, size=99)], datetime.now(UTC)
     )
     # WHEN reconciled without reading landing bytes
@@ -319,8 +329,8 @@ def test_cli_json_shape_and_exit_status(world: World, cli: Any) -> None:
     # GIVEN one file delivered for real and one in two archives
     world.deliver(world.stage([world.land("acme/one.json", b"1")]))
     twice = world.land("acme/two.json", b"2")
-    world.sidecar("w-a", [entry(twice)], datetime.now(UTC))
-    world.sidecar("w-b", [entry(twice)], datetime.now(UTC))
+    world.window_manifest("w-a", [entry(twice)], datetime.now(UTC))
+    world.window_manifest("w-b", [entry(twice)], datetime.now(UTC))
     # WHEN `sluice reconcile --json --all` runs
     status, out, _ = cli("reconcile", "--json", "--all", "--since", "10m")
     # THEN it exits 1 and says why, in one JSON object
@@ -542,7 +552,8 @@ def counted_aws(target: Deployment) -> tuple[Any, Any, dict[str, int]]:
 
 
 def history(world: World, day: datetime, files: int) -> None:
-    """`files` landed, forwarded and delivered (a sidecar per 10) in the 10 hours before `day`."""
+    """`files` landed, forwarded and delivered (a window manifest per 10) in the 10 hours
+    before `day`."""
     store = IdempotencyStore(world.target.client("dynamodb"), world.target.idempotency_table, 3600)
     batch: list[dict[str, Any]] = []
     landed: dict[str, LandedFile] = {}
@@ -557,7 +568,7 @@ def history(world: World, day: datetime, files: int) -> None:
         envelope = {"key": key, "version_id": version["VersionId"], "file_id": fid, "body": "h"}
         batch.append(entry(envelope | {"event_time_ms": landed[fid].landed_at_ms}))
         if len(batch) == 10 or n == files - 1:
-            world.sidecar(f"history-{day:%d}-{n}", batch, at)
+            world.window_manifest(f"history-{day:%d}-{n}", batch, at)
             batch = []
     assert store.complete(list(landed), landed) == []
 
@@ -569,7 +580,7 @@ def hour_cost(world: World, day: datetime, history_files: int) -> tuple[dict[str
     hour = day.replace(hour=12, minute=10)
     kept = [land_at(world, f"hour/{day:%d}/kept-{n}.json", b"{}", hour) for n in range(2)]
     land_at(world, f"hour/{day:%d}/lost.json", b"{}", hour)
-    world.sidecar(f"w-{day:%d}", [entry(k) for k in kept], hour)
+    world.window_manifest(f"w-{day:%d}", [entry(k) for k in kept], hour)
     s3, dynamodb, counts = counted_aws(world.target)
     minio = CountedMinio(world.minio)
     sources = dataclasses.replace(

@@ -10,6 +10,7 @@ removes a cost of moto's that has nothing to do with the ledger (`_one_table_cop
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import random
 import threading
@@ -22,6 +23,7 @@ from moto.dynamodb import models as moto_dynamodb
 
 from delivery.latency import LatencyHistogram
 from delivery.ledger import (
+    EXCLUSION_DETAIL_MAX_CHARS,
     ExclusionRecord,
     Ledger,
     LedgerRetriesExhausted,
@@ -401,6 +403,71 @@ def test_begin_persists_the_first_exclusions(ledger: Ledger, clock: Clock) -> No
     assert first.exclusions == (EXCLUDED,)
     assert again == first
     assert ledger.get_window("w1") == first
+
+
+def test_a_window_with_100000_exclusions_keeps_a_small_item(ledger: Ledger, dynamodb: Any) -> None:
+    # GIVEN 100,000 exclusions with 1 KB keys and details far over the cap (a window whose
+    # every line is bad: inline in the window item this is ~200 MB, past the 400 KB limit)
+    many = [
+        ExclusionRecord(
+            file_id=f"{n:064x}", key="k" * 1024, version_id="v", reason="schema", detail="d" * 5000
+        )
+        for n in range(100_000)
+    ]
+    # WHEN the window begins with them, and a later part adds one more
+    ledger.begin("w1", "buffers/w1.json.gz", many)
+    late = ExclusionRecord(file_id="f" * 64, key="late", version_id="v", reason="gone", detail="")
+    ledger.add_exclusions("w1", [late])
+    # THEN the window item stays small, the exclusions live in chunk items of bounded size,
+    # every one comes back in order with its detail capped, and the count is kept
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "WIN#w1"}})["Item"]
+    assert len(str(item)) < 4_000
+    record = ledger.get_window("w1")
+    assert record is not None
+    assert record.exclusion_count == 100_001
+    assert [x.file_id for x in record.exclusions] == [x.file_id for x in many] + [late.file_id]
+    assert all(len(x.detail) == EXCLUSION_DETAIL_MAX_CHARS for x in record.exclusions[:-1])
+    assert record.exclusion_chunks == int(item["exclusion_chunks"]["N"]) > 100
+    chunk = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "EXCL#w1#0"}})["Item"]
+    assert len(chunk["gz"]["B"]) < 400_000
+    assert "expires_at" not in chunk  # kept while the window is not final
+
+
+def test_a_delivered_windows_exclusion_chunks_expire_with_it(
+    ledger: Ledger, dynamodb: Any, clock: Clock
+) -> None:
+    # GIVEN a window with exclusions in a chunk
+    ledger.begin("w1", "buffers/w1.json.gz", [EXCLUDED])
+    # WHEN it is delivered
+    ledger.mark_delivered("w1", [part()], file_count=3)
+    # THEN its chunk carries the window's TTL
+    chunk = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": "EXCL#w1#0"}})["Item"]
+    assert int(chunk["expires_at"]["N"]) == int(clock.now) + TTL
+
+
+def test_verified_parts_are_remembered_until_the_window_is_delivered(ledger: Ledger) -> None:
+    # GIVEN a window with parts 1 and 3 verified in the incoming area
+    ledger.begin("w1", "buffers/w1.json.gz", [])
+    ledger.record_verified_part("w1", part())
+    ledger.record_verified_part("w1", dataclasses.replace(part(), part=3))
+    # WHEN it is read again (a retry, a continuation)
+    record = ledger.get_window("w1")
+    # THEN both are there by number; delivery clears them
+    assert record is not None
+    assert sorted(record.verified_parts) == [1, 3]
+    assert record.verified_parts[1] == part()
+    ledger.mark_delivered("w1", [part()], file_count=3)
+    delivered = ledger.get_window("w1")
+    assert delivered is not None
+    assert delivered.verified_parts == {}
+
+
+def test_a_part_cannot_be_recorded_for_a_window_not_begun(ledger: Ledger) -> None:
+    # GIVEN no record of the window
+    # WHEN a part is recorded
+    # THEN it is refused: progress belongs to a begun window
+    with pytest.raises(WindowStateError, match="record a verified part"):
+        ledger.record_verified_part("w-none", part())
 
 
 def test_begin_never_reopens_a_finished_window(ledger: Ledger) -> None:

@@ -5,7 +5,7 @@ run here stands in as plain callables the tests control and inspect:
 
 - `invoke`: Lambda's asynchronous invoke of delivery (InvocationType Event). moto cannot run a
   Lambda function in process, so the stand-in records each event, or refuses it as Lambda would
-  (`InvokeRefused`, what `delivery.redrive.invoke_delivery` raises on a non-202).
+  (`InvokeRefused`, what `delivery.invocation.invoke_delivery` raises on a non-202).
 - `minio_healthy`: MinIO's health check, answered by the test.
 - `clock`, `sleep`, `jitter`: a clock the test sets (shared with the ledger, as `time.time` is in
   Lambda), sleeps recorded and never slept, jitter fixed.
@@ -33,8 +33,8 @@ import pytest
 from moto import mock_aws
 
 from delivery.hour_markers import HourMarkers
+from delivery.invocation import InvokeRefused
 from delivery.ledger import Ledger, PartRecord, WindowState
-from delivery.redrive import InvokeRefused
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
 from delivery.window import window_name
 from infrastructure.local import provision

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from delivery.archive import Exclusion
-from delivery.delivering import archive_key, plan_parts, sidecar_key
+from delivery.commit import (
+    archive_key,
+    incoming_key,
+    incoming_manifest_key,
+    window_manifest_beside,
+    window_manifest_key,
+)
+from delivery.delivering import plan_parts
 from delivery.window import (
     InlineBodies,
     WindowEntry,
@@ -510,7 +517,7 @@ def test_no_part_exceeds_the_cap_unless_one_file_alone_is_larger() -> None:
             assert sum(e.size for e in left) + right[0].size > cap
 
 
-# -- archive and sidecar keys ----------------------------------------------------------------
+# -- archive, manifest and incoming keys -----------------------------------------------------
 
 NAME = WindowName(window_id="sluice-test-0-1-2026-03-14-09-12-00-abc", dt="2026-03-14", hour="09")
 
@@ -520,11 +527,11 @@ def test_a_single_part_archive_key_has_no_part_suffix() -> None:
     # WHEN its keys are named
     key = archive_key("sluice", NAME, 1, 1)
 
-    # THEN <prefix>/dt=…/hour=…/<window-id>.tar.gz, the manifest beside it
+    # THEN <prefix>/dt=…/hour=…/<window-id>.tar.gz, the window manifest beside it
     assert key == "sluice/dt=2026-03-14/hour=09/sluice-test-0-1-2026-03-14-09-12-00-abc.tar.gz"
-    assert sidecar_key(key) == (
-        "sluice/dt=2026-03-14/hour=09/sluice-test-0-1-2026-03-14-09-12-00-abc.manifest.json"
-    )
+    manifest = "sluice/dt=2026-03-14/hour=09/sluice-test-0-1-2026-03-14-09-12-00-abc.manifest.json"
+    assert window_manifest_key("sluice", NAME) == manifest
+    assert window_manifest_beside(key, NAME.window_id) == manifest
 
 
 @pytest.mark.parametrize(("part", "suffix"), [(1, ".p001"), (2, ".p002"), (12, ".p012")])
@@ -533,10 +540,22 @@ def test_a_multi_part_archive_key_numbers_its_part(part: int, suffix: str) -> No
     # WHEN part `part` is named
     key = archive_key("archive/sluice", NAME, part, 12)
 
-    # THEN the part number, three digits, comes before .tar.gz (and before .manifest.json)
+    # THEN the part number, three digits, comes before .tar.gz; one manifest for the window
     base = "archive/sluice/dt=2026-03-14/hour=09/sluice-test-0-1-2026-03-14-09-12-00-abc"
     assert key == f"{base}{suffix}.tar.gz"
-    assert sidecar_key(key) == f"{base}{suffix}.manifest.json"
+    assert window_manifest_beside(key, NAME.window_id) == f"{base}.manifest.json"
+
+
+def test_parts_are_uploaded_under_the_incoming_prefix_outside_the_hour_tree() -> None:
+    # GIVEN a window's part 3
+    # WHEN its incoming keys are named
+    key = incoming_key("sluice", NAME.window_id, 3)
+
+    # THEN they sit under <prefix>/_incoming/<window-id>/, which no dt= listing reaches
+    assert key == "sluice/_incoming/sluice-test-0-1-2026-03-14-09-12-00-abc/p003.tar.gz"
+    assert incoming_manifest_key("sluice", NAME.window_id, 3) == key.replace(
+        ".tar.gz", ".manifest.json"
+    )
 
 
 def test_archive_keys_of_a_window_id_from_window_name_round_trip() -> None:
