@@ -11,6 +11,8 @@
     sluice pause|resume forwarder|delivery [--local | --env ENV]  stop/restart a stage, nothing lost
     sluice chaos minio-down|throttle|duplicate-events|crash|corrupt-upload|status|clear
                                                                  gameday chaos, local stack only
+    sluice extract --endpoint E --bucket B --out DIR --since T [--until T] | --window ID
+                                                                 on-prem: MinIO's windows, verified
 
 Every subcommand has `--help`. The local stack's state is in `<root>/.sluice/`, where root is
 $SLUICE_ROOT, else the checkout Sluice runs from, else the current directory.
@@ -29,6 +31,7 @@ from infrastructure.cli import (
     capacity,
     chaos,
     deployment,
+    extract,
     files,
     pause,
     quarantine,
@@ -52,6 +55,7 @@ OPERATIONS: tuple[ModuleType, ...] = (
     pause,
     chaos,
     capacity,
+    extract,
 )
 """Modules of the operator's commands; each adds its subcommands in `register(commands)`."""
 
@@ -123,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
         "smoke",
         help="upload a sample file, wait for its archive in MinIO and verify it",
         description="The seeds' validation: a sample file into the landing bucket, its archive "
-        "found in MinIO through the sidecar manifests, its bytes and sha256 checked. Exit "
+        "found in MinIO through the window manifests, its bytes and sha256 checked. Exit "
         "status 1 if anything does not hold.",
     )
     deployment.add_arguments(check)
