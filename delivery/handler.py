@@ -29,6 +29,7 @@ from delivery.window import window_name
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env
 from transform import clients, payload_schemas
+from transform.envelope import NewerSchemaVersion
 
 logger = Logger()
 metrics = Metrics()
@@ -85,6 +86,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             report = deliver_window(
                 bucket, key, deps, remaining_seconds=lambda: _remaining_seconds(context)
             )
+        except NewerSchemaVersion as err:
+            # Retried (Lambda, the DLQ, redrive: not counted toward PARKED), never excluded;
+            # alarmed, because only a deploy of delivery ends it.
+            logger.error(  # noqa: TRY400  # an expected state with its alarm, not a crash
+                "window holds an envelope newer than this delivery; retried, not excluded",
+                extra={"alarm": "NewerEnvelopes", "staged_key": key, "error": str(err)},
+            )
+            metrics.add_metric(name="NewerEnvelopes", unit=MetricUnit.Count, value=1)
+            raise
         except WindowContinues as stop:
             if continuation + 1 >= MAX_CONTINUATIONS:
                 raise

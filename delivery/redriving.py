@@ -68,6 +68,8 @@ ENVIRONMENT_ERRORS: Final = frozenset(
         "RequestLimitExceeded",
         "TransactionConflictException",
         "LedgerRetriesExhausted",
+        # An envelope newer than this delivery reads: it waits for a deploy, never parks
+        "NewerSchemaVersion",
         "InternalServerError",
         "ServiceUnavailable",
         "KMSInternalException",

@@ -154,6 +154,8 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
 def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
     try:
         record = envelope.decode(line)
+    except envelope.NewerSchemaVersion:
+        raise  # unknown is not bad: the whole window waits for a delivery that reads it
     except envelope.EnvelopeError as err:
         return Exclusion(
             file_id=_best_id(line),

@@ -43,6 +43,11 @@ class EnvelopeError(ValueError):
     """A record is not a valid envelope; the message says which field and why."""
 
 
+class NewerSchemaVersion(EnvelopeError):
+    """An envelope written by a newer Sluice than this reader: not bad, only early (a forwarder
+    deployed ahead of delivery). Delivery retries its window rather than exclude it."""
+
+
 def file_id(bucket: str, key: str, version_id: str) -> str:
     """sha256(bucket NUL key NUL version_id), hex (DESIGN §4a). NUL cannot occur in any of them."""
     digest = hashlib.sha256()
@@ -130,7 +135,7 @@ def check(record: Any) -> dict[str, Any]:
     elif record.get("body") is not None:
         raise EnvelopeError("ref envelope must not carry a body")
     if record["schema_version"] > SCHEMA_VERSION:
-        raise EnvelopeError(
+        raise NewerSchemaVersion(
             f"envelope schema_version {record['schema_version']} is newer than this reader's "
             f"{SCHEMA_VERSION}"
         )

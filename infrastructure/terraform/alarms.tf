@@ -278,6 +278,17 @@ locals {
       threshold   = 0
       periods     = 1
     }
+    "newer-envelopes" = {
+      description = "Staged windows hold envelopes of a newer schema_version than delivery reads (the forwarder deployed ahead of it): they wait, retried, until delivery is deployed."
+      runbook     = "newer-envelopes"
+      namespace   = local.namespace
+      metric      = "NewerEnvelopes"
+      dimensions  = { service = local.service["delivery"] }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
     "requeue-exhausted" = {
       description = "Records of failed processor invocations were requeued ${local.tunables.requeue.max_attempts} times and stay in errors/."
       runbook     = "requeue-exhausted"

@@ -30,7 +30,7 @@ from aws_lambda_powertools.utilities import parameters
 from minio import Minio
 from moto.s3.exceptions import S3AccessDeniedError
 
-from delivery import delivering, extract, handler, lease, redrive, refs
+from delivery import delivering, extract, handler, lease, redrive, redriving, refs
 from delivery.ledger import Ledger, WindowState
 from delivery.redriving import staged_event
 from delivery.upload import upload_verified as real_upload_verified
@@ -60,7 +60,7 @@ from tests.support import (
     sqs_event,
     window_manifests,
 )
-from transform import clients, forwarder, processor
+from transform import clients, envelope, forwarder, processor
 from transform.envelope import Envelope, file_id
 
 pytestmark = pytest.mark.slow
@@ -1008,3 +1008,26 @@ def test_what_delivery_commits_is_what_sluice_extract_rebuilds(
         "case.txt": b"lower",
         "caSe.txt": b"upper",
     }
+
+
+def test_an_envelope_newer_than_delivery_is_retried_not_excluded(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    # GIVEN a window whose second envelope a newer forwarder wrote (schema_version 2)
+    newer = {**upload(s3, "acme/new.txt", b"new"), "schema_version": 2}
+    key = stage(s3, [upload(s3, "acme/old.txt", b"old"), newer])
+    # WHEN this delivery, which reads version 1, gets it
+    with pytest.raises(envelope.NewerSchemaVersion):
+        deliver(key)
+    # THEN nothing is claimed, excluded or written, the failure is one redrive does not count
+    # toward PARKED, and the NewerEnvelopes metric is published for its alarm
+    assert ledger().get_window(window_id(key)) is None
+    assert archives(minio, stack.bucket) == {}
+    assert "NewerSchemaVersion" in redriving.ENVIRONMENT_ERRORS
+    assert '"NewerEnvelopes"' in capsys.readouterr().out
+    # WHEN delivery is deployed at the newer version, and the retry comes
+    monkeypatch.setattr(envelope, "SCHEMA_VERSION", 2)
+    handler.dependencies.cache_clear()
+    deliver(key)
+    # THEN both files are delivered
+    assert delivered(minio, stack.bucket) == [("acme/new.txt", b"new"), ("acme/old.txt", b"old")]

@@ -52,6 +52,7 @@ run "every_alarm_with_its_threshold" {
       "reconcile-skipped"         = "Sluice ReconcileSkipped Maximum GreaterThanOrEqualToThreshold 1"
       "reconcile-not-running"     = "Sluice ReconcileRuns Sum LessThanThreshold 1"
       "files-excluded"            = "Sluice FilesExcluded Sum GreaterThanThreshold 0"
+      "newer-envelopes"           = "Sluice NewerEnvelopes Sum GreaterThanThreshold 0"
       "requeue-exhausted"         = "Sluice RequeueExhausted Sum GreaterThanThreshold 0"
       "versions-gone"             = "Sluice VersionsGone Sum GreaterThanThreshold 0"
       "files-too-large"           = "Sluice FilesTooLarge Sum GreaterThanThreshold 0"
@@ -210,6 +211,7 @@ run "every_alarm_has_its_runbook" {
         "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unwritable", "files-excluded",
         "requeue-exhausted", "versions-gone", "files-too-large", "records-quarantined", "files-missing",
         "redrive-not-running", "reconcile-skipped", "reconcile-not-running", "inventory-check-late", "files-unannounced",
+        "newer-envelopes",
       ] : "${key}.md"],
     ))
     error_message = "One runbook per alarm kind: per function and kind, per Firehose alarm kind, else per alarm."
