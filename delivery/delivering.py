@@ -228,7 +228,7 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
     if not deadline.allows_another():
         raise WindowContinues(name.window_id, len(built), len(built))
     with deadline.unit():
-        report.parts = _commit(name, staged_key, built, deps, lease)
+        report.parts, report.excluded = _commit(name, staged_key, built, deps, lease)
     members = [entry for part in built for entry in part.entries]
     now_ms = int(deps.clock() * 1000)
     report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
@@ -244,8 +244,6 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
     _tag_delivered(deps, staging_bucket, staged_key)
     _tag_refs_delivered(deps, members)
     report.files_delivered = len(members)
-    final = deps.ledger.get_window(name.window_id)
-    report.excluded = _merge(final.exclusions if final else (), [])
     return report
 
 
@@ -356,17 +354,14 @@ def _exists(key: str, deps: DeliveryDeps) -> bool:
     return True
 
 
-def _merge(persisted: Sequence[ExclusionRecord], found: Sequence[Exclusion]) -> list[Exclusion]:
-    """Persisted exclusions first (rule 3), then any found only now."""
-    merged = [
-        Exclusion(
-            file_id=x.file_id, key=x.key, version_id=x.version_id, reason=x.reason, detail=x.detail
-        )
-        for x in persisted
-    ]
-    known = {x.file_id for x in merged}
-    merged += [x for x in found if x.file_id not in known]
-    return merged
+def _from_record(record: ExclusionRecord) -> Exclusion:
+    return Exclusion(
+        file_id=record.file_id,
+        key=record.key,
+        version_id=record.version_id,
+        reason=record.reason,
+        detail=record.detail,
+    )
 
 
 def _to_record(exclusion: Exclusion) -> ExclusionRecord:
@@ -566,15 +561,16 @@ def _commit(
     built: Sequence[_BuiltPart],
     deps: DeliveryDeps,
     lease: WindowLease,
-) -> list[PartRecord]:
+) -> tuple[list[PartRecord], list[Exclusion]]:
     """Copy every verified part to its final key (server-side, checked), then write the
-    window manifest: the commit marker, last (DESIGN §3 "Commit")."""
+    window manifest: the commit marker, last (DESIGN §3 "Commit"). The committed parts, and
+    the window's exclusions as the manifest lists them."""
     committed = []
     for part in built:
         lease.check()
         committed.append(_copy_to_final(deps, part.record, part.final_key))
     record = deps.ledger.get_window(name.window_id)
-    exclusions = _merge(record.exclusions if record else (), [])
+    exclusions = [_from_record(x) for x in (record.exclusions if record else ())]
     manifest = window_manifest(
         name.window_id,
         staged_key,
@@ -584,7 +580,7 @@ def _commit(
     lease.check()
     _put_json(deps, window_manifest_key(deps.tunables.archive_prefix, name), manifest)
     logger.info("window committed", extra={"parts": len(committed)})
-    return committed
+    return committed, exclusions
 
 
 def _copy_to_final(deps: DeliveryDeps, part: PartRecord, key: str) -> PartRecord:
