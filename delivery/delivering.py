@@ -8,7 +8,8 @@
 4. Record the window with the bad lines' exclusions (chunked in the ledger, rule 3).
 5. Plan parts of at most `archive_max_input_bytes` of file bytes (a larger file alone) over
    the files it owns — the same parts on every attempt. For each part not verified earlier:
-   hash its refs (persisting the exclusions found first), build the `.tar.gz` into a hashed
+   read and hash its refs once, into local copies (persisting the exclusions found first),
+   build the `.tar.gz` from those copies into a hashed
    spool, upload it under `_incoming/` with its checks, record it verified (rule 4a). Near the
    invocation's deadline, stop after a part: WindowContinues.
 6. Commit (delivery.commit): copy each part to its final key, then write the window manifest.
@@ -20,6 +21,7 @@ DLQ and redrive take over.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tempfile
@@ -419,14 +421,25 @@ def _build_parts(
             continue
         if not deadline.allows_another():
             raise WindowContinues(window.name.window_id, len(built), len(planned))
-        with deadline.unit():
+        with deadline.unit(), _ref_copies() as copies:
             part, newly_excluded = _build_part(
-                window, (number, len(planned)), candidates, names, bodies, deps, lease, plan
+                window, (number, len(planned)), candidates, names, bodies, deps, lease, plan, copies
             )
         excluded |= newly_excluded
         if part is not None:
             built.append(replace(part, final_key=final_key))
     return built
+
+
+@contextmanager
+def _ref_copies() -> Iterator[dict[str, Path]]:
+    """file_id → local copy of a ref read for one part; every copy removed at the end."""
+    copies: dict[str, Path] = {}
+    try:
+        yield copies
+    finally:
+        for path in copies.values():
+            path.unlink(missing_ok=True)
 
 
 def _build_part(  # noqa: PLR0917  # one part's whole context
@@ -438,11 +451,15 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     deps: DeliveryDeps,
     lease: WindowLease,
     plan: dict[str, int],
+    copies: dict[str, Path],
 ) -> tuple[_BuiltPart | None, set[str]]:
-    """Hash the part's refs (persisting the exclusions found before any byte is uploaded, so
-    a retry builds the same part), then build, upload and verify it under `_incoming/`."""
+    """Read the part's refs once into `copies`, hashing them (persisting the exclusions found
+    before any byte is uploaded, so a retry builds the same part), then build the archive from
+    those copies, upload and verify it under `_incoming/`."""
     number, parts = position
-    digests, found = _digest_refs(candidates, deps)
+    digests, found = _digest_refs(
+        candidates, deps, window.workdir, copies, plan["archive_max_input_bytes"]
+    )
     if found:
         lease.check()
         deps.ledger.add_exclusions(window.name.window_id, [_to_record(x) for x in found])
@@ -454,7 +471,10 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     @contextmanager
     def open_body(file: ArchiveFile) -> Iterator[BinaryIO]:
         entry = by_id[file.file_id]
-        if entry.is_ref:
+        if entry.file_id in copies:
+            with copies[entry.file_id].open("rb") as copy:
+                yield copy
+        elif entry.is_ref:
             with open_ref(deps.s3, entry) as stream:
                 yield stream
         else:
@@ -477,6 +497,8 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
             gzip_level=plan["gzip_level"],
             chunk_bytes=deps.tunables.read_chunk_bytes,
         )
+    for path in copies.values():
+        path.unlink(missing_ok=True)  # the archive holds them now: free the disk for its upload
     spooled = writer.result
     try:
         lease.check()
@@ -508,20 +530,37 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
 
 
 def _digest_refs(
-    candidates: Sequence[WindowEntry], deps: DeliveryDeps
+    candidates: Sequence[WindowEntry],
+    deps: DeliveryDeps,
+    workdir: Path,
+    copies: dict[str, Path],
+    copy_budget_bytes: int,
 ) -> tuple[dict[str, RefDigest], list[Exclusion]]:
+    """Read each ref of the part once, hashing and checking it, into a local copy while the
+    part's copies stay within `copy_budget_bytes` (a part's input size, so the disk holds at
+    most that beside the archive; a ref past it is read from S3 again for the archive)."""
     digests: dict[str, RefDigest] = {}
     exclusions: list[Exclusion] = []
+    budget = copy_budget_bytes
     for entry in candidates:
         if not entry.is_ref:
             continue
-        outcome = digest_ref(
-            deps.s3,
-            entry,
-            deps.schemas,
-            chunk_bytes=deps.tunables.read_chunk_bytes,
-            max_json_bytes=deps.tunables.max_json_validation_bytes,
-        )
+        copy = workdir / f"ref-{len(copies)}" if entry.size <= budget else None
+        with copy.open("wb") if copy is not None else contextlib.nullcontext() as copy_to:
+            outcome = digest_ref(
+                deps.s3,
+                entry,
+                deps.schemas,
+                chunk_bytes=deps.tunables.read_chunk_bytes,
+                max_json_bytes=deps.tunables.max_json_validation_bytes,
+                copy_to=copy_to,
+            )
+        if copy is not None:
+            if isinstance(outcome, Exclusion):
+                copy.unlink(missing_ok=True)
+            else:
+                copies[entry.file_id] = copy
+                budget -= entry.size
         if isinstance(outcome, Exclusion):
             logger.error(
                 "file excluded from its window",

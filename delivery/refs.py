@@ -1,6 +1,8 @@
 """Claim-check (`ref`) bodies: streamed from the landing bucket, hashed, checked (DESIGN §4).
 
-Before an archive is built, each ref the window owns is read once at its exact version: its
+Before an archive is built, each ref the window owns is read once at its exact version, into a
+local copy the archive is built from (`digest_ref(copy_to=…)`; a ref too big for the part's disk
+budget is read again instead): its
 sha256 is computed while streaming (it goes into the manifest, the archive's first member), its
 size compared, S3's stored full-object SHA-256 compared where S3 keeps one, and its payload
 schema checked where a rule applies. A ref that cannot be delivered — version gone, checksum or
@@ -63,9 +65,12 @@ def digest_ref(
     *,
     chunk_bytes: int,
     max_json_bytes: int,
+    copy_to: BinaryIO | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RefDigest | Exclusion:
-    """Read the ref once: its sha256 and which check ran, or the reason it is excluded."""
+    """Read the ref once: its sha256 and which check ran, or the reason it is excluded.
+    `copy_to` receives the bytes as they are read, so the archive can be built from that copy
+    instead of a second read (what it holds is only good when a RefDigest is returned)."""
     response = _get_ref(s3, entry, sleep)
     if isinstance(response, Exclusion):
         return response
@@ -87,6 +92,8 @@ def digest_ref(
         for chunk in iter(lambda: body.read(chunk_bytes), b""):
             digest.update(chunk)
             size += len(chunk)
+            if copy_to is not None:
+                copy_to.write(chunk)
             if lines is not None and rule is not None:
                 _check_lines(rule, lines.feed(chunk))
             if whole is not None:

@@ -157,12 +157,17 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
     except envelope.NewerSchemaVersion:
         raise  # unknown is not bad: the whole window waits for a delivery that reads it
     except envelope.EnvelopeError as err:
+        # Unknown is not bad: claimed under the line's own hash, never the file_id it names, so
+        # a window holding an intact copy of that file (a Firehose retry) still owns and
+        # delivers it; the named id goes in the detail for whoever looks.
+        named = _named_id(line)
         return Exclusion(
-            file_id=_best_id(line),
+            file_id=raw_record_id(line.rstrip(b"\n")),
             key=None,
             version_id=None,
             reason="unparseable-line",
-            detail=f"line {line_number}: {err}"[:2000],
+            detail=f"line {line_number}: {str(err)[:2000]}"
+            + (f" (names file_id {named})" if named else ""),
         )
     expected = envelope.file_id(record["bucket"], record["key"], record["version_id"])
     if record["file_id"][:64] != expected:  # the first 64: a forced replay adds `#r<id>`
@@ -201,15 +206,15 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
     )
 
 
-def _best_id(line: bytes) -> str:
-    """The line's own file_id when it carries a well-formed one, else the sha256 of the line."""
+def _named_id(line: bytes) -> str | None:
+    """The well-formed file_id an unparseable line carries, if any."""
     try:
         candidate = envelope.loads(line).get("file_id")
     except (ValueError, AttributeError):
-        candidate = None
+        return None
     if isinstance(candidate, str) and envelope.FILE_ID_PATTERN.fullmatch(candidate):
         return candidate
-    return raw_record_id(line.rstrip(b"\n"))
+    return None
 
 
 def _lines(path: Path) -> io.BufferedReader:

@@ -421,6 +421,35 @@ def test_ref_gone_after_its_part_was_verified_is_still_delivered_and_a_later_one
     assert [x.reason for x in ledger().get_window(window_id(key)).exclusions] == ["version-gone"]
 
 
+def test_each_ref_is_read_from_s3_once_unless_it_is_over_the_parts_copy_budget(
+    stack: Any, s3: Any, minio: Minio, tunables_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN parts of at most 1 MiB of input, and a window of two small refs, an inline file and
+    # a ref bigger than a part (alone in its part, and over the budget for a local copy)
+    tunables_path(archive_max_input_bytes=1024 * 1024)
+    bodies = {
+        "acme/ref1.bin": b"1" * 100_000,
+        "acme/ref2.bin": b"2" * 200_000,
+        "acme/inline.txt": b"inline",
+        "acme/huge.bin": bytes(range(256)) * 5_000,  # 1.28 MB
+    }
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    reads: list[str] = []
+    real = handler.dependencies().s3.get_object
+
+    def counting(**kwargs: Any) -> Any:
+        if kwargs["Bucket"] == LANDING:
+            reads.append(kwargs["Key"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(handler.dependencies().s3, "get_object", counting)
+    # WHEN delivered
+    assert deliver(key)["windows"][0]["outcome"] == "delivered"
+    # THEN every file arrives byte for byte, the small refs read once and the big one twice
+    assert dict(delivered(minio, stack.bucket)) == bodies
+    assert sorted(reads) == ["acme/huge.bin", "acme/huge.bin", "acme/ref1.bin", "acme/ref2.bin"]
+
+
 def test_crash_between_claims(
     stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -542,6 +571,28 @@ def test_corrupted_line_is_excluded_and_the_rest_delivered(
     [exclusion] = excluded(minio, stack.bucket)
     assert exclusion["reason"] == "unparseable-line"
     assert "line 2" in exclusion["detail"]
+
+
+def test_a_broken_copy_of_a_file_does_not_keep_its_intact_copy_from_delivery(
+    stack: Any, s3: Any, minio: Minio
+) -> None:
+    # GIVEN a file whose envelope reached one window damaged and another window intact
+    intact = upload(s3, "acme/twice.txt", b"twice")
+    damaged = {**intact, "size": "five"}
+    first = stage(s3, [damaged, upload(s3, "acme/other.txt", b"other")])
+    second = stage(s3, [intact])
+    # WHEN the window with the damaged copy is delivered first, then the other
+    deliver(first)
+    deliver(second)
+    # THEN the damaged line is excluded without claiming the file, which the intact copy delivers
+    assert delivered(minio, stack.bucket) == [
+        ("acme/other.txt", b"other"),
+        ("acme/twice.txt", b"twice"),
+    ]
+    [exclusion] = ledger().get_window(window_id(first)).exclusions
+    assert exclusion.reason == "unparseable-line"
+    assert exclusion.file_id != intact["file_id"]
+    assert f"names file_id {intact['file_id']}" in exclusion.detail
 
 
 def test_ref_whose_version_is_gone_is_excluded(stack: Any, s3: Any, minio: Minio) -> None:

@@ -237,21 +237,21 @@ def test_a_line_that_is_not_json_is_excluded_with_its_line_number(tmp_path: Path
     assert [e.file_id for e in parsed.entries] == [good.file_id, later.file_id]
 
 
-def test_an_invalid_envelope_with_a_well_formed_file_id_is_excluded_under_that_id(
-    tmp_path: Path,
-) -> None:
+def test_an_invalid_envelope_never_claims_the_file_id_it_names(tmp_path: Path) -> None:
     # GIVEN an envelope missing a required field but carrying a well-formed file_id
     broken = inline("in/a.txt", b"a").to_dict()
     del broken["size"]
-    path = write_window(tmp_path / "w.json.gz", inline("in/0.txt", b"0"), broken)
+    stored = line(broken)
+    path = write_window(tmp_path / "w.json.gz", inline("in/0.txt", b"0"), stored)
 
     # WHEN it is parsed
     parsed = parse_window(path)
 
-    # THEN it is excluded under its own file_id, with the line number and the fault
+    # THEN it is excluded under the hash of the line, not the id it names (a window with an
+    # intact copy of that file must still own it), and the detail names the id and the fault
     (bad,) = parsed.bad_lines
     assert bad == Exclusion(
-        file_id=str(broken["file_id"]),
+        file_id=raw_id(stored),
         key=None,
         version_id=None,
         reason="unparseable-line",
@@ -259,6 +259,7 @@ def test_an_invalid_envelope_with_a_well_formed_file_id_is_excluded_under_that_i
     )
     assert bad.detail.startswith("line 2: ")
     assert "size" in bad.detail
+    assert f"names file_id {broken['file_id']}" in bad.detail
     assert len(parsed.entries) == 1
 
 
@@ -300,7 +301,7 @@ def test_a_json_line_that_is_not_an_object_is_excluded(tmp_path: Path) -> None:
     ]
 
 
-def test_a_replay_file_id_is_kept_as_the_exclusion_id(tmp_path: Path) -> None:
+def test_an_invalid_replay_envelope_names_the_replay_file_id(tmp_path: Path) -> None:
     # GIVEN an invalid envelope of a forced replay (file_id + "#r<replay_id>")
     broken = inline("in/a.txt", b"a").to_dict()
     broken["file_id"] = f"{broken['file_id']}#r2026-03-14.1"
@@ -310,8 +311,9 @@ def test_a_replay_file_id_is_kept_as_the_exclusion_id(tmp_path: Path) -> None:
     # WHEN it is parsed
     (bad,) = parse_window(path).bad_lines
 
-    # THEN the exclusion carries the replay's file_id
-    assert bad.file_id == broken["file_id"]
+    # THEN the exclusion, under the line's own hash, names the replay's file_id
+    assert bad.file_id == raw_id(line(broken))
+    assert bad.detail.endswith(f"(names file_id {broken['file_id']})")
 
 
 @pytest.mark.parametrize("body", [b"utf8 body", b"\xff\xfebinary"])
