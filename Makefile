@@ -91,8 +91,9 @@ deploy: plan ## Apply the saved plan of ENV
 destroy: tf-init ## Destroy ENV (buckets that still hold objects refuse)
 	$(TF) destroy $(TF_VARS)
 
-smoke: $(STAMP) ## Upload a sample to ENV's landing bucket, wait for its archive in MinIO, verify it
-	$(BIN)/sluice smoke --env $(ENV)
+# Without ENV on the command line (or in the environment), the local stack, as run and load use.
+smoke: $(STAMP) ## A sample through the local stack (ENV=dev|prod: that deployment), checked in MinIO
+	$(BIN)/sluice smoke $(if $(filter file,$(origin ENV)),--local,--env $(ENV))
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) build .sluice .pytest_cache .mypy_cache .ruff_cache

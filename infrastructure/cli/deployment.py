@@ -22,8 +22,17 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException
 
-from delivery.minio_access import MinioSettings, ProbeMismatch, http_client, write_probe
+from delivery.minio_access import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    MinioSettings,
+    MinioSettingsError,
+    ProbeMismatch,
+    http_client,
+    write_probe,
+)
 from infrastructure import environment
+from infrastructure.cli.errors import DeploymentError, one_line
 from infrastructure.local.stack_file import StackFile, read_stack
 from infrastructure.tunables import (
     DEFAULT_PROFILE,
@@ -37,12 +46,11 @@ TERRAFORM_DIR: Final = Path("infrastructure/terraform")
 LIVE_ALIAS: Final = "live"
 """The alias every trigger invokes, and with it the async configuration (DESIGN §7)."""
 LOCAL_PROFILE: Final = "local"
+MINIO_ERRORS: Final = (OSError, MinioException, urllib3.exceptions.HTTPError)
+"""What a minio call raises when MinIO is down, unreachable or refuses: what redrive's health
+check counts as MinIO not answering (`Deployment.minio_healthy`)."""
 
 T = TypeVar("T")
-
-
-class DeploymentError(RuntimeError):
-    """The deployment could not be found; the message says how to get one."""
 
 
 @dataclass(frozen=True)
@@ -104,19 +112,20 @@ class Deployment:
             parsed = json.loads(value["SecretString"])
         except (KeyError, ValueError) as err:
             raise DeploymentError(f"MinIO secret {self.minio_secret!r} is not JSON") from err
-        return MinioSettings.from_secret(parsed, secret_name=self.minio_secret)
+        try:
+            return MinioSettings.from_secret(parsed, secret_name=self.minio_secret)
+        except MinioSettingsError as err:
+            raise DeploymentError(f"{err}: correct the secret") from err
 
     def minio(self) -> tuple[Minio, MinioSettings]:
-        """A minio client for the archive bucket; TLS verified as delivery's, against
-        `SLUICE_MINIO_CA_BUNDLE` when set."""
+        """A minio client for the archive bucket, as delivery reaches it (`minio_client`)."""
         settings = self.minio_settings()
-        client = Minio(
+        client = minio_client(
             settings.endpoint,
             access_key=settings.access_key,
             secret_key=settings.secret_key,
             secure=settings.secure,
             region=settings.region,
-            http_client=http_client(os.environ.get(environment.MINIO_CA_BUNDLE) or None),
         )
         return client, settings
 
@@ -130,9 +139,51 @@ class Deployment:
         try:
             client, settings = self.minio()
             write_probe(client, settings)
-        except (OSError, MinioException, ProbeMismatch, urllib3.exceptions.HTTPError):
+        except (*MINIO_ERRORS, ProbeMismatch):
             return False
         return True
+
+
+def minio_client(
+    endpoint: str,
+    *,
+    access_key: str,
+    secret_key: str,
+    secure: bool,
+    region: str | None = None,
+    ca_bundle: str | None = None,
+    retries: urllib3.Retry | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+) -> Minio:
+    """Every minio client an operator command builds: TLS verified as delivery verifies it,
+    against `ca_bundle`, else `SLUICE_MINIO_CA_BUNDLE` when set, else the system's trust store;
+    delivery's timeouts; no retries unless given (`sluice extract` retries, on-prem)."""
+    bundle = ca_bundle or os.environ.get(environment.MINIO_CA_BUNDLE, "").strip() or None
+    if not secure:
+        bundle = None  # plain HTTP: no certificate to verify
+    if bundle is not None and not Path(bundle).is_file():
+        raise DeploymentError(
+            f"the MinIO CA bundle {bundle!r} (--ca-bundle or {environment.MINIO_CA_BUNDLE}) is "
+            "not a readable file: point it at the PEM file of MinIO's CA"
+        )
+    if retries is None:
+        pool = http_client(bundle, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    else:
+        pool = urllib3.PoolManager(
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=bundle,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            retries=retries,
+        )
+    return Minio(
+        endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=secure,
+        region=region,
+        http_client=pool,
+    )
 
 
 class DirectMinio:
@@ -188,26 +239,58 @@ def from_stack(stack: StackFile) -> Deployment:
     )
 
 
-def from_terraform(root: Path, environment: str) -> Deployment:
+def terraform_json(root: Path, environment: str, command: str) -> Any:
+    """`terraform <command> -json` of the environment's working data (`build/terraform/<ENV>`,
+    as `make deploy ENV=…` leaves it); a DeploymentError of one line when it cannot be read."""
     data_dir = root / "build" / "terraform" / environment
+    todo = (
+        f"run `make deploy ENV={environment}` first (or `make tf-init ENV={environment} "
+        "TF_STATE_BUCKET=…` for a deployment made elsewhere)"
+    )
+    if not data_dir.is_dir():
+        raise DeploymentError(
+            f"environment {environment!r} is not deployed from here (no {data_dir}): {todo}"
+        )
     try:
         completed = subprocess.run(  # noqa: S603  # fixed argv, no shell
-            ["terraform", f"-chdir={root / TERRAFORM_DIR}", "output", "-json"],  # noqa: S607  # terraform from PATH, as make deploy uses it
+            ["terraform", f"-chdir={root / TERRAFORM_DIR}", command, "-json", "-no-color"],  # noqa: S607  # terraform from PATH, as make deploy uses it
             env={**os.environ, "TF_DATA_DIR": str(data_dir)},
             capture_output=True,
             text=True,
             check=True,
         )
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", "") or str(err)
+    except OSError as err:
         raise DeploymentError(
-            f"cannot read the Terraform outputs of {environment!r} (data in {data_dir}; "
-            f"run `make deploy ENV={environment}` first): {detail.strip()}"
+            f"cannot run terraform to read environment {environment!r} ({err.strerror or err}): "
+            "install Terraform and put it on PATH"
         ) from err
-    outputs = {name: value["value"] for name, value in json.loads(completed.stdout).items()}
+    except subprocess.CalledProcessError as err:
+        raise DeploymentError(
+            f"cannot read the Terraform {command} of environment {environment!r} "
+            f"({terraform_error(err.stderr or '')}): {todo}"
+        ) from err
+    try:
+        return json.loads(completed.stdout)
+    except ValueError as err:
+        raise DeploymentError(
+            f"terraform {command} -json of environment {environment!r} is not JSON: {todo}"
+        ) from err
+
+
+def terraform_error(stderr: str) -> str:
+    """The first `Error:` of Terraform's boxed, coloured diagnostics, as one line."""
+    lines = [one_line(line).strip(" \u2502\u2577\u2575") for line in stderr.splitlines()]
+    errors = [line for line in lines if line.startswith("Error")]
+    return (errors or [line for line in lines if line] or ["no output"])[0]
+
+
+def from_terraform(root: Path, environment: str) -> Deployment:
+    document = terraform_json(root, environment, "output")
+    outputs = {name: value["value"] for name, value in document.items()}
     if "landing_bucket" not in outputs:
         raise DeploymentError(
-            f"environment {environment!r} has no Terraform outputs: is it deployed?"
+            f"environment {environment!r} has no Terraform outputs: run "
+            f"`make deploy ENV={environment}` first"
         )
     return Deployment(
         name=environment,

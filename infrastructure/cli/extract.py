@@ -24,6 +24,7 @@ from minio.error import MinioException
 from minio.helpers import check_bucket_name
 
 from delivery.extract import ExtractError, ExtractSummary, extract, size_text
+from infrastructure.cli import deployment
 from infrastructure.cli.times import time_argument
 
 ACCESS_KEY_ENV: Final = "SLUICE_MINIO_ACCESS_KEY"
@@ -164,19 +165,18 @@ def client_of(args: argparse.Namespace) -> Minio:
         raise UsageError("--ca-bundle is for TLS, and --insecure (or http://) turns TLS off")
     if ca_bundle is not None and not ca_bundle.is_file():
         raise UsageError(f"--ca-bundle {ca_bundle}: no such file")
-    http = urllib3.PoolManager(
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=str(ca_bundle) if ca_bundle else None,
-        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS),
-        retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
-    )
     try:
-        return Minio(
+        return deployment.minio_client(
             endpoint,
             access_key=access_key,
             secret_key=secret_key,
             secure=secure,
-            http_client=http,
+            ca_bundle=str(ca_bundle) if ca_bundle else None,
+            retries=urllib3.Retry(
+                total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)
+            ),
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
         )
     except ValueError as err:
         raise UsageError(f"--endpoint {args.endpoint!r}: {err}") from None

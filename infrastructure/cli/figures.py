@@ -31,7 +31,9 @@ PERCENTILES: Final = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 @dataclass
 class Figures:
     files_landed: int = 0
+    """Versions in the landing bucket (not delete markers): each version is a file to deliver."""
     files_forwarded: int = 0
+    """Versions the forwarder completed (its idempotency records): the same unit as landed."""
     windows_staged: int = 0
     windows_delivered: int = 0
     windows_parked: int = 0
@@ -53,7 +55,7 @@ class Figures:
         )
         parked = f", {self.windows_parked} parked" if self.windows_parked else ""
         return (
-            f"landed {self.files_landed} | forwarded {self.files_forwarded} | "
+            f"versions landed {self.files_landed}, forwarded {self.files_forwarded} | "
             f"windows staged {self.windows_staged} | delivered {self.windows_delivered} "
             f"({self.files_delivered} files, {self.archives_delivered} archives{parked}) | "
             f"ingest {self.ingest_depth} dlq {self.ingest_dlq_depth} | "
@@ -69,7 +71,7 @@ def seconds_text(value: int | None) -> str:
 def collect(target: Deployment) -> Figures:
     s3, sqs, dynamodb = target.client("s3"), target.client("sqs"), target.client("dynamodb")
     figures = Figures(
-        files_landed=_count_objects(s3, target.landing_bucket, ""),
+        files_landed=_count_versions(s3, target.landing_bucket),
         windows_staged=_count_objects(s3, target.staging_bucket, BUFFERS_PREFIX),
         files_forwarded=_count_completed(dynamodb, target.idempotency_table),
         ingest_depth=queue_depth(sqs, target.ingest_queue_url),
@@ -102,6 +104,13 @@ def _count_objects(s3: S3Client, bucket: str, prefix: str) -> int:
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         count += page.get("KeyCount", 0)
+    return count
+
+
+def _count_versions(s3: S3Client, bucket: str) -> int:
+    count = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        count += len(page.get("Versions", []))
     return count
 
 

@@ -3,7 +3,9 @@
 `put` uploads the files it is given. `load` writes a realistic mix (infrastructure.local.workload)
 at a steady rate for a while, then waits for every file to arrive in MinIO and reports what
 arrived — matched by key and sha256 against the archives' manifests — with the latency
-percentiles of the windows that carried them (from the ledger, as the status line).
+percentiles of the windows that carried them (from the ledger, as the status line). Its progress
+counts each file forwarded as the forwarder completes it, since MinIO receives them a window
+(a minute's files) at a time.
 """
 
 from __future__ import annotations
@@ -19,19 +21,27 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+from minio import Minio
 
 from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger
 from infrastructure.cli import deployment
 from infrastructure.cli.figures import PERCENTILES, seconds_text
 from infrastructure.local import workload
-from infrastructure.local.arrivals import ManifestReader
+from infrastructure.local.arrivals import Arrival, ManifestReader
 from infrastructure.local.stack_file import StackFile, read_stack
+from transform.envelope import file_id
+from transform.idempotency import COMPLETED
 
 PUT_THREADS: Final = 8
 POLL_SECONDS: Final = 2.0
 WAIT_SLACK_SECONDS: Final = 120.0
+QUIET_SECONDS: Final = 30.0
+"""Longest `load` goes without a progress line while nothing moves."""
+BATCH_GET: Final = 100
+"""DynamoDB's BatchGetItem limit."""
 
 
 # ---------------------------------------------------------------------- put
@@ -86,6 +96,8 @@ class LoadReport:
     """Wall-clock time (epoch s) of each successful put, in the order they completed."""
     not_sent: int = 0
     """Files `land`'s time limit left unsent."""
+    file_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(key, sha256) -> file_id of every file landed (its landing version's)."""
 
     @property
     def missing(self) -> int:
@@ -105,14 +117,15 @@ def load(args: argparse.Namespace, root: Path) -> int:
     report = LoadReport(started=time.monotonic())
     total = round(args.rate * args.seconds)
     print(f"sluice load: {total} files at {args.rate:g}/s for {args.seconds:g} s ({run_id})")
-    _send(stack, run_id, args, total, report)
+    progress = Progress.of(stack, report)
+    _send(stack, run_id, args, total, report, progress=progress)
     print(
         f"sent {len(report.sent)} in {report.sending_seconds:.1f} s "
         f"({len(report.sent) / max(report.sending_seconds, 1e-9):.1f} files/s), "
         f"{len(report.send_errors)} failed to land"
     )
     wait = args.wait if args.wait is not None else _default_wait(stack)
-    _await_arrivals(stack, report, wait)
+    _await_arrivals(progress, wait)
     return _summarise(stack, report)
 
 
@@ -121,7 +134,13 @@ def _default_wait(stack: StackFile) -> float:
 
 
 def _send(
-    stack: StackFile, run_id: str, args: argparse.Namespace, total: int, report: LoadReport
+    stack: StackFile,
+    run_id: str,
+    args: argparse.Namespace,
+    total: int,
+    report: LoadReport,
+    *,
+    progress: Progress,
 ) -> None:
     land(
         stack,
@@ -130,7 +149,7 @@ def _send(
         total=total,
         seed=args.seed,
         report=report,
-        progress=lambda text: print(text, flush=True),
+        progress=lambda _sent: progress.show(),
     )
 
 
@@ -156,13 +175,17 @@ def land(
 
     def put_one(file: workload.WorkloadFile) -> None:
         try:
-            s3.put_object(Bucket=stack.landing_bucket, Key=file.key, Body=file.body)
+            put = s3.put_object(Bucket=stack.landing_bucket, Key=file.key, Body=file.body)
         except Exception as err:  # noqa: BLE001  # counted and reported, the run goes on
             with lock:
                 report.send_errors.append(f"{file.key}: {err}")
             return
         landed = time.time()
+        version = put.get("VersionId") or "null"
         with lock:
+            report.file_ids[(file.key, file.sha256)] = file_id(
+                stack.landing_bucket, file.key, version
+            )
             report.sent[(file.key, file.sha256)] = file.kind
             report.landed_at.append(landed)
 
@@ -189,19 +212,107 @@ def land(
     report.sending_seconds = time.monotonic() - start
 
 
-def _await_arrivals(stack: StackFile, report: LoadReport, wait: float) -> None:
-    reader = ManifestReader(stack.minio.client(), stack.minio.bucket)
+def minio_of(stack: StackFile) -> Minio:
+    """The stack's MinIO at its direct address (whatever the chaos on its proxy), built as every
+    command builds a minio client."""
+    return deployment.minio_client(
+        stack.minio.endpoint,
+        access_key=stack.minio.access_key,
+        secret_key=stack.minio.secret_key,
+        secure=stack.minio.secure,
+    )
+
+
+class Progress:
+    """`load`'s progress: files sent, forwarded (the forwarder's record of each COMPLETED, read
+    only for files not yet seen forwarded) and in MinIO (from the window manifests), printed
+    when a figure changed."""
+
+    def __init__(
+        self,
+        report: LoadReport,
+        *,
+        reader: ManifestReader,
+        dynamodb: Any,
+        idempotency_table: str,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
+        self.report = report
+        self._reader = reader
+        self._dynamodb = dynamodb
+        self._table = idempotency_table
+        self._forwarded: set[str] = set()
+        self._out = out or (lambda line: print(line, flush=True))
+        self.last: tuple[int, int, int] = (0, 0, 0)
+        """(sent, forwarded, in MinIO) when last polled."""
+        self._shown: tuple[int, int, int] | None = None
+        self._shown_at = 0.0
+
+    @classmethod
+    def of(cls, stack: StackFile, report: LoadReport) -> Progress:
+        return cls(
+            report,
+            reader=ManifestReader(minio_of(stack), stack.minio.bucket),
+            dynamodb=deployment.from_stack(stack).client("dynamodb"),
+            idempotency_table=stack.idempotency_table,
+        )
+
+    @property
+    def arrived(self) -> int:
+        return sum(1 for file in dict(self.report.sent) if file in self.report.arrived)
+
+    def poll(self) -> tuple[int, int, int]:
+        """(sent, forwarded, in MinIO) now."""
+        file_ids = dict(self.report.file_ids)  # a copy: put threads may be adding to it
+        self._forwarded |= self._completed(set(file_ids.values()) - self._forwarded)
+        for arrival in self._reader.new_arrivals():
+            self._arrived(arrival, file_ids)
+        return len(file_ids), len(self._forwarded), self.arrived
+
+    def show(self) -> None:
+        """Poll, and print a line if anything moved (or nothing did for a while)."""
+        self.last = self.poll()
+        now = time.monotonic()
+        if self.last != self._shown or now - self._shown_at >= QUIET_SECONDS:
+            sent, forwarded, arrived = self.last
+            self._out(f"  {sent} sent, {forwarded} forwarded, {arrived} in MinIO")
+            self._shown, self._shown_at = self.last, now
+
+    def _arrived(self, arrival: Arrival, sent: dict[tuple[str, str], str]) -> None:
+        file = (arrival.key, arrival.sha256)
+        if file in sent:
+            self.report.arrived[file] += 1
+            self.report.windows.add(arrival.window_id)
+
+    def _completed(self, file_ids: set[str]) -> set[str]:
+        done: set[str] = set()
+        pending = sorted(file_ids)
+        for start in range(0, len(pending), BATCH_GET):
+            request: Any = {
+                self._table: {
+                    "Keys": [{"id": {"S": i}} for i in pending[start : start + BATCH_GET]],
+                    "ProjectionExpression": "id, #status",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                }
+            }
+            while request:
+                answer = self._dynamodb.batch_get_item(RequestItems=request)
+                done |= {
+                    item["id"]["S"]
+                    for item in answer["Responses"].get(self._table, [])
+                    if item.get("status", {}).get("S") == COMPLETED
+                }
+                request = answer.get("UnprocessedKeys") or None
+        return done
+
+
+def _await_arrivals(progress: Progress, wait: float) -> None:
     deadline = time.monotonic() + wait
     print(f"waiting up to {wait:.0f} s for the files in MinIO")
     while True:
-        for arrival in reader.new_arrivals():
-            file = (arrival.key, arrival.sha256)
-            if file in report.sent:
-                report.arrived[file] += 1
-                report.windows.add(arrival.window_id)
-        arrived = sum(1 for file in report.sent if file in report.arrived)
-        print(f"  {arrived}/{len(report.sent)} in MinIO", flush=True)
-        if arrived == len(report.sent) or time.monotonic() > deadline:
+        progress.show()
+        sent, _, arrived = progress.last
+        if arrived == sent or time.monotonic() > deadline:
             return
         time.sleep(POLL_SECONDS)
 

@@ -14,17 +14,22 @@
     sluice extract --endpoint E --bucket B --out DIR --since T [--until T] | --window ID
                                                                  on-prem: MinIO's windows, verified
 
-Every subcommand has `--help`. The local stack's state is in `<root>/.sluice/`, where root is
-$SLUICE_ROOT, else the checkout Sluice runs from, else the current directory.
+Every subcommand has `--help`. An error is one line on stderr (exit status 2 for a usage error,
+1 otherwise); `--debug` shows its traceback instead. The local stack's state is in
+`<root>/.sluice/`, where root is $SLUICE_ROOT, else the checkout Sluice runs from, else the
+current directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from infrastructure import environment
 from infrastructure.cli import (
@@ -43,8 +48,7 @@ from infrastructure.cli import (
     trace,
     up,
 )
-from infrastructure.cli.deployment import DeploymentError
-from infrastructure.local.stack_file import NoStackError
+from infrastructure.cli.errors import explain
 
 OPERATIONS: tuple[ModuleType, ...] = (
     reconcile,
@@ -70,12 +74,38 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+PROG = "sluice"
+DEBUG_HELP = "on an error, show its traceback instead of one line"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, but an argument a subcommand does not know is reported with that subcommand's
+    usage (argparse leaves it to the top-level parser, whose usage says nothing useful), and
+    `--debug` is taken after the subcommand as well as before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.prog != PROG:  # a subcommand: only set when given, not to override the global
+            self.add_argument(
+                "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+            )
+
+    def parse_known_args(  # type: ignore[override]  # one signature for argparse's overloads
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:  # a subcommand's own: its subcommands reported theirs already
+            self.error(f"unrecognized arguments: {' '.join(extras)} (see {self.prog} --help)")
+        return parsed, extras
+
+
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(
-        prog="sluice",
+    main = CommandParser(
+        prog=PROG,
         description="Sluice: files dropped into S3, delivered to MinIO as one-minute, "
         "checksummed gzip archives.",
     )
+    main.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     start = commands.add_parser(
@@ -87,7 +117,14 @@ def parser() -> argparse.ArgumentParser:
     up.add_arguments(start)
     start.set_defaults(run=up.up)
 
-    stop = commands.add_parser("down", help="stop the local stack (flushing it first)")
+    stop = commands.add_parser(
+        "down",
+        help="stop the local stack (flushing it first)",
+        description="Stop the local stack started by `sluice up --detach` (or in another "
+        "terminal): Firehose's buffers are flushed and deliveries in flight finish, then every "
+        "process it started exits. After --timeout it is killed. Without a running stack it "
+        "says so and exits 0.",
+    )
     stop.add_argument(
         "--timeout",
         type=float,
@@ -157,11 +194,36 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logs = _log_to_stderr(args.command, debug=args.debug)
     try:
         return int(args.run(args, project_root()))
-    except (NoStackError, DeploymentError) as err:
-        print(f"sluice {args.command}: {err}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"sluice {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        message, status = explain(err)
+        print(f"sluice {args.command}: {message}", file=sys.stderr)
+        return status
+    finally:
+        logging.getLogger().removeHandler(logs)
+
+
+def _log_to_stderr(command: str, *, debug: bool) -> logging.Handler:
+    """Code shared with the functions logs for CloudWatch; a command says what happened itself,
+    so of those logs only errors are shown, a line each (all from warnings with --debug)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING if debug else logging.ERROR)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(name)s: %(message)s" if debug else f"sluice {command}: %(message)s"
+        )
+    )
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 if __name__ == "__main__":

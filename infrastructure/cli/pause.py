@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,8 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infrastructure.cli import deployment
-from infrastructure.cli.deployment import Deployment, DeploymentError
+from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.errors import DeploymentError
 from infrastructure.local.lambda_runtime import ALIAS
 from infrastructure.tunables import load_tunables
 
@@ -183,22 +182,8 @@ def configured_concurrency(target: Deployment, root: Path) -> int | None:
     """Delivery's reserved concurrency as Terraform configures it; None: unreserved."""
     if target.endpoint_url is not None:
         return None  # the local stack provisions from tunables.json, which reserves none
-    data_dir = root / "build" / "terraform" / target.name
-    try:
-        completed = subprocess.run(  # noqa: S603  # fixed argv, no shell
-            ["terraform", f"-chdir={root / deployment.TERRAFORM_DIR}", "show", "-json"],  # noqa: S607  # terraform from PATH, as make deploy uses it
-            env={**os.environ, "TF_DATA_DIR": str(data_dir)},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError) as err:
-        detail = getattr(err, "stderr", "") or str(err)
-        raise DeploymentError(
-            f"cannot read delivery's reserved concurrency from the Terraform state of "
-            f"{target.name!r} (data in {data_dir}): {detail.strip()}"
-        ) from err
-    return reserved_in_state(json.loads(completed.stdout), target.name)
+    state = deployment.terraform_json(root, target.name, "show")
+    return reserved_in_state(state, target.name)
 
 
 def reserved_in_state(state: dict[str, Any], environment: str) -> int | None:

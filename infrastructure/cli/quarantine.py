@@ -34,6 +34,7 @@ from transform.quarantine import REASONS_PREFIX, reason_key
 from transform.s3_events import replay_notification
 
 RELEASED_PREFIX: Final = "quarantine/released/"
+DETAIL_WIDTH: Final = 100
 
 
 def register(commands: Any) -> None:
@@ -220,8 +221,21 @@ def _line(entry: dict[str, Any]) -> str:
         if entry.get("key")
         else "(record only)"
     )
-    detail = str(entry.get("detail", ""))
+    detail = shorten(str(entry.get("detail", "")), DETAIL_WIDTH)
     return (
         f"{at:%Y-%m-%dT%H:%M:%SZ}  {entry.get('reason', '?'):<24} {entry['file_id']}  {where}  "
-        f"{detail[:100]}"
+        f"{detail}"
     )
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` on one line, at most `width` characters: cut at the last word boundary that fits,
+    with an ellipsis (mid-word only when a single word is longer than half the width)."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1]
+    space = cut.rfind(" ")
+    if space >= width // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:.") + "…"

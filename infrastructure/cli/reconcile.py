@@ -26,6 +26,7 @@ from delivery.reconciling import (
 )
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.errors import minio_problem
 from infrastructure.cli.times import time_argument
 from infrastructure.tunables import load_tunables
 
@@ -102,9 +103,10 @@ def run(args: argparse.Namespace, root: Path) -> int:
             file=sys.stderr,
         )
         return 2
+    sources = sources_of(deployment.resolve(args, root), list_landing=args.list_landing)
     try:
         report = reconcile(
-            sources_of(deployment.resolve(args, root), list_landing=args.list_landing),
+            sources,
             since,
             until,
             prefix=args.prefix,
@@ -113,6 +115,14 @@ def run(args: argparse.Namespace, root: Path) -> int:
         )
     except ReconcileError as err:
         print(f"sluice reconcile: {err}", file=sys.stderr)
+        return 1
+    except deployment.MINIO_ERRORS as err:
+        # As redrive does when MinIO does not answer: say so, and when to run again.
+        print(
+            f"sluice reconcile: {minio_problem(err)}: nothing reconciled (the manifests are in "
+            "MinIO). Run again once MinIO is back.",
+            file=sys.stderr,
+        )
         return 1
     listed = list(report.files) if args.all else report.problems
     print(json.dumps(as_json(report, listed)) if args.json else text(report, listed))

@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,11 +38,30 @@ from delivery.ledger import Ledger, WindowState
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
 from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment
-from infrastructure.cli.deployment import Deployment, DeploymentError
+from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.errors import DeploymentError, UsageError
 from infrastructure.cli.figures import queue_depth
 from infrastructure.cli.times import time_argument
+from infrastructure.tunables import load_tunables
 
 SQS_BATCH: Final = 10
+DESCRIPTION: Final = """\
+Without --window, --parked, --ingest or --backfill-index: what the scheduled redrive (every
+{schedule} min) does, now. Once MinIO takes a test write, each delivery that failed past its
+retries (a message in the delivery DLQ, at least --min-age old) is tried again, and a window
+staged but never delivered (its S3 event lost, or delivery stopped mid-way) is tried again; a
+window that keeps failing on its own (not for MinIO or the network) is parked after {redrives}
+tries, to be looked at. Hour markers of completed hours are written. With MinIO down nothing is
+tried and nothing is lost: run it again once MinIO is back.
+
+  --window ID       one window (its id, or its staged key); a PARKED one is released
+  --parked          every PARKED window (first claimed since --since), oldest first
+  --ingest          the ingest DLQ's messages back to the ingest queue, to be forwarded again
+  --backfill-index  once, after upgrading a deployment: index the windows not yet delivered
+                    (reads the whole ledger, with progress)
+
+--dry-run says what would be done and does none of it. Exit status 1 when MinIO does not take
+writes, or Lambda refused to start a delivery."""
 MOVE_VISIBILITY_SECONDS: Final = 60
 """Long enough to send a batch on and delete it; a message not deleted comes back in the DLQ."""
 
@@ -51,7 +71,7 @@ def register(commands: Any) -> None:
         "redrive",
         help="replay the delivery DLQ and stuck windows now; release a parked window; "
         "move the ingest DLQ back",
-        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        description=_description(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     deployment.add_arguments(parser)
@@ -82,9 +102,18 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _description() -> str:
+    tunables = load_tunables().redrive
+    text = DESCRIPTION.format(schedule=tunables.schedule_minutes, redrives=tunables.max_redrives)
+    return "\n\n".join(
+        part if part.startswith(" ") else textwrap.fill(" ".join(part.split()), 92)
+        for part in text.split("\n\n")
+    )
+
+
 def run(args: argparse.Namespace, root: Path) -> int:
     if args.since is not None and not args.parked:
-        raise DeploymentError("--since goes with --parked")
+        raise UsageError("--since goes with --parked: `sluice redrive --parked --since T`")
     target = deployment.resolve(args, root)
     if args.backfill_index:
         outcome: Any = backfill_index(target)
@@ -123,6 +152,11 @@ class RedriveOutcome:
                 "its messages). Run again once MinIO is back."
             )
         if self.dry_run:
+            if not r.would_redrive:
+                return (
+                    "nothing to redrive: no delivery DLQ message old enough (--min-age) and no "
+                    "staged window stuck"
+                )
             lines = [f"would redrive {len(r.would_redrive)} window(s):"]
             lines += [f"  {key}" for key in r.would_redrive]
             return "\n".join(lines)
@@ -241,7 +275,7 @@ def _window_of(window: str, extension: str) -> tuple[str, str | None]:
     try:
         return window_name(window, extension).window_id, window
     except WindowKeyError as err:
-        raise DeploymentError(str(err)) from err
+        raise UsageError(f"--window {window!r}: {err}") from err
 
 
 def _find_staged(target: Deployment, window_id: str, extension: str) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any, Final
 from delivery.reconciling import LandedVersion, list_landed
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.errors import UsageError
 from infrastructure.cli.times import time_argument
 from transform.s3_events import REPLAY_ID_PATTERN, replay_notification
 
@@ -94,12 +95,10 @@ class ReplayReport:
 def run(args: argparse.Namespace, root: Path) -> int:
     since, until = args.since, args.until
     if since >= until:
-        raise SystemExit(
-            f"sluice replay: --since {_iso(since)} is not before --until {_iso(until)}"
-        )
+        raise UsageError(f"--since {_iso(since)} is not before --until {_iso(until)}")
     replay_id = args.replay_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     if not REPLAY_ID_PATTERN.fullmatch(replay_id):
-        raise SystemExit(f"sluice replay: --replay-id must match {REPLAY_ID_PATTERN.pattern}")
+        raise UsageError(f"--replay-id must match {REPLAY_ID_PATTERN.pattern}")
     report = replay(
         deployment.resolve(args, root),
         since=since,

@@ -3,7 +3,9 @@ wait for its archive in MinIO, and check it byte for byte.
 
 Against the local stack (`--local`) or a deployment (`--env ENV`), as
 infrastructure.cli.deployment finds them: the same code, only the endpoints and names differ.
-MinIO's endpoint and keys come from the MinIO secret in Secrets Manager, as delivery reads them.
+MinIO's endpoint and keys come from the MinIO secret in Secrets Manager, as delivery reads them,
+and its client is the one every command builds (`deployment.minio_client`: TLS verified against
+`SLUICE_MINIO_CA_BUNDLE` when set).
 
 Checks: the sample appears in a window manifest (the commit marker) under its key and landing
 version; the archive's member has the sample's bytes and the manifest's sha256; the archive is
@@ -28,7 +30,6 @@ from typing import Final
 from minio import Minio
 
 from delivery.commit import window_manifest_beside
-from delivery.minio_access import MinioSettings
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.local.arrivals import Arrival, ManifestReader
@@ -43,25 +44,10 @@ class SmokeError(RuntimeError):
     """The smoke test could not run or did not pass; the message says which check."""
 
 
-def minio_of(target: Deployment) -> tuple[Minio, MinioSettings]:
-    value = target.client("secretsmanager").get_secret_value(SecretId=target.minio_secret)
-    settings = MinioSettings.from_secret(
-        json.loads(value["SecretString"]), secret_name=target.minio_secret
-    )
-    client = Minio(
-        settings.endpoint,
-        access_key=settings.access_key,
-        secret_key=settings.secret_key,
-        secure=settings.secure,
-        region=settings.region,
-    )
-    return client, settings
-
-
 def run_smoke(target: Deployment, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> str:
     """Upload a sample, wait for it in MinIO, verify it; a line saying what passed, or
     SmokeError saying what did not."""
-    client, settings = minio_of(target)
+    client, settings = target.minio()
     now = datetime.now(UTC)
     key = f"smoke/{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}.json"
     body = json.dumps({"smoke": key, "nonce": secrets.token_hex(16)}).encode()
@@ -126,7 +112,7 @@ def _read(client: Minio, bucket: str, name: str) -> bytes:
 def smoke(args: argparse.Namespace, root: Path) -> int:
     try:
         print(run_smoke(deployment.resolve(args, root), timeout=args.timeout))
-    except (SmokeError, deployment.DeploymentError) as err:
+    except SmokeError as err:
         print(f"sluice smoke: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,18 +1,19 @@
 """`sluice status`: where every file is, and how late, for the local stack or a deployment.
 
 Read from where the state lives, as the status line of `sluice up` is (figures.py): the queues'
-attributes, the staging bucket's `buffers/` listing against the ledger's windows, and the
-latency histograms delivery keeps on each delivered window. The oldest ingest message's age is
-CloudWatch's `ApproximateAgeOfOldestMessage` (SQS has no such attribute); moto keeps no SQS
-metrics, so locally it is reported as unknown rather than guessed — receiving a message to look
-at it would count as a receive towards `maxReceiveCount`.
+attributes, the staging bucket's `buffers/` listing against the ledger's windows and its
+quarantine reason files, the latency histograms delivery keeps on each delivered window, and
+whether `sluice pause` holds a stage (the forwarder's ingest mapping disabled, delivery's
+reserved concurrency 0): a paused stage is not "ok", since what waits for it expires. The
+oldest ingest message's age is CloudWatch's `ApproximateAgeOfOldestMessage` (SQS has no such
+attribute); moto keeps no SQS metrics, so locally it is reported as unknown rather than guessed —
+receiving a message to look at it would count as a receive towards `maxReceiveCount`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,8 +25,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from delivery.latency import LatencyHistogram
 from delivery.ledger import WindowState
 from delivery.window import WindowKeyError, window_name
-from infrastructure.cli import deployment
+from infrastructure.cli import deployment, pause
 from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.errors import DeploymentError, one_line
 from infrastructure.cli.figures import (
     BUFFERS_PREFIX,
     PERCENTILES,
@@ -34,8 +36,10 @@ from infrastructure.cli.figures import (
     seconds_text,
 )
 from infrastructure.tunables import load_tunables
+from transform.quarantine import REASONS_PREFIX
 
 SETTLED: Final = frozenset({WindowState.DELIVERED, WindowState.EMPTY})
+PAUSED_MAPPING_STATES: Final = frozenset({"Disabled", "Disabling"})
 
 
 @dataclass
@@ -53,17 +57,46 @@ class Status:
     windows_delivered: int = 0
     last_delivery: str | None = None
     latency_ms: dict[str, int | None] = field(default_factory=dict)
+    quarantined: int = 0
+    """Reason files in the staging bucket's `quarantine/reasons/`: files and records held back
+    until released (`sluice quarantine`). Shown, not judged: a version gone for good stays."""
+    paused: list[str] = field(default_factory=list)
+    """Stages `sluice pause` holds: forwarder, delivery."""
+    pause_unknown: dict[str, str] = field(default_factory=dict)
+    """Stages whose pause state could not be read, and why."""
 
     @property
     def healthy(self) -> bool:
         dlqs = self.ingest_dlq_depth + self.delivery_dlq_depth + self.requeue_dlq_depth
-        return dlqs == 0 and self.windows_parked == 0
+        return dlqs == 0 and self.windows_parked == 0 and not self.paused
+
+    def verdict(self) -> str:
+        if self.healthy:
+            return "ok"
+        problems = []
+        if self.ingest_dlq_depth + self.delivery_dlq_depth + self.requeue_dlq_depth:
+            problems.append("a DLQ holds messages (`sluice redrive`)")
+        if self.windows_parked:
+            problems.append("windows parked (`sluice redrive --parked`)")
+        problems += [f"{stage} paused (`sluice resume {stage}`)" for stage in self.paused]
+        return "needs attention: " + "; ".join(problems)
+
+    def stages(self) -> str:
+        def state(stage: str) -> str:
+            if stage in self.paused:
+                return f"{stage} PAUSED"
+            if stage in self.pause_unknown:
+                return f"{stage} unknown ({self.pause_unknown[stage]})"
+            return f"{stage} running"
+
+        return ", ".join(state(stage) for stage in pause.FUNCTIONS)
 
     def text(self) -> str:
         def age(seconds: float | None, unknown: str = "-") -> str:
             return unknown if seconds is None else f"{seconds:.0f} s"
 
         latency = " ".join(f"{name} {seconds_text(v)}" for name, v in self.latency_ms.items())
+        held = " (`sluice quarantine list`)" if self.quarantined else ""
         return "\n".join(
             [
                 f"Sluice ({self.deployment})",
@@ -77,7 +110,9 @@ class Status:
                 f"  delivered         {self.windows_delivered} windows, last "
                 f"{self.last_delivery or '-'}",
                 f"  latency           {latency}",
-                f"  verdict           {'ok' if self.healthy else 'needs attention'}",
+                f"  quarantined       {self.quarantined} held back{held}",
+                f"  stages            {self.stages()}",
+                f"  verdict           {self.verdict()}",
             ]
         )
 
@@ -92,7 +127,9 @@ def collect(target: Deployment, *, now: float | None = None) -> Status:
         delivery_dlq_depth=queue_depth(sqs, target.delivery_dlq_url),
         requeue_dlq_depth=queue_depth(sqs, target.requeue_dlq_url),
         ingest_oldest_age_seconds=_oldest_message_age(target, now),
+        quarantined=_count_keys(target, REASONS_PREFIX),
     )
+    found.paused, found.pause_unknown = _paused(target)
     windows = {
         w.window_id: w for w in ledger_windows(target.client("dynamodb"), target.ledger_table)
     }
@@ -136,6 +173,34 @@ def _staged(target: Deployment) -> list[tuple[str, float]]:
     ]
 
 
+def _count_keys(target: Deployment, prefix: str) -> int:
+    paginator = target.client("s3").get_paginator("list_objects_v2")
+    return sum(
+        page.get("KeyCount", 0)
+        for page in paginator.paginate(Bucket=target.staging_bucket, Prefix=prefix)
+    )
+
+
+def _paused(target: Deployment) -> tuple[list[str], dict[str, str]]:
+    """The stages `sluice pause` holds, and those whose state could not be read (and why)."""
+    client = target.client("lambda")
+    paused: list[str] = []
+    unknown: dict[str, str] = {}
+    try:
+        mappings = pause.ingest_mappings(target, client)
+        if any(m.get("State") in PAUSED_MAPPING_STATES for m in mappings):
+            paused.append("forwarder")
+    except (ClientError, BotoCoreError, DeploymentError) as err:
+        unknown["forwarder"] = one_line(str(err))
+    try:
+        reserved = client.get_function_concurrency(FunctionName=target.function("delivery"))
+        if reserved.get("ReservedConcurrentExecutions") == 0:
+            paused.append("delivery")
+    except (ClientError, BotoCoreError, DeploymentError) as err:
+        unknown["delivery"] = one_line(str(err))
+    return paused, unknown
+
+
 def _oldest_message_age(target: Deployment, now: float) -> float | None:
     """CloudWatch's ApproximateAgeOfOldestMessage of the ingest queue, last 5 minutes."""
     queue = target.ingest_queue_url.rstrip("/").rsplit("/", 1)[-1]
@@ -159,10 +224,7 @@ def _oldest_message_age(target: Deployment, now: float) -> float | None:
 
 
 def status(args: argparse.Namespace, root: Path) -> int:
-    try:
-        found = collect(deployment.resolve(args, root))
-    except deployment.DeploymentError as err:
-        print(f"sluice status: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(asdict(found) | {"healthy": found.healthy}) if args.json else found.text())
+    found = collect(deployment.resolve(args, root))
+    document = asdict(found) | {"healthy": found.healthy, "verdict": found.verdict()}
+    print(json.dumps(document) if args.json else found.text())
     return 0 if found.healthy else 1

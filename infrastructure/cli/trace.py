@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -24,6 +24,9 @@ from delivery.ledger import WindowRecord, WindowState
 from delivery.reconciling import ReconcileError, ReconcileSources, read_manifest
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
+from infrastructure.cli.errors import UsageError, minio_problem
+from infrastructure.cli.figures import queue_depth
+from infrastructure.cli.quarantine import DETAIL_WIDTH, shorten
 from infrastructure.cli.reconcile import sources_of
 from transform.envelope import file_id as compute_file_id
 from transform.quarantine import reason_key
@@ -61,8 +64,32 @@ class Story:
         lines += [f"  window       {_fields(self.window)}"] if self.window else []
         lines += [f"  archive      {_fields(self.archive)}"] if self.archive else []
         lines += [f"  excluded     {_fields(self.exclusion)}"] if self.exclusion else []
-        lines += [f"  quarantine   {_fields(self.quarantine)}"] if self.quarantine else []
+        lines += [f"  quarantine   {self._held()}"] if self.quarantine else []
         return "\n".join([*lines, f"  where        {self.where}"])
+
+    def _held(self) -> str:
+        """The reason file in short: its record (base64, up to a whole file) only by size."""
+        entry = self.quarantine or {}
+        at = entry.get("at_ms")
+        when = (
+            datetime.fromtimestamp(int(at) / 1000, UTC).isoformat(timespec="seconds")
+            if at
+            else None
+        )
+        summary = {
+            "reason": entry.get("reason"),
+            "stage": entry.get("stage"),
+            "at": when,
+            "detail": shorten(str(entry["detail"]), DETAIL_WIDTH) if entry.get("detail") else None,
+        }
+        record = entry.get("record")
+        held = (
+            f"; record of {len(record) * 3 // 4 - record.count('='):,} bytes "
+            f"(whole: `sluice quarantine show {self.file_id}`)"
+            if record
+            else ""
+        )
+        return _fields(summary) + held
 
 
 def register(commands: Any) -> None:
@@ -81,12 +108,19 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, root: Path) -> int:
+    bucket, key, version_id = parse_uri(args.uri)
+    target = deployment.resolve(args, root)
     try:
-        bucket, key, version_id = parse_uri(args.uri)
-        target = deployment.resolve(args, root)
         stories = trace(target, sources_of(target), bucket, key, version_id)
     except (TraceError, ReconcileError) as err:
         print(f"sluice trace: {err}", file=sys.stderr)
+        return 1
+    except deployment.MINIO_ERRORS as err:
+        print(
+            f"sluice trace: {minio_problem(err)}: the archives cannot be read. Run again once "
+            "MinIO is back.",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps([asdict(story) for story in stories]))
@@ -98,13 +132,13 @@ def run(args: argparse.Namespace, root: Path) -> int:
 def parse_uri(uri: str) -> tuple[str, str, str | None]:
     """`s3://BUCKET/KEY[?versionId=V]` -> (bucket, key, version id or None)."""
     if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise TraceError(f"{uri!r} is not s3://BUCKET/KEY[?versionId=V]")
+        raise UsageError(f"{uri!r} is not s3://BUCKET/KEY[?versionId=V]")
     bucket, _, key = uri[5:].partition("/")
     key, marker, version_id = (
         key.rpartition("?versionId=") if "?versionId=" in key else (key, "", "")
     )
     if not bucket or not key:
-        raise TraceError(f"{uri!r} names no bucket or no key")
+        raise UsageError(f"{uri!r} names no bucket or no key: s3://BUCKET/KEY[?versionId=V]")
     return bucket, key, unquote(version_id) if marker else None
 
 
@@ -116,14 +150,27 @@ def trace(
     version_id: str | None = None,
 ) -> list[Story]:
     """The story of each version of `key` (newest first), or of `version_id` alone."""
+    if bucket != target.landing_bucket:
+        raise TraceError(
+            f"s3://{bucket} is not the landing bucket of deployment {target.name} "
+            f"({target.landing_bucket}): trace s3://{target.landing_bucket}/KEY"
+        )
     s3 = sources.landing
     paginator = s3.get_paginator("list_object_versions")
-    versions = [
-        version
-        for page in paginator.paginate(Bucket=bucket, Prefix=key)
-        for version in page.get("Versions", [])
-        if version["Key"] == key and version_id in (None, version.get("VersionId"))
-    ]
+    try:
+        versions = [
+            version
+            for page in paginator.paginate(Bucket=bucket, Prefix=key)
+            for version in page.get("Versions", [])
+            if version["Key"] == key and version_id in (None, version.get("VersionId"))
+        ]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
+        raise TraceError(
+            f"no bucket {bucket} in deployment {target.name}: trace "
+            f"s3://{target.landing_bucket}/KEY"
+        ) from err
     if not versions:
         what = f"version {version_id} of " if version_id else ""
         raise TraceError(f"no {what}s3://{bucket}/{key}: not in the landing bucket {bucket}")
@@ -154,7 +201,7 @@ def _story(target: Deployment, sources: ReconcileSources, bucket: str, version: 
             "parked_reason": record.parked_reason,
         }
         _find_in_archives(sources, record, story)
-    story.where = _where(story, record)
+    story.where = _where(target, story, record)
     return story
 
 
@@ -209,7 +256,7 @@ def _find_in_archives(sources: ReconcileSources, record: WindowRecord, story: St
                 return
 
 
-def _where(story: Story, record: WindowRecord | None) -> str:
+def _where(target: Deployment, story: Story, record: WindowRecord | None) -> str:
     if story.archive:
         archive = story.archive
         return (
@@ -228,7 +275,7 @@ def _where(story: Story, record: WindowRecord | None) -> str:
         )
     if story.owner_window is None:
         return _before_claim(story)
-    return _after_claim(story.owner_window, record)
+    return _after_claim(target, story.owner_window, record)
 
 
 def _before_claim(story: Story) -> str:
@@ -242,7 +289,7 @@ def _before_claim(story: Story) -> str:
     )
 
 
-def _after_claim(window: str, record: WindowRecord | None) -> str:
+def _after_claim(target: Deployment, window: str, record: WindowRecord | None) -> str:
     if record is None:
         return f"claimed by window {window}, which delivery is building (no window record yet)"
     if record.state is WindowState.PARKED:
@@ -251,13 +298,31 @@ def _after_claim(window: str, record: WindowRecord | None) -> str:
             f"`sluice redrive --window {window}` releases it"
         )
     if record.state is WindowState.CLAIMED:
-        return (
-            f"window {window} is CLAIMED: delivery has not finished it "
-            "(redrive retries it after 30 min)"
-        )
+        return _claimed(target, window, record)
     return (
         f"window {window} is {record.state.value} but no manifest lists the file: "
         "run `sluice reconcile`"
+    )
+
+
+def _claimed(target: Deployment, window: str, record: WindowRecord) -> str:
+    """Both ways redrive (delivery.redriving) takes a CLAIMED window up again, with their times:
+    a delivery that failed past its retries leaves an on-failure record in the delivery DLQ,
+    drained by the next run once `min_age_seconds` old; one that stopped mid-way leaves none,
+    and the sweep invokes delivery again once the claim is `claimed_stale_seconds` old. Either
+    only while MinIO takes writes."""
+    redrive = target.tunables().redrive
+    since = datetime.fromtimestamp(record.updated_at_ms / 1000, UTC)
+    stale = since + timedelta(seconds=redrive.claimed_stale_seconds)
+    waiting = queue_depth(target.client("sqs"), target.delivery_dlq_url)
+    return (
+        f"window {window} is CLAIMED (since {since:%Y-%m-%dT%H:%M:%SZ}): delivery has not "
+        f"finished it. If delivery failed past its retries, the window is in the delivery DLQ "
+        f"({waiting} message(s) there now): redrive, every {redrive.schedule_minutes} min, "
+        f"invokes delivery again once the failure is {redrive.min_age_seconds} s old; if "
+        f"delivery stopped mid-way, redrive invokes it again from {stale:%Y-%m-%dT%H:%M:%SZ} "
+        f"({redrive.claimed_stale_seconds // 60} min after the claim). Either once MinIO takes "
+        "writes; `sluice redrive` does it now"
     )
 
 

@@ -427,8 +427,9 @@ def test_trace_of_an_unknown_key_or_version_fails_clearly(world: World, cli: Any
     status, _, err = cli("trace", f"s3://{landing}/acme/there.json?versionId=nope")
     assert status == 1
     assert "no version nope of" in err
+    # ... and an address that is not s3://BUCKET/KEY is a usage error
     status, _, err = cli("trace", "landing/acme/there.json")
-    assert (status, "is not s3://BUCKET/KEY" in err) == (1, True)
+    assert (status, "is not s3://BUCKET/KEY" in err) == (2, True)
 
 
 # ---------------------------------------------------------------- the hourly reconcile

@@ -11,6 +11,9 @@ prefix and time), and clears its chaos. No duration is asserted.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,6 +176,39 @@ def test_minio_down_longer_than_delivery_retries_then_back_and_redriven(gameday:
     # THEN every file is delivered exactly once, and the DLQ is empty
     gameday.assert_exactly_once(gameday.all_delivered(redrive=True))
     assert queue_depth(target.client("sqs"), target.delivery_dlq_url) == 0
+
+
+def test_commands_that_read_minio_while_it_is_down_fail_in_one_line(gameday: Gameday) -> None:
+    # GIVEN a file delivered, then MinIO cut
+    gameday.land(1)
+    gameday.all_delivered()
+    [key] = gameday.landed
+    gameday.sluice("chaos", "minio-down", "--seconds", "60")
+    root = str(gameday.stack.options.root)
+    # WHEN the operator's commands that read MinIO run, as the operator runs them
+    commands = [
+        ["reconcile", "--since", "5m"],
+        ["trace", f"s3://{gameday.target.landing_bucket}/{key}"],
+        ["redrive", "--dry-run"],
+        ["smoke", "--timeout", "30"],
+    ]
+    results = {
+        command[0]: subprocess.run(  # noqa: S603  # our own command
+            [str(Path(sys.executable).with_name("sluice")), *command],
+            env={**os.environ, "SLUICE_ROOT": root},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        for command in commands
+    }
+    # THEN each fails with one line saying MinIO does not answer, exit status 1, no traceback
+    for name, result in results.items():
+        assert "Traceback" not in result.stdout + result.stderr, name
+        assert result.returncode == 1, (name, result.stdout, result.stderr)
+        [line] = result.stderr.splitlines() or result.stdout.splitlines()[-1:]
+        assert "MinIO does not answer" in line, (name, line)
 
 
 def test_minio_refusing_writes_past_delivery_retries_parks_nothing(gameday: Gameday) -> None:

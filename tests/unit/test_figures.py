@@ -62,3 +62,24 @@ def test_no_delivery_yet_shows_no_latency(provisioned: Deployment) -> None:
     found = figures.collect(provisioned)
     assert found.files_landed == 0
     assert found.line().endswith("latency p50 - p95 - p99 -")
+
+
+def test_landed_and_forwarded_both_count_versions(provisioned: Deployment) -> None:
+    target = provisioned
+    s3, dynamodb = target.client("s3"), target.client("dynamodb")
+    # GIVEN one key landed three times and another once, then deleted (a delete marker), and
+    # every one of the four versions forwarded
+    for body in (b"1", b"2", b"3"):
+        s3.put_object(Bucket=target.landing_bucket, Key="acme/daily.json", Body=body)
+    s3.put_object(Bucket=target.landing_bucket, Key="acme/once.json", Body=b"x")
+    s3.delete_object(Bucket=target.landing_bucket, Key="acme/once.json")
+    for n in range(4):
+        dynamodb.put_item(
+            TableName=target.idempotency_table,
+            Item={"id": {"S": f"f{n}"}, "status": {"S": "COMPLETED"}},
+        )
+    # WHEN the figures are collected
+    found = figures.collect(target)
+    # THEN landed counts the four versions, as forwarded does, and the line says they are versions
+    assert (found.files_landed, found.files_forwarded) == (4, 4)
+    assert found.line().startswith("versions landed 4, forwarded 4 | ")

@@ -12,16 +12,18 @@ import base64
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from delivery.ledger import Ledger, WindowState
-from infrastructure.cli import main, quarantine, redrive
+from infrastructure.cli import deployment, main, quarantine, redrive
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.replay import replay
 from tests.conftest import REGION
+from tests.servers import free_port
 from transform import quarantine as reasons
 from transform.envelope import file_id
 from transform.forwarding import stream_for
@@ -429,3 +431,217 @@ def test_redrive_command_prints_json(
     assert document["report"]["minio_healthy"] is True
     assert document["report"]["dlq_redriven"] == 0
     assert invoked == []
+
+
+# -- MinIO where nothing answers, and the commands that read it -------------------------------
+
+
+@pytest.fixture
+def minio_closed(provisioned: Deployment, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The deployment's MinIO secret names a port where nothing listens; commands run on it."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    provisioned.client("secretsmanager").put_secret_value(
+        SecretId=provisioned.minio_secret,
+        SecretString=json.dumps(
+            {
+                "endpoint": endpoint,
+                "access_key": "k",
+                "secret_key": "s",
+                "bucket": "archive",
+                "secure": False,
+            }
+        ),
+    )
+    monkeypatch.setattr("infrastructure.cli.deployment.resolve", lambda args, root: provisioned)
+    return endpoint
+
+
+def test_reconcile_while_minio_does_not_answer_says_so_in_one_line(
+    provisioned: Deployment, minio_closed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN MinIO down (nothing listening at the endpoint its secret names)
+    # WHEN the last five minutes are reconciled
+    status = main.main(["reconcile", "--since", "5m"])
+    # THEN, as redrive does, one line: MinIO does not answer, nothing done, run again later
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"sluice reconcile: MinIO does not answer at {minio_closed}")
+    assert "nothing reconciled" in line
+    assert line.endswith("Run again once MinIO is back.")
+
+
+def test_trace_of_a_bucket_that_is_not_the_landing_bucket_says_which_is(
+    provisioned: Deployment, minio_closed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # WHEN a key in another bucket is traced
+    status = main.main(["trace", "s3://wrong-bucket/x"])
+    # THEN one line names the landing bucket to trace instead, exit status 1
+    assert status == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (
+        "sluice trace: s3://wrong-bucket is not the landing bucket of deployment unit "
+        f"({provisioned.landing_bucket}): trace s3://{provisioned.landing_bucket}/KEY"
+    )
+
+
+def test_trace_against_a_deployment_whose_landing_bucket_is_gone_says_so(
+    provisioned: Deployment,
+    minio_closed: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a deployment that names a landing bucket S3 does not have
+    gone = dataclasses.replace(provisioned, landing_bucket="sluice-gone")
+    monkeypatch.setattr("infrastructure.cli.deployment.resolve", lambda args, root: gone)
+    # WHEN a key in it is traced THEN one line, not S3's NoSuchBucket, exit status 1
+    assert main.main(["trace", "s3://sluice-gone/x"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert (
+        line == "sluice trace: no bucket sluice-gone in deployment unit: trace s3://sluice-gone/KEY"
+    )
+
+
+def test_trace_of_a_quarantined_record_summarises_its_reason_file(
+    provisioned: Deployment, minio_closed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = provisioned
+    # GIVEN a landed file whose record the processor held back: a 30 kB record, a long detail
+    put = target.client("s3").put_object(
+        Bucket=target.landing_bucket, Key="orders/1.ndjson", Body=b"{}"
+    )
+    fid = file_id(target.landing_bucket, "orders/1.ndjson", put["VersionId"])
+    record = base64.b64encode(b"r" * 30_000).decode()
+    detail = "orders/1.ndjson line 1: " + "the field 'id' is missing from the order " * 10
+    held(
+        target,
+        reasons.QuarantineEntry(
+            file_id=fid, reason="payload-schema", detail=detail, stage="processor", record=record
+        ),
+    )
+    # WHEN it is traced
+    assert main.main(["trace", f"s3://{target.landing_bucket}/orders/1.ndjson"]) == 0
+    out = capsys.readouterr().out
+    # THEN the quarantine line is a summary: reason, stage, the detail cut short, the record's
+    # size and where to read it whole; never the record itself
+    [line] = [line for line in out.splitlines() if line.startswith("  quarantine")]
+    assert record[:100] not in out
+    assert "reason payload-schema, stage processor" in line
+    assert "detail orders/1.ndjson line 1: the field 'id' is missing" in line
+    assert "…" in line
+    assert len(line) < 400
+    assert line.endswith(f"record of 30,000 bytes (whole: `sluice quarantine show {fid}`)")
+
+
+def test_trace_of_a_claimed_window_says_when_redrive_takes_it_up(
+    provisioned: Deployment, minio_closed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = provisioned
+    # GIVEN a landed file claimed by a window whose delivery failed into the delivery DLQ
+    put = target.client("s3").put_object(Bucket=target.landing_bucket, Key="a.json", Body=b"{}")
+    fid = file_id(target.landing_bucket, "a.json", put["VersionId"])
+    key = STAGED.format("00000003-0000-0000-0000-000000000000")
+    window_id = key.rsplit("/", 1)[1].removesuffix(".json.gz")
+    ledger = Ledger(target.client("dynamodb"), target.ledger_table, 3600)
+    ledger.begin(window_id, key, [])
+    ledger.claim_files(window_id, [fid])
+    target.client("sqs").send_message(QueueUrl=target.delivery_dlq_url, MessageBody="{}")
+    # WHEN the file is traced
+    assert main.main(["trace", f"s3://{target.landing_bucket}/a.json"]) == 0
+    [where] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  where")]
+    # THEN both ways redrive takes the window up are told, with the schedule's figures: from
+    # the DLQ on its next run, or, had delivery stopped mid-way, once the claim is stale
+    redrive_tunables = target.tunables().redrive
+    assert f"window {window_id} is CLAIMED" in where
+    assert "delivery DLQ (1 message(s) there now)" in where
+    assert f"every {redrive_tunables.schedule_minutes} min" in where
+    assert f"once the failure is {redrive_tunables.min_age_seconds} s old" in where
+    assert f"({redrive_tunables.claimed_stale_seconds // 60} min after the claim)" in where
+    assert "`sluice redrive` does it now" in where
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["smoke", "--timeout", "1"], ["reconcile", "--since", "5m"], ["trace", "s3://{}/a.json"]],
+    ids=["smoke", "reconcile", "trace"],
+)
+def test_every_minio_client_honours_the_ca_bundle(
+    provisioned: Deployment,
+    minio_closed: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    # GIVEN SLUICE_MINIO_CA_BUNDLE naming a file that is not there, and MinIO over TLS
+    target = provisioned
+    secret = json.loads(
+        target.client("secretsmanager").get_secret_value(SecretId=target.minio_secret)[
+            "SecretString"
+        ]
+    )
+    target.client("secretsmanager").put_secret_value(
+        SecretId=target.minio_secret, SecretString=json.dumps({**secret, "secure": True})
+    )
+    monkeypatch.setenv("SLUICE_MINIO_CA_BUNDLE", str(tmp_path / "no-ca.pem"))
+    # WHEN a command that reads MinIO runs
+    status = main.main([a.format(target.landing_bucket) for a in argv])
+    # THEN it built its client with the bundle, and says the bundle is not there
+    assert status == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert "no-ca.pem" in line
+    assert "SLUICE_MINIO_CA_BUNDLE" in line
+
+
+def test_the_minio_client_verifies_tls_against_the_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN a CA bundle in SLUICE_MINIO_CA_BUNDLE
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("SLUICE_MINIO_CA_BUNDLE", str(bundle))
+    # WHEN a command's MinIO client is built
+    client = deployment.minio_client(
+        "minio.example:9000", access_key="k", secret_key="s", secure=True
+    )
+    # THEN its connections verify certificates against that bundle
+    pool_settings = client._http.connection_pool_kw  # what urllib3 connects with
+    assert (pool_settings["cert_reqs"], pool_settings["ca_certs"]) == ("CERT_REQUIRED", str(bundle))
+
+
+# -- quarantine list, redrive --dry-run: their text -------------------------------------------
+
+
+def test_quarantine_list_cuts_a_long_detail_at_a_word(provisioned: Deployment) -> None:
+    # GIVEN a reason file with a detail far longer than a line
+    detail = "orders/1.ndjson line 7: " + "field 'customer_reference' must be a string " * 5
+    entry = {"file_id": "a" * 64, "reason": "payload-schema", "detail": detail, "at_ms": 0}
+    # WHEN it is listed
+    shown = quarantine._line(entry).split("(record only)  ", 1)[1]
+    # THEN the detail ends at a whole word, with an ellipsis
+    assert shown.endswith("…")
+    kept = shown.removesuffix("…")
+    assert detail.startswith(kept)
+    assert detail[len(kept)] == " "
+    assert len(shown) <= quarantine.DETAIL_WIDTH
+    # ... and a single word longer than the line is cut within it, still with the ellipsis
+    assert quarantine.shorten("x" * 300, 20) == "x" * 19 + "…"
+    assert quarantine.shorten("short  enough\n", 20) == "short enough"
+
+
+def test_redrive_dry_run_with_nothing_to_do_says_so(
+    provisioned: Deployment,
+    invoked: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("infrastructure.cli.deployment.resolve", lambda args, root: provisioned)
+    # WHEN a dry run finds nothing to redrive
+    assert main.main(["redrive", "--dry-run"]) == 0
+    # THEN it says so, rather than announcing an empty list
+    out = capsys.readouterr().out
+    assert out == (
+        "nothing to redrive: no delivery DLQ message old enough (--min-age) and no staged "
+        "window stuck\n"
+    )
