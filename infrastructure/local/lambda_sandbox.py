@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Final, Literal
 
+from infrastructure.local.lifeline import watch_parent
+
 ACCOUNT_ID: Final = "123456789012"
 FUNCTION_VERSION: Final = "$LATEST"
 CRASH_EXIT_CODE: Final = 86
@@ -286,6 +288,7 @@ def serve(conn: Connection, spec: SandboxSpec) -> None:
     handler (the cold start), then serve invocations until the pipe closes or `None` arrives."""
     from infrastructure.local.lambda_context import LocalLambdaContext  # noqa: PLC0415  # light
 
+    watch_parent()  # a stack killed outright closes no pipe this worker would notice mid-call
     if spec.log_path is not None:
         _redirect_output(spec.log_path)
     os.environ.clear()

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from infrastructure.local.lifeline import watch_parent
+
 STARTUP_TIMEOUT_SECONDS: Final = 30.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
 DYNAMODB_TARGET_PREFIX: Final = "DynamoDB_"
@@ -340,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds queue URLs with it
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    watch_parent()  # its own session: nothing else ends it if the stack is killed
     aws_shaped_s3_events()
     faster_sqs()
     linear_dynamodb_transactions()

@@ -45,6 +45,8 @@ from cryptography.x509.oid import NameOID
 from minio import Minio
 from minio.error import MinioException
 
+from infrastructure.local.lifeline import tied_argv
+
 STARTUP_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 15.0
 GRPC_OFFSET: Final = 10_000
@@ -366,7 +368,7 @@ def start_seaweedfs(
             argv += [f"-s3.port.https={https}", f"-s3.cert.file={cert}", f"-s3.key.file={key}"]
         with log_path.open("wb") as log:
             process = subprocess.Popen(  # noqa: S603  # fixed argv, no shell
-                argv,
+                tied_argv(argv),  # killed with the process that started it, however it dies
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
