@@ -271,7 +271,7 @@ class _BuiltPart:
 def _truncated(staged_key: str, reason: str) -> Exclusion:
     """The unread rest of a cut staged object, excluded as one: its files cannot be named, so
     reconcile reports them missing and `sluice replay` sends them again."""
-    logger.error("staged window cut short; delivering what was read", extra={"detail": reason})
+    logger.error("staged window cut short; delivering what was read", detail=reason)
     return Exclusion(
         file_id=raw_record_id(f"truncated:{staged_key}".encode()),
         key=None,
@@ -318,7 +318,7 @@ def _settled(
             )
         logger.warning(
             "delivered window's archive is missing or changed in MinIO; rebuilding",
-            extra={"minio_keys": changed},
+            minio_keys=changed,
         )
     return None
 
@@ -523,7 +523,10 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     deps.ledger.record_verified_part(window.name.window_id, record)
     logger.info(
         "archive part verified",
-        extra={"part": number, "parts": parts, "minio_key": key, "files": len(files)},
+        part=number,
+        parts=parts,
+        minio_key=key,
+        files=len(files),
     )
     entries: list[dict[str, Any]] = json.loads(manifest)["files"]
     return _BuiltPart(record, entries, members, key), excluded
@@ -564,7 +567,9 @@ def _digest_refs(
         if isinstance(outcome, Exclusion):
             logger.error(
                 "file excluded from its window",
-                extra={"file_id": entry.file_id, "key": entry.key, "reason": outcome.reason},
+                file_id=entry.file_id,
+                key=entry.key,
+                reason=outcome.reason,
             )
             exclusions.append(outcome)
         else:
@@ -586,7 +591,7 @@ def _verified_files(
             return None
         raise
     files: list[dict[str, Any]] = manifest["files"]
-    logger.info("part verified earlier; not built again", extra={"part": part.part})
+    logger.info("part verified earlier; not built again", part=part.part)
     return files
 
 
@@ -618,7 +623,7 @@ def _commit(
     )
     lease.check()
     _put_json(deps, window_manifest_key(deps.tunables.archive_prefix, name), manifest)
-    logger.info("window committed", extra={"parts": len(committed)})
+    logger.info("window committed", parts=len(committed))
     return committed, exclusions
 
 
@@ -671,7 +676,7 @@ def _remove_incoming(deps: DeliveryDeps, window_id: str) -> None:
     try:
         deps.minio.call(remove)
     except Exception as err:  # noqa: BLE001  # the window is delivered; this is housekeeping
-        logger.warning("incoming parts not removed", extra={"prefix": prefix, "error": str(err)})
+        logger.warning("incoming parts not removed", prefix=prefix, error=str(err))
 
 
 def _plan(tunables: DeliveryTunables) -> dict[str, int]:
@@ -772,5 +777,7 @@ def _tag_refs_delivered(deps: DeliveryDeps, members: list[WindowEntry]) -> None:
         except ClientError as err:
             logger.warning(
                 "landing version not tagged delivered; it stays in S3 Standard",
-                extra={"bucket": entry.bucket, "key": entry.key, "error": str(err)},
+                bucket=entry.bucket,
+                key=entry.key,
+                error=str(err),
             )

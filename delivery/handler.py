@@ -78,7 +78,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         bucket = record.s3.bucket.name
         key = unquote_plus(record.s3.get_object.key)
         if not key.startswith(BUFFERS_PREFIX):
-            logger.warning("not a staged window; ignored", extra={"bucket": bucket, "key": key})
+            logger.warning("not a staged window; ignored", bucket=bucket, key=key)
             continue
         window_id = window_name(key, deps.file_extension).window_id
         logger.set_correlation_id(window_id)
@@ -91,7 +91,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             # alarmed, because only a deploy of delivery ends it.
             logger.error(  # noqa: TRY400  # an expected state with its alarm, not a crash
                 "window holds an envelope newer than this delivery; retried, not excluded",
-                extra={"alarm": "NewerEnvelopes", "staged_key": key, "error": str(err)},
+                alarm="NewerEnvelopes",
+                staged_key=key,
+                error=str(err),
             )
             metrics.add_metric(name="NewerEnvelopes", unit=MetricUnit.Count, value=1)
             raise
@@ -120,7 +122,9 @@ def _continue(
     )
     logger.info(
         "window continues in a new invocation",
-        extra={"parts_verified": stop.done, "parts": stop.parts, "continuation": continuation},
+        parts_verified=stop.done,
+        parts=stop.parts,
+        continuation=continuation,
     )
     metrics.add_metric(name="WindowsContinued", unit=MetricUnit.Count, value=1)
 
@@ -128,27 +132,23 @@ def _continue(
 def publish(report: DeliveryReport, staged_key: str) -> None:
     logger.info(
         "window handled",
-        extra={
-            "staged_key": staged_key,
-            "outcome": report.outcome,
-            "parts": len(report.parts),
-            "files_delivered": report.files_delivered,
-            "excluded": len(report.excluded),
-            "not_owned": report.not_owned,
-            "repeated": report.repeated,
-        },
+        staged_key=staged_key,
+        outcome=report.outcome,
+        parts=len(report.parts),
+        files_delivered=report.files_delivered,
+        excluded=len(report.excluded),
+        not_owned=report.not_owned,
+        repeated=report.repeated,
     )
     for exclusion in report.excluded:
         logger.error(
             "file excluded",
-            extra={
-                "alarm": "FilesExcluded",
-                "file_id": exclusion.file_id,
-                "key": exclusion.key,
-                "version_id": exclusion.version_id,
-                "reason": exclusion.reason,
-                "detail": exclusion.detail,
-            },
+            alarm="FilesExcluded",
+            file_id=exclusion.file_id,
+            key=exclusion.key,
+            version_id=exclusion.version_id,
+            reason=exclusion.reason,
+            detail=exclusion.detail,
         )
     metrics.add_metric(name="WindowsHandled", unit=MetricUnit.Count, value=1)
     if report.outcome != "delivered":

@@ -72,7 +72,7 @@ def reconcile_hour(sources: ReconcileSources, now: datetime, max_listed: int) ->
         report = reconcile(sources, start, until, now=now, max_listed=max_listed)
     except TooManyVersions as err:
         logger.error(  # noqa: TRY400  # the reason is the message; a traceback adds nothing
-            "hourly reconcile skipped", extra={"hour": start.isoformat(), "reason": str(err)}
+            "hourly reconcile skipped", hour=start.isoformat(), reason=str(err)
         )
         outcome = HourlyOutcome(start, key, ran=True, skipped=str(err))
         _write(sources, key, {"since": start.isoformat(), "skipped": str(err)})
@@ -96,7 +96,9 @@ def reconcile_hour(sources: ReconcileSources, now: datetime, max_listed: int) ->
     if not report.ok:
         logger.error(
             "hourly reconcile found files not delivered",
-            extra={"hour": start.isoformat(), "summary": counts, "result": key},
+            hour=start.isoformat(),
+            summary=counts,
+            result=key,
         )
     return HourlyOutcome(
         start, key, ran=True, files=len(report.files), missing=report.missing, violations=violations

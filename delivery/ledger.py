@@ -313,7 +313,7 @@ class Ledger:
             if code == "TransactionCanceledException":
                 return self._after_cancellation(err, pending)
             if code in _TRANSIENT_CODES:
-                logger.info("ledger claim retried", extra={"window": window_id, "error": code})
+                logger.info("ledger claim retried", window=window_id, error=code)
                 return {}, pending
             raise
         return dict.fromkeys(pending, window_id), []
@@ -710,7 +710,7 @@ class Ledger:
         state = _state_of(old)
         if state is None:
             raise WindowStateError(window_id, "park", None)
-        logger.info("window not parked: already final", extra={"window": window_id, "state": state})
+        logger.info("window not parked: already final", window=window_id, state=state)
 
     def unpark(self, window_id: str) -> None:
         """PARKED -> CLAIMED with the redrive count reset (the operator's redrive)."""

@@ -248,7 +248,8 @@ class MinioAccess:
             if known is not None:
                 logger.info(
                     "MinIO secret changed; new client",
-                    extra={"endpoint": settings.endpoint, "bucket": settings.bucket},
+                    endpoint=settings.endpoint,
+                    bucket=settings.bucket,
                 )
             self._clients = _Clients(
                 settings,
@@ -303,12 +304,10 @@ class MinioAccess:
             first_code = err.code
         logger.warning(
             "MinIO refused the credentials; fetching the secret again",
-            extra={
-                "code": first_code,
-                "endpoint": clients.settings.endpoint,
-                "bucket": clients.settings.bucket,
-                "secret": self.secret_name,
-            },
+            code=first_code,
+            endpoint=clients.settings.endpoint,
+            bucket=clients.settings.bucket,
+            secret=self.secret_name,
         )
         clients = self._current(force=True)
         try:
@@ -347,7 +346,8 @@ class MinioAccess:
         ) as err:
             logger.warning(
                 "MinIO does not take writes",
-                extra={"minio": self.describe(), "error": _summary(err)},
+                minio=self.describe(),
+                error=_summary(err),
             )
             return False
         return True

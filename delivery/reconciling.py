@@ -435,7 +435,7 @@ def _read_into(sources: ReconcileSources, manifest_key: str, index: ManifestInde
         manifest = read_manifest(sources.minio, sources.archive_bucket, manifest_key)
     except ReconcileError as err:
         # One bad manifest must not hide the rest: reported, and the report is not ok.
-        logger.warning("manifest unreadable", extra={"key": manifest_key, "error": str(err)})
+        logger.warning("manifest unreadable", key=manifest_key, error=str(err))
         index.read.add(manifest_key)
         index.unreadable.append(manifest_key)
         return

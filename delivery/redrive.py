@@ -194,7 +194,7 @@ def publish(report: RedriveReport, health: Health) -> None:
         metrics.add_metric(
             name="OldestUndeliveredWindowAge", unit=MetricUnit.Seconds, value=swept_oldest
         )
-    logger.info("redrive run", extra={"report": report.__dict__})
+    logger.info("redrive run", report=report.__dict__)
 
 
 def publish_reconcile(outcome: HourlyOutcome) -> None:
@@ -206,4 +206,4 @@ def publish_reconcile(outcome: HourlyOutcome) -> None:
         metrics.add_metric(name="ReconcileRuns", unit=count, value=1)
         metrics.add_metric(name="FilesMissing", unit=count, value=outcome.missing)
         metrics.add_metric(name="FilesNotDelivered", unit=count, value=outcome.violations)
-    logger.info("hourly reconcile", extra={"outcome": outcome.__dict__})
+    logger.info("hourly reconcile", outcome=outcome.__dict__)

@@ -225,7 +225,8 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     except (ValueError, KeyError, TypeError):
         logger.error(  # noqa: TRY400  # the body is logged; a traceback adds nothing
             "delivery DLQ message is not an on-failure record; left in the DLQ",
-            extra={"alarm": "DeliveryDlqUnreadable", "body": message["Body"][:500]},
+            alarm="DeliveryDlqUnreadable",
+            body=message["Body"][:500],
         )
         return 0
     windows = [(bucket, unquote_plus(key)) for bucket, key in keys]  # keys arrive URL-encoded
@@ -268,7 +269,8 @@ def environment_failure(response: Any) -> bool:
 def _invoke_failed(report: RedriveReport, keys: list[str], err: Exception) -> None:
     logger.error(
         "delivery could not be invoked; left for the next run",
-        extra={"staged_keys": keys, "error": f"{type(err).__name__}: {err}"},
+        staged_keys=keys,
+        error=f"{type(err).__name__}: {err}",
     )
     report.invoke_failures += 1
 
@@ -284,7 +286,7 @@ def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: s
         window_id = window_name(key, deps.file_extension).window_id
     except WindowKeyError:
         logger.error(  # noqa: TRY400  # the key says it all; a traceback adds nothing
-            "DLQ record names no staged window", extra={"bucket": bucket, "key": key}
+            "DLQ record names no staged window", bucket=bucket, key=key
         )
         return False
     record = deps.ledger.get_window(window_id)
@@ -299,7 +301,9 @@ def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: s
         deps.ledger.mark_parked(window_id, f"redriven {record.redrive_count} times without success")
         logger.error(
             "window parked after too many redrives",
-            extra={"alarm": "WindowsParked", "window_id": window_id, "staged_key": key},
+            alarm="WindowsParked",
+            window_id=window_id,
+            staged_key=key,
         )
         report.parked.append(window_id)
         return False
@@ -413,7 +417,9 @@ class _Sweep:
         except Exception as err:  # noqa: BLE001  # a marker must not stop redrive; next run retries
             logger.warning(
                 "hour marker not written",
-                extra={"dt": hour.dt, "hour": hour.hour, "error": f"{type(err).__name__}: {err}"},
+                dt=hour.dt,
+                hour=hour.hour,
+                error=f"{type(err).__name__}: {err}",
             )
             self.report.hour_marker_failures += 1
             return False

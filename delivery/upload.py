@@ -402,14 +402,12 @@ def upload_verified(
             delay = min(backoff_cap, backoff_base * 2 ** (attempt - 1)) * random.random()  # noqa: S311  # jitter, not security
             logger.warning(
                 "upload attempt failed; retrying",
-                extra={
-                    "key": key,
-                    "minio": access.describe(),
-                    "attempt": attempt,
-                    "attempts": attempts,
-                    "delay_seconds": round(delay, 3),
-                    "error": _summary(err),
-                },
+                key=key,
+                minio=access.describe(),
+                attempt=attempt,
+                attempts=attempts,
+                delay_seconds=round(delay, 3),
+                error=_summary(err),
             )
             sleep(delay)
             continue
@@ -497,7 +495,10 @@ def _attempt(
             ) from err
         logger.warning(
             "uploaded object did not verify; deleted",
-            extra={"key": key, "bucket": bucket, "version_id": written.version_id, "why": detail},
+            key=key,
+            bucket=bucket,
+            version_id=written.version_id,
+            why=detail,
         )
         raise UploadVerificationError(
             f"{key!r} in bucket {bucket!r} does not match the spool ({detail}); the uploaded "
@@ -580,12 +581,10 @@ def _abort_leftover_uploads(access: MinioAccess, key: str) -> None:
     try:
         aborted = access.call(abort)
     except Exception as err:  # noqa: BLE001  # best effort: the next attempt or MinIO's own expiry clears it
-        logger.info(
-            "could not abort leftover multipart uploads", extra={"key": key, "error": _summary(err)}
-        )
+        logger.info("could not abort leftover multipart uploads", key=key, error=_summary(err))
         return
     if aborted:
-        logger.info("aborted leftover multipart uploads", extra={"key": key, "count": aborted})
+        logger.info("aborted leftover multipart uploads", key=key, count=aborted)
 
 
 def _metadata(metadata: Mapping[str, str], spooled: Spooled) -> dict[str, str]:

@@ -71,7 +71,7 @@ def _fresh_caches() -> Iterator[None]:
         clients.reset()
         load_tunables.cache_clear()
         forwarder.dependencies.cache_clear()
-        processor.reset()
+        processor.dependencies.cache_clear()
         requeue.dependencies.cache_clear()
         handler.dependencies.cache_clear()
         redrive.dependencies.cache_clear()

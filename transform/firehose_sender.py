@@ -142,13 +142,16 @@ class FirehoseSender:
             if attempt >= self._policy.max_attempts or self._clock() + delay > deadline:
                 logger.warning(
                     "PutRecordBatch retries exhausted",
-                    extra={"attempts": attempt, "still_failing": len(pending)},
+                    attempts=attempt,
+                    still_failing=len(pending),
                 )
                 outcome.failed.update(last_errors)
                 break
             logger.info(
                 "retrying failed PutRecordBatch entries",
-                extra={"attempt": attempt, "entries": len(pending), "delay_s": round(delay, 3)},
+                attempt=attempt,
+                entries=len(pending),
+                delay_s=round(delay, 3),
             )
             self._sleep(delay)
         return outcome

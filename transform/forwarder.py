@@ -64,7 +64,7 @@ def dependencies() -> ForwarderDeps:
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -86,9 +86,7 @@ def publish(report: BatchReport, message_count: int) -> None:
             metrics.add_metric(name=metric, unit=MetricUnit.Count, value=report.counts[name])
     logger.info(
         "batch forwarded",
-        extra={
-            "messages": message_count,
-            "failed_messages": len(report.failed_message_ids),
-            **{name: count for name, count in report.counts.items() if count},
-        },
+        messages=message_count,
+        failed_messages=len(report.failed_message_ids),
+        counts={name: count for name, count in report.counts.items() if count},
     )

@@ -149,7 +149,9 @@ def _parse(
         except MalformedMessage as err:
             logger.error(  # noqa: TRY400  # the reason is in the log; a traceback adds nothing
                 "message is not an S3 notification; failing it",
-                extra={"message_id": message_id, "reason": str(err), "body_prefix": body[:200]},
+                message_id=message_id,
+                reason=str(err),
+                body_prefix=body[:200],
             )
             report.failed_message_ids.add(message_id)
             report.counts["malformed_messages"] += 1
@@ -226,7 +228,9 @@ def _prepare(file: _File, deps: ForwarderDeps, holds_until_ms: int) -> _Prepared
     except Exception as err:  # any failure of one file must fail only its messages
         logger.exception(
             "cannot prepare file; its messages will be retried",
-            extra={"bucket": event.bucket, "key": event.key, "file_id": file.file_id},
+            bucket=event.bucket,
+            key=event.key,
+            file_id=file.file_id,
         )
         return _Prepared(file, error=str(err))
 
@@ -281,14 +285,12 @@ def _quarantine_too_large(deps: ForwarderDeps, file: _File) -> None:
     event = file.event
     logger.error(
         "file over max_file_bytes quarantined",
-        extra={
-            "bucket": event.bucket,
-            "key": event.key,
-            "version_id": file.version_id,
-            "size": event.size,
-            "max_file_bytes": deps.tunables.max_file_bytes,
-            "file_id": file.file_id,
-        },
+        bucket=event.bucket,
+        key=event.key,
+        version_id=file.version_id,
+        size=event.size,
+        max_file_bytes=deps.tunables.max_file_bytes,
+        file_id=file.file_id,
     )
     quarantine.write(
         deps.s3,
@@ -310,7 +312,10 @@ def _quarantine_gone(deps: ForwarderDeps, event: ObjectCreated, version: str, de
     fid = file_id(event.bucket, event.key, version)
     logger.error(
         "landing version is gone; file cannot be forwarded",
-        extra={"bucket": event.bucket, "key": event.key, "version": version, "file_id": fid},
+        bucket=event.bucket,
+        key=event.key,
+        version=version,
+        file_id=fid,
     )
     quarantine.write(
         deps.s3,
@@ -331,12 +336,10 @@ def _quarantine_gone(deps: ForwarderDeps, event: ObjectCreated, version: str, de
 def _log_retry(message_ids: str, event: ObjectCreated, reason: str) -> None:
     logger.warning(
         "message will be retried",
-        extra={
-            "message_ids": message_ids,
-            "bucket": event.bucket,
-            "key": event.key,
-            "reason": reason,
-        },
+        message_ids=message_ids,
+        bucket=event.bucket,
+        key=event.key,
+        reason=reason,
     )
 
 

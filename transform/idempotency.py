@@ -176,7 +176,7 @@ class IdempotencyStore:
                     )
                     unprocessed = response.get("UnprocessedItems", {})
                 except ClientError as err:
-                    logger.warning("idempotency batch write failed", extra={"error": str(err)})
+                    logger.warning("idempotency batch write failed", error=str(err))
                     unprocessed = {self._table: pending}
                 pending = list(unprocessed.get(self._table, []))
                 if not pending:
@@ -184,7 +184,7 @@ class IdempotencyStore:
                 time.sleep(0.05 * 2**attempt)
             unwritten.extend(_request_id(request) for request in pending)
         if unwritten:
-            logger.warning("idempotency records left as they were", extra={"file_ids": unwritten})
+            logger.warning("idempotency records left as they were", file_ids=unwritten)
         return unwritten
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -41,15 +41,23 @@ _METRIC_BY_REASON: Final = {
 
 
 @functools.cache
-def config() -> ProcessorConfig:
+def dependencies() -> ProcessorConfig:
     """Read once per cold start; a missing variable or bad tunable fails the invocation."""
     tunables = load_tunables()
     return processing.load_config(tunables, required_env(environment.STAGING_BUCKET))
 
 
-def reset() -> None:
-    """Forget the configuration (tests: each test is a cold start)."""
-    config.cache_clear()
+class _RecordFields(TypedDict):
+    """The log fields of a failed record (typed, so they spread into the logger's keywords)."""
+
+    record_id: str
+    file_id: str
+    reason: str
+    detail: str
+    error_type: str
+    bucket: str | None
+    key: str | None
+    version_id: str | None
 
 
 @logger.inject_lambda_context(correlation_id_path="invocationId", clear_state=True)
@@ -58,7 +66,7 @@ def reset() -> None:
 @metrics.log_metrics
 @event_source(data_class=KinesisFirehoseEvent)
 def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[str, Any]:
-    settings = config()
+    settings = dependencies()
     result = processing.process_batch(event, settings.payload_schemas)
     unwritten = _write_reasons(result.rejections, settings.staging_bucket, context)
 
@@ -71,12 +79,10 @@ def lambda_handler(event: KinesisFirehoseEvent, context: LambdaContext) -> dict[
     metrics.add_metric(name="ReasonWritesFailed", unit=MetricUnit.Count, value=unwritten)
     logger.info(
         "batch processed",
-        extra={
-            "delivery_stream_arn": event.get("deliveryStreamArn"),
-            "records_ok": result.ok,
-            "records_failed": failed,
-            "reason_writes_failed": unwritten,
-        },
+        delivery_stream_arn=event.get("deliveryStreamArn"),
+        records_ok=result.ok,
+        records_failed=failed,
+        reason_writes_failed=unwritten,
     )
     return result.response.asdict()
 
@@ -89,7 +95,7 @@ def _write_reasons(rejections: Sequence[Rejection], bucket: str, context: Lambda
 
     def write(rejection: Rejection) -> bool:
         entry = rejection.entry
-        where = {
+        where: _RecordFields = {
             "record_id": rejection.record_id,
             "file_id": entry.file_id,
             "reason": entry.reason,
@@ -99,14 +105,14 @@ def _write_reasons(rejections: Sequence[Rejection], bucket: str, context: Lambda
             "key": entry.key,
             "version_id": entry.version_id,
         }
-        logger.warning("record failed", extra=where)
+        logger.warning("record failed", **where)
         if context.get_remaining_time_in_millis() < REASON_RESERVE_MS:
-            logger.error("reason file not written: invocation out of time", extra=where)
+            logger.error("reason file not written: invocation out of time", **where)
             return False
         try:
             quarantine.write(s3, bucket, entry)
         except Exception:  # the record is still answered ProcessingFailed and kept in errors/
-            logger.exception("reason file not written", extra={**where, "staging_bucket": bucket})
+            logger.exception("reason file not written", **where, staging_bucket=bucket)
             return False
         return True
 

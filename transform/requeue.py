@@ -51,7 +51,7 @@ def dependencies() -> RequeueDeps:
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         bucket = record.s3.bucket.name
         key = unquote_plus(record.s3.get_object.key)
         report = requeue_object(bucket, key, dependencies())
-        logger.info("errors object handled", extra={"bucket": bucket, "key": key, **report.counts})
+        logger.info("errors object handled", bucket=bucket, key=key, counts=dict(report.counts))
         totals.update(report.counts)
     for name, metric in METRIC_NAMES.items():
         if totals[name]:

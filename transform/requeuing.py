@@ -57,7 +57,7 @@ def requeue_object(bucket: str, key: str, deps: RequeueDeps) -> RequeueReport:
     """Requeue the eligible records of one errors/ object; raise RequeueFailed if some stay out."""
     report = RequeueReport()
     if not key.startswith(PROCESSING_FAILED_PREFIX):
-        logger.warning("not a processing-failed object; left as it is", extra={"key": key})
+        logger.warning("not a processing-failed object; left as it is", key=key)
         report.counts["objects_ignored"] += 1
         return report
     body = deps.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -119,13 +119,11 @@ def _requeue_record(
     if attempts >= deps.max_attempts:
         logger.error(
             "record of a failed processor invocation requeued too often; left in errors/",
-            extra={
-                "alarm": "RequeueExhausted",
-                "file_id": record["file_id"],
-                "attempts": attempts,
-                "where": where,
-                "error_code": code,
-            },
+            alarm="RequeueExhausted",
+            file_id=record["file_id"],
+            attempts=attempts,
+            where=where,
+            error_code=code,
         )
         _hold(
             deps,

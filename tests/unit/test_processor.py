@@ -31,9 +31,9 @@ VALID_ORDER = b'{"order_id": "o-1", "amount_pence": 1250, "currency": "GBP"}'
 def processor_env(function_env: Any, buckets: dict[str, str]) -> Iterator[None]:
     """The processor's environment and buckets; each test is a cold start."""
     function_env("processor")
-    processor.reset()
+    processor.dependencies.cache_clear()
     yield
-    processor.reset()
+    processor.dependencies.cache_clear()
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -407,7 +407,7 @@ def json_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path.write_text(json.dumps(document))
     monkeypatch.setenv(environment.TUNABLES_PATH, str(path))
     load_tunables.cache_clear()  # function_env already loaded the packaged file
-    processor.reset()
+    processor.dependencies.cache_clear()
 
 
 def test_ndjson_payload_failing_its_schema_names_the_line(s3: Any) -> None:
