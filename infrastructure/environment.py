@@ -43,6 +43,12 @@ DELIVERY_FUNCTION: Final = "SLUICE_DELIVERY_FUNCTION"
 INGEST_QUEUE_URL: Final = "SLUICE_INGEST_QUEUE_URL"
 """The ingest queue, where the inventory check announces a version whose S3 event was lost."""
 
+INTAKE_TABLE: Final = "SLUICE_INTAKE_TABLE"
+"""DynamoDB table of the HTTPS intake: idempotency records and per-producer request counts."""
+
+PRODUCERS_SECRET: Final = "SLUICE_PRODUCERS_SECRET"  # noqa: S105  # a variable name, not a secret
+"""Secrets Manager secret (name or ARN) holding the sha256 of each producer's API keys."""
+
 RESOURCE_VARIABLES: Final = frozenset(
     {
         LANDING_BUCKET,
@@ -54,6 +60,8 @@ RESOURCE_VARIABLES: Final = frozenset(
         DELIVERY_DLQ_URL,
         DELIVERY_FUNCTION,
         INGEST_QUEUE_URL,
+        INTAKE_TABLE,
+        PRODUCERS_SECRET,
     }
 )
 """The names `resource_environment` in tunables.json may list."""

@@ -112,6 +112,17 @@ class DeliveryTunables:
 
 
 @dataclass(frozen=True)
+class IntakeTunables:
+    max_body_bytes: int
+    max_events: int
+    max_errors_reported: int
+    idempotency_ttl_seconds: int
+    secret_max_age_seconds: int
+    producer_requests_per_second: dict[str, int]
+    """Per producer, per route name (`files`, `events`): API Gateway throttles only per route."""
+
+
+@dataclass(frozen=True)
 class RedriveTunables:
     limit_per_run: int
     min_age_seconds: int
@@ -149,6 +160,7 @@ class Tunables:
     requeue: RequeueTunables
     delivery: DeliveryTunables
     redrive: RedriveTunables
+    intake: IntakeTunables
     functions: dict[str, FunctionSpec]
 
 
@@ -204,6 +216,7 @@ def parse_tunables(document: dict[str, Any], profile: str = DEFAULT_PROFILE) -> 
         requeue=RequeueTunables(**resolved["requeue"]),
         delivery=DeliveryTunables(**resolved["delivery"]),
         redrive=RedriveTunables(**resolved["redrive"]),
+        intake=IntakeTunables(**resolved["intake"]),
         functions={
             name: FunctionSpec(
                 handler=spec["handler"],

@@ -74,6 +74,10 @@ class PayloadSchema:
             value = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise PayloadSchemaError(f"{self.schema}: {where} is not JSON: {err}") from err
+        self.check_parsed(value, where=where)
+
+    def check_parsed(self, value: Any, *, where: str) -> None:
+        """Validate one value already parsed from JSON against the schema."""
         # raise_errors=False first: fastavro's raising path formats an exception for every union
         # branch it rejects (about 3x slower); only a failing value pays for the message.
         if validate(value, self.parsed, raise_errors=False):
