@@ -395,3 +395,29 @@ def test_a_new_key_identifies_its_producer() -> None:
     registry = producers.Producers.parse(producers.with_key(None, "initech", digest))
     assert registry.identify(f"Bearer {key}") == "initech"
     assert key.startswith("sk_initech_")
+
+
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "intake-openapi.json"
+
+
+def test_the_openapi_document_names_every_route_the_handler_serves() -> None:
+    document = json.loads(OPENAPI.read_text())
+    documented = {
+        operation["x-route-key"]
+        for path in document["paths"].values()
+        for operation in path.values()
+    }
+    assert documented == handler.ROUTES
+
+
+def test_an_answer_matches_the_openapi_schema(intake: Any) -> None:
+    # GIVEN the document's schemas for a landed file and a problem
+    schemas = json.loads(OPENAPI.read_text())["components"]["schemas"]
+    # WHEN a file lands and a request is refused
+    _, _, landed = call(request())
+    _, _, problem = call(request(name="../x"))
+    # THEN each answer has the fields its schema requires, and no others where it is closed
+    assert set(landed) == set(schemas["Landed"]["required"])
+    assert (
+        set(schemas["Problem"]["required"]) <= set(problem) <= set(schemas["Problem"]["properties"])
+    )

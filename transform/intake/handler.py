@@ -124,11 +124,10 @@ def _route(
     route: str, event: APIGatewayProxyEventV2, context: LambdaContext
 ) -> tuple[int, str, dict[str, str]]:
     deps = dependencies()
-    if route == "GET /v1/health":
+    if route == HEALTH_ROUTE:
         health = check_health(deps.s3, deps.landing_bucket, deps.producers)
         return (200 if health.ok else 503), json.dumps(health.as_dict()), _json_headers()
-    handlers = {"POST /v1/files/{name+}": _post_file, "POST /v1/events": _post_events}
-    if route not in handlers:
+    if route not in LANDING_ROUTES:
         raise Problem(404, "no-such-route", "No such route", f"{route} is not a route of this API")
     try:
         producer = deps.producers().identify(event.headers.get("authorization"))
@@ -136,12 +135,12 @@ def _route(
         logger.exception("the producers secret is malformed")
         raise Problem(503, "unavailable", "Intake unavailable", "keys cannot be checked") from err
     logger.append_keys(producer=producer)
-    route_name = "files" if route.startswith("POST /v1/files/") else "events"
+    route_name, land_request = LANDING_ROUTES[route]
     deps.throttle.admit(
         producer, route_name, deps.tunables.producer_requests_per_second[route_name]
     )
     request = _Request(producer, event, _body(event, deps.tunables.max_body_bytes))
-    landed, first = _idempotently(deps, context, request, lambda: handlers[route](deps, request))
+    landed, first = _idempotently(deps, context, request, lambda: land_request(deps, request))
     headers = {**_json_headers(), "Location": f"/v1/files/{landed['file_id']}"}
     if not first:
         headers["Idempotent-Replayed"] = "true"
@@ -255,6 +254,16 @@ def _idempotently(
             "this Idempotency-Key was used for a different request",
         ) from err
     return answer, bool(first)
+
+
+HEALTH_ROUTE: Final = "GET /v1/health"
+LANDING_ROUTES: Final[dict[str, tuple[str, Callable[[IntakeDeps, _Request], Landed]]]] = {
+    "POST /v1/files/{name+}": ("files", _post_file),
+    "POST /v1/events": ("events", _post_events),
+}
+"""Route key → (its name in `producer_requests_per_second`, what lands its request)."""
+ROUTES: Final = frozenset({HEALTH_ROUTE, *LANDING_ROUTES})
+"""Every route the handler serves: what Terraform deploys and docs/intake-openapi.json documents."""
 
 
 def _body(event: APIGatewayProxyEventV2, limit: int) -> bytes:
