@@ -20,7 +20,8 @@ STAGING_BUCKET: Final = "SLUICE_STAGING_BUCKET"
 """Bucket Firehose writes windows to; also holds `quarantine/` reason files."""
 
 IDEMPOTENCY_TABLE: Final = "SLUICE_IDEMPOTENCY_TABLE"
-"""DynamoDB table of the forwarder's per-file idempotency records."""
+"""DynamoDB table of idempotency records: the forwarder's per file, the HTTPS intake's per
+`Idempotency-Key`, and the intake's per-producer request counts."""
 
 FIREHOSE_STREAMS: Final = "SLUICE_FIREHOSE_STREAMS"
 """Comma-separated Firehose stream names; records are spread over them by file_id."""
@@ -43,9 +44,6 @@ DELIVERY_FUNCTION: Final = "SLUICE_DELIVERY_FUNCTION"
 INGEST_QUEUE_URL: Final = "SLUICE_INGEST_QUEUE_URL"
 """The ingest queue, where the inventory check announces a version whose S3 event was lost."""
 
-INTAKE_TABLE: Final = "SLUICE_INTAKE_TABLE"
-"""DynamoDB table of the HTTPS intake: idempotency records and per-producer request counts."""
-
 PRODUCERS_SECRET: Final = "SLUICE_PRODUCERS_SECRET"  # noqa: S105  # a variable name, not a secret
 """Secrets Manager secret (name or ARN) holding the sha256 of each producer's API keys."""
 
@@ -60,7 +58,6 @@ RESOURCE_VARIABLES: Final = frozenset(
         DELIVERY_DLQ_URL,
         DELIVERY_FUNCTION,
         INGEST_QUEUE_URL,
-        INTAKE_TABLE,
         PRODUCERS_SECRET,
     }
 )

@@ -25,7 +25,7 @@ from transform.envelope import file_id
 from transform.intake import handler, producers
 from transform.intake.health import PROBE_KEY
 
-INTAKE_TABLE = "sluice-intake-test"
+IDEMPOTENCY_TABLE = "sluice-idempotency-test"
 PRODUCERS_SECRET = "sluice/test/producers"
 ACME_KEY = "sk_acme_" + "a" * 43
 GLOBEX_KEY = "sk_globex_" + "g" * 43
@@ -63,12 +63,12 @@ def tunables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 def intake(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A versioned landing bucket, the intake table and the producers secret (acme, globex)."""
+    """A versioned landing bucket, the idempotency table and the producers secret (acme, globex)."""
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=LANDING, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_versioning(Bucket=LANDING, VersioningConfiguration={"Status": "Enabled"})
     boto3.client("dynamodb", region_name=REGION).create_table(
-        TableName=INTAKE_TABLE,
+        TableName=IDEMPOTENCY_TABLE,
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
@@ -80,7 +80,7 @@ def intake(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         Name=PRODUCERS_SECRET, SecretString=secret or ""
     )
     monkeypatch.setenv(environment.LANDING_BUCKET, LANDING)
-    monkeypatch.setenv(environment.INTAKE_TABLE, INTAKE_TABLE)
+    monkeypatch.setenv(environment.IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE)
     monkeypatch.setenv(environment.PRODUCERS_SECRET, PRODUCERS_SECRET)
     parameters.clear_caches()
     handler.dependencies.cache_clear()

@@ -75,7 +75,7 @@ class IntakeDeps:
 def dependencies() -> IntakeDeps:
     """Built once per cold start; a bad tunable or missing variable fails here, loudly."""
     tunables = load_tunables()
-    table = required_env(environment.INTAKE_TABLE)
+    table = required_env(environment.IDEMPOTENCY_TABLE)
     secret = required_env(environment.PRODUCERS_SECRET)
     intake = tunables.intake
 

@@ -1,4 +1,5 @@
-"""Each producer's requests a second, per route, counted in DynamoDB (one write a request).
+"""Each producer's requests a second, per route, counted in the idempotency table (one write a
+request).
 
 API Gateway's HTTP APIs throttle per route and stage, not per client; this counter gives each
 producer its own limit, so one producer's burst cannot starve another's. A fixed one-second
