@@ -72,7 +72,7 @@ lint: $(STAMP) ## ruff (style, bugs) and mypy (strict types)
 	$(BIN)/mypy
 
 demo: $(STAMP) ## Sample files through every function into SeaweedFS as MinIO, in process
-	$(BIN)/python -m infrastructure.local.demo
+	$(BIN)/python -m infrastructure.local.stack.demo
 
 package: $(STAMP) ## Deterministic Lambda zips for python3.12 on ARCH=x86_64|arm64 in build/lambda
 	$(BIN)/python -m infrastructure.packaging --arch $(ARCH) --out build/lambda

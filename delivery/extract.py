@@ -35,9 +35,9 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from delivery.commit import MANIFEST_SUFFIX
 from delivery.extract_plan import (
     INDEX_NAME,
-    MANIFEST_SUFFIX,
     FileRef,
     ManifestError,
     PartRef,

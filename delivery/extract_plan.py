@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
+from delivery.commit import MANIFEST_SUFFIX, WINDOW_MANIFEST_FORMAT
 from delivery.names import safe_member_names
 
-WINDOW_MANIFEST_FORMAT: Final = 2
-MANIFEST_SUFFIX: Final = ".manifest.json"
 INDEX_NAME: Final = "extract-index.json"
 _INDEX_ID: Final = "\0extract-index"
 """The index's own entry among the names: a NUL is in no file id."""

@@ -59,7 +59,8 @@ LEDGER_TTL_ATTRIBUTE: Final = "expires_at"
 PENDING_INDEX: Final = "pending-windows"
 PENDING_KEY: Final = "pending"
 PENDING_SINCE: Final = "pending_since_ms"
-"""The sparse index of windows not yet final (Terraform: dynamodb.tf; locally: provision.py)."""
+"""The sparse index of windows not yet final (Terraform: dynamodb.tf; locally:
+infrastructure/local/provision/resources.py)."""
 QUERY_PAGE_LIMIT: Final = 100
 FILE_PREFIX: Final = "FILE#"
 WINDOW_PREFIX: Final = "WIN#"

@@ -20,8 +20,8 @@ from moto import mock_aws
 
 from infrastructure import environment
 from infrastructure.cli.deployment import Deployment
-from infrastructure.local import provision
-from infrastructure.local.stack_resources import StackNames, provision_stack
+from infrastructure.local.provision import resources
+from infrastructure.local.provision.stack_resources import StackNames, provision_stack
 from infrastructure.tunables import load_tunables
 from transform import clients
 
@@ -96,14 +96,14 @@ def s3(aws: None) -> Any:
 @pytest.fixture
 def buckets(s3: Any) -> dict[str, str]:
     """A versioned landing bucket and the staging bucket."""
-    provision.create_bucket(s3, LANDING, REGION, versioned=True)
-    provision.create_bucket(s3, STAGING, REGION, versioned=True)
+    resources.create_bucket(s3, LANDING, REGION, versioned=True)
+    resources.create_bucket(s3, STAGING, REGION, versioned=True)
     return {"landing": LANDING, "staging": STAGING}
 
 
 @pytest.fixture
 def idempotency_table(aws: None) -> str:
-    provision.create_idempotency_table(
+    resources.create_idempotency_table(
         boto3.client("dynamodb", region_name=REGION), IDEMPOTENCY_TABLE
     )
     return IDEMPOTENCY_TABLE
@@ -118,7 +118,7 @@ def provisioned(aws: None) -> Deployment:
         for name in ("s3", "sqs", "dynamodb", "secretsmanager")
     }
     names = StackNames.for_prefix("unit", 2)
-    resources = provision_stack(
+    created = provision_stack(
         s3=clients["s3"],
         sqs=clients["sqs"],
         dynamodb=clients["dynamodb"],
@@ -135,10 +135,10 @@ def provisioned(aws: None) -> Deployment:
         staging_bucket=names.staging_bucket,
         idempotency_table=names.idempotency_table,
         ledger_table=names.ledger_table,
-        ingest_queue_url=resources.ingest_queue_url,
-        ingest_dlq_url=resources.ingest_dlq_url,
-        delivery_dlq_url=resources.delivery_dlq_url,
-        requeue_dlq_url=resources.requeue_dlq_url,
+        ingest_queue_url=created.ingest_queue_url,
+        ingest_dlq_url=created.ingest_dlq_url,
+        delivery_dlq_url=created.delivery_dlq_url,
+        requeue_dlq_url=created.requeue_dlq_url,
         minio_secret=names.minio_secret,
         functions={role: role for role in load_tunables().functions},
         streams=names.streams,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.local.moto_service import free_port, start_moto
+from infrastructure.local.provision.moto_service import free_port, start_moto
 
 __all__ = ["free_port", "moto_server"]
 

@@ -42,7 +42,8 @@ BATCH_WRITE_LIMIT: Final = 25
 BATCH_WRITE_ATTEMPTS: Final = 5
 LANDED_INDEX: Final = "landed-hour"
 LANDED_HOUR: Final = "landed_hour"
-"""The index of landed files by hour (Terraform: dynamodb.tf; locally: provision.py)."""
+"""The index of landed files by hour (Terraform: dynamodb.tf; locally:
+infrastructure/local/provision/resources.py)."""
 
 
 @dataclass(frozen=True)

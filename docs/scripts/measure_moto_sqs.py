@@ -1,5 +1,5 @@
 """moto's SQS as its queue deepens, as it is and with the launcher's changes
-(`infrastructure.local.moto_service.faster_sqs`): what one forwarder poll costs moto.
+(`infrastructure.local.provision.moto_service.faster_sqs`): what one forwarder poll costs moto.
 
 In process (`mock_aws`), so it times moto's work, not HTTP: five cycles of ReceiveMessage (10)
 and DeleteMessageBatch at 500, 1,000 and 2,000 waiting messages of 1.5 KB (an S3 event's size).
@@ -15,7 +15,7 @@ import time
 import boto3
 from moto import mock_aws
 
-from infrastructure.local.moto_service import faster_sqs
+from infrastructure.local.provision.moto_service import faster_sqs
 
 DEPTHS = (500, 1_000, 2_000)
 CYCLES = 5

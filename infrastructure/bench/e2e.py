@@ -5,7 +5,7 @@
     .venv/bin/python -m infrastructure.bench.e2e --quick    # 30 s + 20 s, 10 s buffer (~3 min)
 
 It starts the local stack at time scale 1 (real time), lands `sluice load`'s realistic mix
-(infrastructure.local.workload, through infrastructure.cli.files.land) phase after phase, waits
+(infrastructure.cli.workload, through infrastructure.cli.files.land) phase after phase, waits
 for every file in MinIO, and reports per phase: the landing rate achieved, files delivered, lost
 and duplicated (matched by key and sha256 against the window manifests), and latency per file —
 from its S3 event time (`event_time_ms` in the manifest) to its window's `delivered_at_ms` in
@@ -43,11 +43,12 @@ from delivery.commit import placements
 from delivery.ledger import Ledger
 from infrastructure.bench.results import Figure, table, write_json, write_section
 from infrastructure.cli import deployment
-from infrastructure.cli.figures import queue_depth
+from infrastructure.cli.arrivals import ManifestReader
 from infrastructure.cli.files import LoadReport, land
-from infrastructure.local.arrivals import ManifestReader
-from infrastructure.local.stack import LocalStack, StackOptions
-from infrastructure.local.stack_file import StackFile
+from infrastructure.local.lifeline import alive
+from infrastructure.local.stack.local_stack import LocalStack, StackOptions
+from infrastructure.local.stack.stack_file import StackFile
+from infrastructure.queues import queue_depth
 
 SLO_P95_S: Final = 120.0
 SLO_P999_S: Final = 180.0
@@ -492,7 +493,7 @@ def run(plan: Plan, root: Path, say: Callable[[str], None]) -> Run:
         found.unfinished = stack.stop(progress=lambda text: say(f"  {text}"))
         if found.unfinished:
             say(f"  left unfinished: {', '.join(found.unfinished)}")
-    found.processes_left = sorted(pid for pid in pids if pid != os.getpid() and _alive(pid))
+    found.processes_left = sorted(pid for pid in pids if pid != os.getpid() and alive(pid))
     say(f"processes left: {found.processes_left or 'none'}")
     return found
 
@@ -521,16 +522,6 @@ def _land_phase(
         f"phase {phase.name}: landed {len(report.sent)} in {report.sending_seconds:.1f} s "
         f"({result.rate:.1f} files/s), {len(report.send_errors)} failed to land{cut}"
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _await(

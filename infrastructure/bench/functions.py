@@ -101,7 +101,7 @@ def quiet_stdout() -> Iterator[None]:
 
 
 def _context(name: str, timeout: float = 60) -> Any:
-    from infrastructure.local.lambda_context import LocalLambdaContext  # noqa: PLC0415
+    from infrastructure.local.lambdas.context import LocalLambdaContext  # noqa: PLC0415
 
     return LocalLambdaContext(name, timeout)
 
@@ -386,7 +386,7 @@ def measure_sdk_calls(reduced: str) -> Figure:
     import boto3  # noqa: PLC0415
     from moto import mock_aws  # noqa: PLC0415
 
-    from infrastructure.local import provision  # noqa: PLC0415
+    from infrastructure.local.provision import resources  # noqa: PLC0415
     from transform import clients, forwarder  # noqa: PLC0415
 
     calls: list[str] = []
@@ -396,9 +396,9 @@ def measure_sdk_calls(reduced: str) -> Figure:
 
     with function_env("forwarder"), mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
-        provision.create_bucket(s3, LANDING, REGION, versioned=True)
-        provision.create_bucket(s3, STAGING, REGION, versioned=True)
-        provision.create_idempotency_table(
+        resources.create_bucket(s3, LANDING, REGION, versioned=True)
+        resources.create_bucket(s3, STAGING, REGION, versioned=True)
+        resources.create_idempotency_table(
             boto3.client("dynamodb", region_name=REGION), IDEMPOTENCY_TABLE
         )
         firehose = boto3.client("firehose", region_name=REGION)
@@ -536,7 +536,7 @@ def cold_start_env(role: str) -> dict[str, str]:
     of building botocore clients for centralized sampling at import (~150 ms here), and with
     AWS_LAMBDA_FUNCTION_NAME set Powertools' Tracer is enabled and patches boto3.
     """
-    from infrastructure.local.lambda_workers import FunctionConfig, runtime_variables  # noqa: PLC0415
+    from infrastructure.local.lambdas.workers import FunctionConfig, runtime_variables  # noqa: PLC0415
     from infrastructure.tunables import load_tunables  # noqa: PLC0415
 
     spec = load_tunables().functions[role]

@@ -33,14 +33,15 @@ import boto3
 import moto.s3.models as moto_s3_models
 from moto import mock_aws
 
+from delivery.commit import MANIFEST_SUFFIX
 from delivery.hourly_reconcile import reconcile_hour
 from delivery.ledger import Ledger, PartRecord
 from delivery.reconciling import IngestIndex, ReconcileSources
 from delivery.redriving import RedriveDeps, redrive
 from delivery.window import window_name
 from infrastructure.bench.results import Figure, progress
-from infrastructure.local import provision
-from infrastructure.local.seaweedfs import start_seaweedfs
+from infrastructure.local.provision import resources
+from infrastructure.local.provision.seaweedfs import start_seaweedfs
 from infrastructure.tunables import load_tunables
 from transform.envelope import file_id
 from transform.idempotency import IdempotencyStore, LandedFile
@@ -119,10 +120,10 @@ def _aws() -> Iterator[tuple[Any, Any, Any]]:
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (STAGING, LANDING):
-            provision.create_bucket(s3, bucket, REGION, versioned=True)
+            resources.create_bucket(s3, bucket, REGION, versioned=True)
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        provision.create_ledger_table(dynamodb, LEDGER)
-        provision.create_idempotency_table(dynamodb, IDEMPOTENCY)
+        resources.create_ledger_table(dynamodb, LEDGER)
+        resources.create_idempotency_table(dynamodb, IDEMPOTENCY)
         yield s3, dynamodb, boto3.client("sqs", region_name=REGION)
 
 
@@ -304,7 +305,7 @@ def _reconcile_requests(minio: Any, bucket: str, history_files: int, day: dateti
             for f in files
         ]
         data = json.dumps(document).encode()
-        minio.put_object(bucket, f"{partition}{name}.manifest.json", io.BytesIO(data), len(data))
+        minio.put_object(bucket, f"{partition}{name}{MANIFEST_SUFFIX}", io.BytesIO(data), len(data))
 
     batch = []
     for n in range(history_files):

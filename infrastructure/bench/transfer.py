@@ -11,7 +11,7 @@ end, also on error):
 - MinIO: SeaweedFS server "minio", a second server, so that rclone cannot copy server-side.
 - DynamoDB (the ledger) and Secrets Manager (the MinIO secret): moto in server mode through
   Sluice's launcher, as the local stack runs it (TransactWriteItems made linear:
-  `infrastructure.local.moto_service.linear_dynamodb_transactions` says why).
+  `infrastructure.local.provision.moto_service.linear_dynamodb_transactions` says why).
 
 Delivery runs in worker processes (`infrastructure.bench.delivery_worker`) built as the Lambda
 builds itself, so memory is that of a process running delivery alone.
@@ -65,9 +65,9 @@ from infrastructure.bench.staged import (
     write_inline_window,
     write_ref_window,
 )
-from infrastructure.local import provision
-from infrastructure.local.moto_service import MotoServer, start_moto
-from infrastructure.local.seaweedfs import REGION, SeaweedFSServer, start_seaweedfs
+from infrastructure.local.provision import resources
+from infrastructure.local.provision.moto_service import MotoServer, start_moto
+from infrastructure.local.provision.seaweedfs import REGION, SeaweedFSServer, start_seaweedfs
 from infrastructure.tunables import load_tunables
 
 if TYPE_CHECKING:
@@ -164,9 +164,9 @@ class _Stack:
             yield stack
 
     def _provision(self) -> None:
-        provision.create_bucket(self.s3, LANDING, REGION, versioned=True)
-        provision.create_bucket(self.s3, STAGING, REGION, versioned=True)
-        provision.create_bucket(self.s3, PEER_STAGING, REGION, versioned=True)
+        resources.create_bucket(self.s3, LANDING, REGION, versioned=True)
+        resources.create_bucket(self.s3, STAGING, REGION, versioned=True)
+        resources.create_bucket(self.s3, PEER_STAGING, REGION, versioned=True)
         minio = self.minio_server.client()
         minio.make_bucket(ARCHIVE)
         minio.make_bucket(RCLONE_DEST)
@@ -198,7 +198,7 @@ class _Stack:
         """A fresh, empty ledger table: every run claims and delivers its windows anew."""
         self.ledgers += 1
         name = f"bench-ledger-{self.ledgers}"
-        provision.create_ledger_table(self.aws("dynamodb"), name)
+        resources.create_ledger_table(self.aws("dynamodb"), name)
         return name
 
     def worker_environment(self) -> dict[str, str]:

@@ -11,7 +11,7 @@
     sluice chaos status | clear
 
 Each talks to the control API of the `sluice up` process (`control_endpoint` in stack.json;
-infrastructure/local/chaos.py). Seconds are wall-clock seconds, not divided by the stack's
+infrastructure/local/stack/chaos.py). Seconds are wall-clock seconds, not divided by the stack's
 `--time-scale`. Against a deployment (`--env`) every subcommand refuses: chaos lives in the
 local runtime and its proxies, which AWS does not have.
 """
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from infrastructure.cli import deployment
-from infrastructure.local.chaos import CHAOS_FUNCTIONS, PHASES
-from infrastructure.local.stack_file import read_stack
+from infrastructure.local.stack.chaos import CHAOS_FUNCTIONS, PHASES
+from infrastructure.local.stack.stack_file import read_stack
 
 TIMEOUT_SECONDS: Final = 10.0
 WALL_CLOCK: Final = "wall-clock seconds (not divided by the stack's --time-scale)"

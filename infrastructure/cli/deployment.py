@@ -33,7 +33,8 @@ from delivery.minio_access import (
 )
 from infrastructure import environment
 from infrastructure.cli.errors import DeploymentError, one_line
-from infrastructure.local.stack_file import StackFile, read_stack
+from infrastructure.local.stack.stack_file import StackFile, read_stack
+from infrastructure.names import LIVE_ALIAS
 from infrastructure.tunables import (
     DEFAULT_PROFILE,
     Tunables,
@@ -43,8 +44,6 @@ from infrastructure.tunables import (
 )
 
 TERRAFORM_DIR: Final = Path("infrastructure/terraform")
-LIVE_ALIAS: Final = "live"
-"""The alias every trigger invokes, and with it the async configuration (DESIGN §7)."""
 LOCAL_PROFILE: Final = "local"
 MINIO_ERRORS: Final = (OSError, MinioException, urllib3.exceptions.HTTPError)
 """What a minio call raises when MinIO is down, unreachable or refuses: what redrive's health

@@ -19,7 +19,7 @@ from botocore.exceptions import (
 )
 from minio.error import MinioException, S3Error
 
-from infrastructure.local.stack_file import NoStackError
+from infrastructure.local.stack.stack_file import NoStackError
 
 USAGE: Final = 2
 FAILED: Final = 1

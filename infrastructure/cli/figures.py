@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, Final
 from delivery.latency import LatencyHistogram
 from delivery.ledger import WINDOW_PREFIX, WindowState
 from infrastructure.cli.deployment import Deployment
+from infrastructure.queues import queue_depth
 from transform.idempotency import COMPLETED
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sqs import SQSClient
 
 BUFFERS_PREFIX: Final = "buffers/"
 PERCENTILES: Final = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -89,15 +89,6 @@ def collect(target: Deployment) -> Figures:
         figures.archives_delivered += window.parts
         figures.latency.add(window.latency)
     return figures
-
-
-def queue_depth(sqs: SQSClient, url: str) -> int:
-    """Messages waiting plus messages in flight."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(value) for value in attributes.values())
 
 
 def _count_objects(s3: S3Client, bucket: str, prefix: str) -> int:

@@ -1,6 +1,6 @@
 """`sluice put` and `sluice load`: files into the running stack's landing bucket.
 
-`put` uploads the files it is given. `load` writes a realistic mix (infrastructure.local.workload)
+`put` uploads the files it is given. `load` writes a realistic mix (infrastructure.cli.workload)
 at a steady rate for a while, then waits for every file to arrive in MinIO and reports what
 arrived — matched by key and sha256 against the archives' manifests — with the latency
 percentiles of the windows that carried them (from the ledger, as the status line). Its progress
@@ -27,11 +27,10 @@ from minio import Minio
 
 from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger
-from infrastructure.cli import deployment
+from infrastructure.cli import deployment, workload
+from infrastructure.cli.arrivals import Arrival, ManifestReader
 from infrastructure.cli.figures import PERCENTILES, seconds_text
-from infrastructure.local import workload
-from infrastructure.local.arrivals import Arrival, ManifestReader
-from infrastructure.local.stack_file import StackFile, read_stack
+from infrastructure.local.stack.stack_file import StackFile, read_stack
 from transform.envelope import file_id
 from transform.idempotency import COMPLETED
 

@@ -1,7 +1,7 @@
 """`sluice pause|resume forwarder|delivery`: stop and restart a stage of the pipeline, nothing lost.
 
 The same code runs against AWS (`--env ENV`) and the local stack (`--local`, whose Lambda API
-serves these operations: infrastructure/local/lambda_api.py), through boto3's Lambda client:
+serves these operations: infrastructure/local/lambdas/api.py), through boto3's Lambda client:
 
 - forwarder: its event source mapping from the ingest queue disabled or enabled
   (ListEventSourceMappings, UpdateEventSourceMapping `Enabled`), then its state once settled.
@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import DeploymentError
-from infrastructure.local.lambda_runtime import ALIAS
+from infrastructure.names import LIVE_ALIAS
 from infrastructure.tunables import load_tunables
 
 FUNCTIONS: Final = ("forwarder", "delivery")
@@ -103,7 +103,7 @@ def ingest_mappings(target: Deployment, client: Any) -> list[dict[str, Any]]:
     queue = target.ingest_queue_url.rstrip("/").rsplit("/", 1)[-1]
     found: dict[str, dict[str, Any]] = {}
     paginator = client.get_paginator("list_event_source_mappings")
-    for name in (forwarder, f"{forwarder}:{ALIAS}"):
+    for name in (forwarder, f"{forwarder}:{LIVE_ALIAS}"):
         for page in paginator.paginate(FunctionName=name):
             for mapping in page.get("EventSourceMappings", []):
                 if mapping.get("EventSourceArn", "").rsplit(":", 1)[-1] == queue:

@@ -40,8 +40,8 @@ from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import DeploymentError, UsageError
-from infrastructure.cli.figures import queue_depth
 from infrastructure.cli.times import time_argument
+from infrastructure.queues import queue_depth
 from infrastructure.tunables import load_tunables
 
 SQS_BATCH: Final = 10

@@ -31,8 +31,8 @@ from minio import Minio
 
 from delivery.commit import window_manifest_beside
 from infrastructure.cli import deployment
+from infrastructure.cli.arrivals import Arrival, ManifestReader
 from infrastructure.cli.deployment import Deployment
-from infrastructure.local.arrivals import Arrival, ManifestReader
 from infrastructure.tunables import load_tunables
 
 POLL_SECONDS: Final = 2.0

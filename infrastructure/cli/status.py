@@ -32,9 +32,9 @@ from infrastructure.cli.figures import (
     BUFFERS_PREFIX,
     PERCENTILES,
     ledger_windows,
-    queue_depth,
     seconds_text,
 )
+from infrastructure.queues import queue_depth
 from infrastructure.tunables import load_tunables
 from transform.quarantine import REASONS_PREFIX
 

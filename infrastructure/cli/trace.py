@@ -25,9 +25,9 @@ from delivery.reconciling import ReconcileError, ReconcileSources, read_manifest
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import UsageError, minio_problem
-from infrastructure.cli.figures import queue_depth
 from infrastructure.cli.quarantine import DETAIL_WIDTH, shorten
 from infrastructure.cli.reconcile import sources_of
+from infrastructure.queues import queue_depth
 from transform.envelope import file_id as compute_file_id
 from transform.quarantine import reason_key
 

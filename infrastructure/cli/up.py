@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from infrastructure.cli import deployment, figures
-from infrastructure.local.moto_service import stop_process_group
-from infrastructure.local.stack import LocalStack, StackError, StackOptions
-from infrastructure.local.stack_file import (
+from infrastructure.local.lifeline import alive, stop_process_group
+from infrastructure.local.stack.local_stack import LocalStack, StackError, StackOptions
+from infrastructure.local.stack.stack_file import (
     STATE_DIR,
     MinioEndpoint,
     NoStackError,
@@ -323,12 +323,12 @@ def down(args: argparse.Namespace, root: Path) -> int:
         print("sluice down: no local stack is running here", file=sys.stderr)
         return 0
     pid = file.pids["sluice"]
-    if not _alive(pid):
+    if not alive(pid):
         return _clean_up_after(file, root, "its process had already exited")
     print(f"sluice down: stopping the stack (pid {pid}): flushing Firehose, finishing deliveries")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             return _clean_up_after(file, root, f"it did not stop within {args.timeout:.0f} s")
@@ -340,23 +340,8 @@ def down(args: argparse.Namespace, root: Path) -> int:
 def _clean_up_after(file: StackFile, root: Path, why: str) -> int:
     """The `up` process is gone without cleaning up: stop the servers it had started."""
     for name, pid in file.pids.items():
-        if name != "sluice" and _alive(pid):
+        if name != "sluice" and alive(pid):
             stop_process_group(pid)
     stack_path(root).unlink(missing_ok=True)
     print(f"sluice down: {why}; stopped what it had started", file=sys.stderr)
     return 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -1,13 +1,7 @@
 """Processes the local stack starts die with it, however it dies (SIGKILL included).
 
-The servers run in sessions of their own (so a Ctrl-C reaches the stack, which stops them in
-order), which also means nothing ends them when the stack is killed outright. Two ties:
-- `watch_parent()`, for our own Python processes (moto server, Lambda workers): a daemon thread
-  that exits the process once its parent is gone (it is re-parented, so `getppid` changes).
-- `tied_argv(argv)`, for a binary (SeaweedFS): runs it through this module, which asks Linux to
-  SIGKILL it when its parent dies (`PR_SET_PDEATHSIG`) and then becomes it (`exec`). Linux sends
-  that signal when the *thread* that started the child ends, so call it from a thread that lives
-  as long as the child (the stack starts its servers from its main thread).
+`watch_parent()` for our own Python processes, `tied_argv()` for a binary; `alive()` and
+`stop_process_group()` for whoever stops them. Spec: docs/local-stack.md, `lifeline.py`.
 """
 
 from __future__ import annotations
@@ -17,11 +11,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Final
 
 PR_SET_PDEATHSIG: Final = 1
 """From <sys/prctl.h>."""
 PARENT_POLL_SECONDS: Final = 0.5
+STOP_GROUP_SECONDS: Final = 10.0
 
 
 def watch_parent(poll_seconds: float = PARENT_POLL_SECONDS) -> None:
@@ -37,7 +33,7 @@ def watch_parent(poll_seconds: float = PARENT_POLL_SECONDS) -> None:
 
 
 def tied_argv(argv: list[str]) -> list[str]:
-    """`argv` run so that it is killed when the calling process dies (see the module doc)."""
+    """`argv` run so that it is killed when the calling process dies (docs/local-stack.md)."""
     return [sys.executable, "-m", __name__, str(os.getpid()), "--", *argv]
 
 
@@ -50,6 +46,45 @@ def _tie_and_exec(parent: int, argv: list[str]) -> None:
     if os.getppid() != parent:  # the parent died before the tie was made
         raise SystemExit(0)
     os.execvp(argv[0], argv)  # noqa: S606  # the argv our own caller built, no shell
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs: a zombie (exited, not yet reaped by its parent) is gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def stop_process_group(pid: int) -> None:
+    """SIGTERM the group `pid` leads, then SIGKILL it if it has not gone within 10 s."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_GROUP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        try:  # reap it if it is our child; a zombie would still count as alive
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ locals {
   mib = 1048576
 
   # The processor's buffer in MB as Firehose expects it (the local Firehose uses the same MiB
-  # reading: infrastructure/local/firehose_server.py).
+  # reading: infrastructure/local/firehose/server.py).
   processor_parameters = {
     LambdaArn               = aws_lambda_alias.this["processor"].arn
     BufferSizeInMBs         = format("%g", local.firehose.processor_buffer_bytes / local.mib)

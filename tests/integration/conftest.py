@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
 
-from infrastructure.local.seaweedfs import SeaweedFS, SeaweedFSServer, start_seaweedfs
+from infrastructure.local.provision.seaweedfs import SeaweedFS, SeaweedFSServer, start_seaweedfs
 from tests.conftest import REGION
 from tests.integration.runtime_support import start_runtime  # noqa: F401  # a fixture
 from tests.servers import moto_server  # noqa: F401  # a fixture, used by name

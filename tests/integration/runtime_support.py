@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from infrastructure.local.lambda_runtime import LambdaRuntime
-from infrastructure.local.lambda_workers import FunctionConfig
+from infrastructure.local.lambdas.runtime import LambdaRuntime
+from infrastructure.local.lambdas.workers import FunctionConfig
 
 T = TypeVar("T")
 

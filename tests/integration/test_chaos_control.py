@@ -1,6 +1,6 @@
-"""Chaos state, its control API and `sluice chaos` (infrastructure.local.chaos,
+"""Chaos state, its control API and `sluice chaos` (infrastructure.local.stack.chaos,
 infrastructure.cli.chaos), and the upload-corruption hook of the sandbox
-(infrastructure.local.lambda_sandbox), on real objects with nothing running in them: a runtime
+(infrastructure.local.lambdas.sandbox), on real objects with nothing running in them: a runtime
 whose functions are never invoked, a Firehose with no stream, a proxy nobody connects through.
 """
 
@@ -21,12 +21,12 @@ import boto3
 import pytest
 
 from infrastructure.cli import main
-from infrastructure.local.chaos import ChaosState, ControlServer, SecretSwap
-from infrastructure.local.firehose_server import FirehoseServer
-from infrastructure.local.lambda_runtime import LambdaRuntime
-from infrastructure.local.lambda_sandbox import SharedCounter, install_upload_corruption
-from infrastructure.local.stack_file import MinioEndpoint, StackFile, stack_path
-from infrastructure.local.tcp_proxy import TcpProxy
+from infrastructure.local.firehose.server import FirehoseServer
+from infrastructure.local.lambdas.runtime import LambdaRuntime
+from infrastructure.local.lambdas.sandbox import SharedCounter, install_upload_corruption
+from infrastructure.local.provision.tcp_proxy import TcpProxy
+from infrastructure.local.stack.chaos import ChaosState, ControlServer, SecretSwap
+from infrastructure.local.stack.stack_file import MinioEndpoint, StackFile, stack_path
 from tests.conftest import REGION
 from tests.integration.runtime_support import function, wait_until
 

@@ -35,9 +35,9 @@ from delivery.ledger import Ledger, WindowState
 from delivery.redriving import staged_event
 from delivery.upload import upload_verified as real_upload_verified
 from infrastructure import environment
-from infrastructure.local import provision
-from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.window_assembly import InProcessFirehose
+from infrastructure.local.firehose.window_assembly import InProcessFirehose
+from infrastructure.local.lambdas.context import LocalLambdaContext
+from infrastructure.local.provision import resources
 from infrastructure.tunables import TUNABLES_FILE, load_tunables
 from tests.conftest import (
     DELIVERY_DLQ_NAME,
@@ -110,7 +110,7 @@ def minio(seaweedfs: Any) -> Minio:
 def provision_stack(seaweedfs: Any) -> None:
     """Ledger table, delivery DLQ and the MinIO secret (pointing at SeaweedFS), on the AWS that
     boto3 reaches now (moto in process, or a moto server)."""
-    provision.create_ledger_table(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE)
+    resources.create_ledger_table(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE)
     boto3.client("sqs", region_name=REGION).create_queue(QueueName=DELIVERY_DLQ_NAME)
     set_secret(seaweedfs.endpoint, seaweedfs.access_key, seaweedfs.secret_key, seaweedfs.bucket)
 
@@ -521,8 +521,8 @@ def test_large_ref_is_streamed_with_bounded_memory(
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_server)
     s3 = boto3.client("s3", region_name=REGION)
-    provision.create_bucket(s3, LANDING, REGION, versioned=True)
-    provision.create_bucket(s3, STAGING, REGION, versioned=False)
+    resources.create_bucket(s3, LANDING, REGION, versioned=True)
+    resources.create_bucket(s3, STAGING, REGION, versioned=False)
     provision_stack(seaweedfs)
     function_env("delivery")
     body = bytes(range(256)) * (50 * 4096)

@@ -22,7 +22,7 @@ import pytest
 from delivery.archive import Exclusion
 from delivery.extract import ExtractError, extract
 from infrastructure.cli import main
-from infrastructure.local.seaweedfs import SeaweedFS
+from infrastructure.local.provision.seaweedfs import SeaweedFS
 from tests.extract_support import Landed, Window, build_window, window_id
 
 pytestmark = pytest.mark.slow

@@ -35,8 +35,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infrastructure.local.firehose_server import FirehoseServer, Quotas
-from infrastructure.local.window_assembly import WindowAssembler
+from infrastructure.local.firehose.server import FirehoseServer, Quotas
+from infrastructure.local.firehose.window_assembly import WindowAssembler
 from infrastructure.tunables import FirehoseTunables, load_tunables
 from tests.conftest import REGION, STAGING, STREAMS
 from tests.support import SerializedClient

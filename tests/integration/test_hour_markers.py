@@ -14,7 +14,7 @@ from minio import Minio
 from delivery.hour_markers import Hour, HourMarkers
 from delivery.ledger import PartRecord
 from delivery.window import window_name
-from infrastructure.local.seaweedfs import SeaweedFS
+from infrastructure.local.provision.seaweedfs import SeaweedFS
 from tests.unit.test_redrive import EXTENSION, HOUR, Redrive, new_redrive
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Lambda's Invoke API in front of the local runtime (infrastructure.local.lambda_api), called
+"""Lambda's Invoke API in front of the local runtime (infrastructure.local.lambdas.api), called
 with boto3 as redrive calls it.
 
 https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html
@@ -17,8 +17,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infrastructure.local.lambda_api import LambdaApiServer, function_name
-from infrastructure.local.lambda_runtime import LambdaRuntime
+from infrastructure.local.lambdas.api import LambdaApiServer, function_name
+from infrastructure.local.lambdas.runtime import LambdaRuntime
 from tests.conftest import REGION
 from tests.integration.handlers import _log
 from tests.integration.runtime_support import function, wait_until

@@ -1,4 +1,4 @@
-"""The Lambda API operations `sluice pause|resume` calls (infrastructure.local.lambda_api), with a
+"""The Lambda API operations `sluice pause|resume` calls (infrastructure.local.lambdas.api), with a
 real boto3 Lambda client, and the commands themselves against a local stack file.
 
 No function runs here: a function at reserved concurrency 0 is throttled before any worker
@@ -20,9 +20,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infrastructure.cli import main
-from infrastructure.local.lambda_api import LambdaApiServer
-from infrastructure.local.lambda_runtime import LambdaRuntime
-from infrastructure.local.stack_file import MinioEndpoint, StackFile, stack_path
+from infrastructure.local.lambdas.api import LambdaApiServer
+from infrastructure.local.lambdas.runtime import LambdaRuntime
+from infrastructure.local.stack.stack_file import MinioEndpoint, StackFile, stack_path
 from tests.conftest import REGION
 from tests.integration.runtime_support import function, wait_until
 

@@ -25,20 +25,21 @@ import boto3
 import pytest
 
 from infrastructure import environment
-from infrastructure.local import provision
-from infrastructure.local.event_sources import (
+from infrastructure.local.lambdas.event_sources import (
     Schedule,
     SqsEventSource,
     batch_item_failures,
 )
-from infrastructure.local.lambda_runtime import AsyncInvokeConfig, LambdaRuntime
-from infrastructure.local.lambda_workers import (
+from infrastructure.local.lambdas.runtime import AsyncInvokeConfig, LambdaRuntime
+from infrastructure.local.lambdas.workers import (
     RESERVED_VARIABLES,
     FunctionConfig,
     FunctionError,
     RuntimeStoppedError,
     function_configs,
 )
+from infrastructure.local.provision import resources
+from infrastructure.queues import queue_depth
 from infrastructure.tunables import IngestTunables, parse_tunables, read_tunables_document
 from tests.conftest import REGION, load_event
 from tests.integration.handlers import _log
@@ -129,17 +130,6 @@ def create_queue(sqs: Any, name: str, *, dlq_arn: str | None = None) -> tuple[st
         "QueueArn"
     ]
     return url, arn
-
-
-def queue_depth(sqs: Any, url: str) -> int:
-    """Messages in the queue, visible or in flight."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 # ================================================================== rules, no processes
@@ -464,7 +454,7 @@ def test_crash_after_calls_kills_the_worker_at_the_nth_sdk_call(
         assert caught.value.error_type == "Runtime.ExitError"
         assert "Runtime exited with error: exit status" in caught.value.message
     # ... exactly 2 calls reached SQS before the first crash, 3 before the second
-    sent = Counter(m["Body"].rpartition("-")[0] for m in provision.drain_queue(sqs, url))
+    sent = Counter(m["Body"].rpartition("-")[0] for m in resources.drain_queue(sqs, url))
     assert sent == {"before": 2, "unarmed": 5, "after": 3}
     assert runtime.stats("caller").crashes == 2
     assert runtime.cold_starts("caller") == 2
@@ -499,7 +489,7 @@ def test_crash_at_the_start_and_a_hang_past_the_timeout(
     # ... the hang was spent by the two invocations it struck: the next one runs whole
     assert runtime.armed_crash("caller") is None
     assert invoke("after") == {"calls": 3}
-    sent = Counter(m["Body"].rpartition("-")[0] for m in provision.drain_queue(sqs, url))
+    sent = Counter(m["Body"].rpartition("-")[0] for m in resources.drain_queue(sqs, url))
     assert sent == {"hang-1": 1, "hang-2": 1, "after": 3}
 
 
@@ -754,7 +744,7 @@ def test_function_error_returns_the_batch_and_redrive_moves_it_to_the_dlq(
     # THEN the messages end in the DLQ, none deleted, each received exactly maxReceiveCount times
     wait_until(lambda: queue_depth(sqs, dlq_url) == 3, what="3 messages in the DLQ")
     assert queue_depth(sqs, url) == 0
-    in_dlq = provision.drain_queue(sqs, dlq_url)
+    in_dlq = resources.drain_queue(sqs, dlq_url)
     assert {m["MessageId"] for m in in_dlq} == ids
     receives: dict[str, list[int]] = {}
     for entry in _log.read(log):

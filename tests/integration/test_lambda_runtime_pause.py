@@ -17,13 +17,14 @@ from typing import Any
 import boto3
 import pytest
 
-from infrastructure.local.event_sources import SqsEventSource
-from infrastructure.local.lambda_runtime import AsyncInvokeConfig, LambdaRuntime
-from infrastructure.local.s3_notifications import S3NotificationInvoker
+from infrastructure.local.lambdas.event_sources import SqsEventSource
+from infrastructure.local.lambdas.runtime import AsyncInvokeConfig, LambdaRuntime
+from infrastructure.local.lambdas.s3_notifications import S3NotificationInvoker
+from infrastructure.queues import queue_depth
 from tests.conftest import REGION
 from tests.integration.handlers import _log
 from tests.integration.runtime_support import function, wait_until
-from tests.integration.test_lambda_runtime import create_queue, ingest, queue_depth
+from tests.integration.test_lambda_runtime import create_queue, ingest
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from delivery.minio_access import (
     MinioSettingsError,
 )
 from infrastructure import environment
-from infrastructure.local.seaweedfs import (
+from infrastructure.local.provision.seaweedfs import (
     GRPC_OFFSET,
     READER_SUFFIX,
     SeaweedFS,

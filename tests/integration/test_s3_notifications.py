@@ -1,5 +1,5 @@
 """S3's asynchronous Lambda notifications, made locally from an SQS hop
-(infrastructure.local.s3_notifications), against moto's real S3 → SQS events.
+(infrastructure.local.lambdas.s3_notifications), against moto's real S3 → SQS events.
 
 https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html
 ("Amazon S3 invokes your function asynchronously" with the event's `Records`).
@@ -15,10 +15,10 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from infrastructure.cli.figures import queue_depth
-from infrastructure.local import provision
-from infrastructure.local.lambda_runtime import LambdaRuntime
-from infrastructure.local.s3_notifications import S3NotificationInvoker
+from infrastructure.local.lambdas.runtime import LambdaRuntime
+from infrastructure.local.lambdas.s3_notifications import S3NotificationInvoker
+from infrastructure.local.provision import resources
+from infrastructure.queues import queue_depth
 from tests.conftest import REGION
 from tests.integration.handlers import _log
 from tests.integration.runtime_support import function, wait_until
@@ -32,7 +32,7 @@ def test_each_object_event_becomes_one_async_invocation_with_the_s3_event(
     # GIVEN a bucket notifying a queue of `buffers/` objects (S3 sends its test event first)
     s3: Any = boto3.client("s3", region_name=REGION, endpoint_url=moto_server)
     sqs: Any = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
-    provision.create_bucket(s3, "staging", REGION, versioned=True)
+    resources.create_bucket(s3, "staging", REGION, versioned=True)
     url = sqs.create_queue(QueueName="buffers-events")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"

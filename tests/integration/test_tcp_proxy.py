@@ -1,4 +1,4 @@
-"""The TCP proxy chaos cuts to take MinIO down (infrastructure.local.tcp_proxy)."""
+"""The TCP proxy chaos cuts to take MinIO down (infrastructure.local.provision.tcp_proxy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infrastructure.local.tcp_proxy import TcpProxy
+from infrastructure.local.provision.tcp_proxy import TcpProxy
 
 
 class EchoServer:

@@ -42,7 +42,7 @@ from delivery.upload import (
     part_size_for,
     upload_verified,
 )
-from infrastructure.local.seaweedfs import SeaweedFS
+from infrastructure.local.provision.seaweedfs import SeaweedFS
 
 P = 5 * MiB
 """The smallest part S3 allows: the tests' min part size, to keep multipart objects small."""

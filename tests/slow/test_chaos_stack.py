@@ -20,8 +20,8 @@ import pytest
 
 from infrastructure.cli import deployment, main
 from infrastructure.cli.deployment import Deployment
-from infrastructure.cli.figures import queue_depth
-from infrastructure.local.stack import LocalStack, StackOptions
+from infrastructure.local.stack.local_stack import LocalStack, StackOptions
+from infrastructure.queues import queue_depth
 from tests.slow.test_local_stack import TIME_SCALE, delivered_files, listening, wait_until
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from infrastructure.local import provision
-from infrastructure.local.lambda_context import LocalLambdaContext
+from infrastructure.local.lambdas.context import LocalLambdaContext
+from infrastructure.local.provision import resources
 from tests.conftest import IDEMPOTENCY_TABLE, LANDING, REGION, STAGING, STREAMS
 from transform import forwarder
 from transform.envelope import body_bytes, check
@@ -44,8 +44,8 @@ def test_forwarder_against_moto_server(
     s3 = boto3.client("s3", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
     for bucket in (LANDING, STAGING, DESTINATION):
-        provision.create_bucket(s3, bucket, REGION, versioned=bucket == LANDING)
-    provision.create_idempotency_table(
+        resources.create_bucket(s3, bucket, REGION, versioned=bucket == LANDING)
+    resources.create_idempotency_table(
         boto3.client("dynamodb", region_name=REGION), IDEMPOTENCY_TABLE
     )
     firehose = boto3.client("firehose", region_name=REGION)
@@ -58,7 +58,7 @@ def test_forwarder_against_moto_server(
                 "BucketARN": f"arn:aws:s3:::{DESTINATION}",
             },
         )
-    queue_url = provision.create_ingest_queue(sqs, s3, "ingest", LANDING)
+    queue_url = resources.create_ingest_queue(sqs, s3, "ingest", LANDING)
     # ... and producers uploading files with awkward keys, one of them overwritten
     uploads = {
         f"acme/batch {i}/file+{i}/ü-{i}.json": json.dumps({"i": i}).encode() for i in range(25)
@@ -71,7 +71,7 @@ def test_forwarder_against_moto_server(
 
     # WHEN the forwarder consumes the queue in batches of 10, as the event source mapping would,
     # and then the same messages arrive once more (SQS is at-least-once)
-    received = provision.drain_queue(sqs, queue_url)
+    received = resources.drain_queue(sqs, queue_url)
     failures = []
     for _round in range(2):
         for start in range(0, len(received), 10):

@@ -27,9 +27,9 @@ import pytest
 from delivery.ledger import Ledger, WindowState
 from infrastructure.cli import deployment, main
 from infrastructure.cli.deployment import Deployment
-from infrastructure.cli.figures import queue_depth
-from infrastructure.local.s3_inventory import write_report
-from infrastructure.local.stack import LocalStack, StackOptions
+from infrastructure.local.provision.s3_inventory import write_report
+from infrastructure.local.stack.local_stack import LocalStack, StackOptions
+from infrastructure.queues import queue_depth
 from infrastructure.tunables import read_tunables_document
 from tests.integration.runtime_support import wait_until
 from tests.slow.test_local_stack import TIME_SCALE

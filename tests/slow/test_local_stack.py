@@ -24,12 +24,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from infrastructure.cli import deployment, figures
-from infrastructure.local import workload
-from infrastructure.local.arrivals import ManifestReader
-from infrastructure.local.seaweedfs import start_seaweedfs
-from infrastructure.local.stack import LocalStack, StackOptions
-from infrastructure.local.stack_file import MinioEndpoint, StackFile, read_stack, stack_path
+from infrastructure.cli import deployment, figures, workload
+from infrastructure.cli.arrivals import ManifestReader
+from infrastructure.local.provision.seaweedfs import start_seaweedfs
+from infrastructure.local.stack.local_stack import LocalStack, StackOptions
+from infrastructure.local.stack.stack_file import MinioEndpoint, StackFile, read_stack, stack_path
 from tests.integration.runtime_support import wait_until as waiting
 from tests.slow.least_privilege import OPERATIONS_FILE, call_shape, recorded_operations
 from tests.support import archives

@@ -22,7 +22,7 @@ import pytest
 
 from delivery.ledger import Ledger, WindowRecord, WindowState
 from delivery.window import window_name
-from infrastructure.local.stack import LocalStack, StackOptions
+from infrastructure.local.stack.local_stack import LocalStack, StackOptions
 from tests.integration.runtime_support import wait_until
 from tests.slow.test_gamedays import Gameday, gameday_on, parked_windows
 

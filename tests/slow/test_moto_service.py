@@ -1,4 +1,4 @@
-"""Sluice's moto launcher (infrastructure.local.moto_service), over real sockets."""
+"""Sluice's moto launcher (infrastructure.local.provision.moto_service), over real sockets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from infrastructure.local import provision
+from infrastructure.local.provision import resources
 from tests.conftest import REGION
 
 pytestmark = pytest.mark.slow
@@ -22,8 +22,8 @@ def test_s3_events_carry_the_version_id_and_a_sequencer_as_real_s3s_do(moto_serv
     # GIVEN a versioned bucket notifying a queue
     s3: Any = boto3.client("s3", region_name=REGION, endpoint_url=moto_server)
     sqs: Any = boto3.client("sqs", region_name=REGION, endpoint_url=moto_server)
-    provision.create_bucket(s3, "landing", REGION, versioned=True)
-    url = provision.create_ingest_queue(sqs, s3, "ingest", "landing")
+    resources.create_bucket(s3, "landing", REGION, versioned=True)
+    url = resources.create_ingest_queue(sqs, s3, "ingest", "landing")
     # WHEN a key is written twice
     versions = [
         s3.put_object(Bucket="landing", Key="acme/a b.json", Body=body)["VersionId"]
@@ -32,7 +32,7 @@ def test_s3_events_carry_the_version_id_and_a_sequencer_as_real_s3s_do(moto_serv
     # THEN each event names its own version, and sequencers grow
     records = [
         record["s3"]["object"]
-        for message in provision.drain_queue(sqs, url)
+        for message in resources.drain_queue(sqs, url)
         for record in json.loads(message["Body"]).get("Records", [])
     ]
     assert [r["versionId"] for r in records] == versions
@@ -43,7 +43,7 @@ def test_dynamodb_transactions_from_many_threads_lose_no_item(moto_server: str) 
     """moto's transactions are not safe under concurrent requests; the launcher serializes
     DynamoDB so that concurrent claims (as delivery's ledger makes) all land."""
     dynamodb: Any = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_server)
-    provision.create_ledger_table(dynamodb, "ledger")
+    resources.create_ledger_table(dynamodb, "ledger")
 
     def claim(worker: int) -> None:
         client: Any = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_server)
@@ -74,7 +74,7 @@ def test_linear_dynamodb_transactions_are_still_all_or_nothing(moto_server: str)
     (`linear_dynamodb_transactions`); a transaction must still be all or nothing."""
     # GIVEN a ledger holding one item
     dynamodb: Any = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_server)
-    provision.create_ledger_table(dynamodb, "t")
+    resources.create_ledger_table(dynamodb, "t")
     dynamodb.put_item(TableName="t", Item={"pk": {"S": "b"}, "v": {"S": "old"}})
     items = [
         {
@@ -99,7 +99,7 @@ def test_linear_dynamodb_transactions_are_still_all_or_nothing(moto_server: str)
 def test_lifecycle_object_size_filters_are_read_back_as_written(moto_server: str) -> None:
     # GIVEN a lifecycle with object-size filters, alone and with a tag (as s3.tf writes them)
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=moto_server)
-    provision.create_bucket(s3, "lifecycle-sizes", REGION, versioned=True)
+    resources.create_bucket(s3, "lifecycle-sizes", REGION, versioned=True)
     rules: list[Any] = [
         {
             "ID": "inline",

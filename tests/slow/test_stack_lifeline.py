@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.local.stack_file import read_stack, stack_path
+from infrastructure.local.stack.stack_file import read_stack, stack_path
 from tests.integration.runtime_support import wait_until
 from tests.slow.test_local_stack import (
     TIME_SCALE,

@@ -9,8 +9,8 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from infrastructure.local.provision import drain_queue
-from infrastructure.local.stack_resources import StackNames, provision_stack
+from infrastructure.local.provision.resources import drain_queue
+from infrastructure.local.provision.stack_resources import StackNames, provision_stack
 from infrastructure.tunables import load_tunables
 from tests.conftest import REGION
 

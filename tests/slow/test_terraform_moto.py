@@ -44,9 +44,10 @@ import boto3
 import pytest
 
 from infrastructure import environment
-from infrastructure.local.lambda_workers import LOCAL_PROFILE, FunctionConfig
-from infrastructure.local.moto_service import MotoServer, start_moto, stop_process_group
-from infrastructure.local.stack_resources import StackNames, StackResources
+from infrastructure.local.lambdas.workers import LOCAL_PROFILE, FunctionConfig
+from infrastructure.local.lifeline import stop_process_group
+from infrastructure.local.provision.moto_service import MotoServer, start_moto
+from infrastructure.local.provision.stack_resources import StackNames, StackResources
 from infrastructure.tunables import Tunables, parse_tunables, read_tunables_document
 from tests.slow.least_privilege import OPERATIONS_FILE, call_shape
 from tests.slow.least_privilege import problems as least_privilege_problems

@@ -13,7 +13,7 @@ import pytest
 
 from infrastructure.cli import deployment, main
 from infrastructure.cli.errors import DeploymentError
-from infrastructure.local.stack_file import NoStackError
+from infrastructure.local.stack.stack_file import NoStackError
 from tests.servers import free_port
 
 SLUICE = Path(sys.executable).with_name("sluice")

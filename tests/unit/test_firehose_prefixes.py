@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infrastructure.local.firehose_prefixes import (
+from infrastructure.local.firehose.prefixes import (
     KeyPrefix,
     PrefixError,
     object_name,

@@ -20,9 +20,9 @@ import boto3
 import pytest
 
 from infrastructure import environment
-from infrastructure.local import provision
-from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.window_assembly import InProcessFirehose
+from infrastructure.local.firehose.window_assembly import InProcessFirehose
+from infrastructure.local.lambdas.context import LocalLambdaContext
+from infrastructure.local.provision import resources
 from infrastructure.tunables import TUNABLES_FILE, load_tunables
 from tests.conftest import IDEMPOTENCY_TABLE, LANDING, REGION, STAGING, STREAMS, load_event
 from tests.support import (
@@ -543,11 +543,11 @@ def test_files_are_spread_over_streams_by_file_id(firehose: InProcessFirehose, s
 def test_events_from_moto_notifications(firehose: InProcessFirehose, s3: Any) -> None:
     # GIVEN the landing bucket notifying a queue, as S3 does (moto generates these events)
     sqs = boto3.client("sqs", region_name=REGION)
-    queue_url = provision.create_ingest_queue(sqs, s3, "ingest", LANDING)
+    queue_url = resources.create_ingest_queue(sqs, s3, "ingest", LANDING)
     uploads = {"acme/moto one.json": b'{"m":1}', "acme/sub/moto+two.csv": b"a,b\n"}
     for key, body in uploads.items():
         s3.put_object(Bucket=LANDING, Key=key, Body=body)
-    messages = provision.drain_queue(sqs, queue_url)
+    messages = resources.drain_queue(sqs, queue_url)
     # WHEN the messages (test event included) are forwarded
     response = invoke(sqs_event(*(m["Body"] for m in messages)))
     # THEN each uploaded file is staged once, byte-exact

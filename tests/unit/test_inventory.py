@@ -1,7 +1,7 @@
 """The daily inventory check (`delivery.inventory`) against moto in process: S3 (landing, staging),
 DynamoDB (idempotency table, ledger) and SQS (the ingest queue). moto never writes an inventory
-report, so the local stack's stand-in (`infrastructure.local.s3_inventory`) writes it, in S3's
-layout; landing times are set through moto's S3 clock (`moto.s3.models.utcnow`)."""
+report, so the local stack's stand-in (`infrastructure.local.provision.s3_inventory`) writes it,
+in S3's layout; landing times are set through moto's S3 clock (`moto.s3.models.utcnow`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import moto.s3.models as moto_s3_models
 import pytest
 
 from delivery.inventory import InventoryDeps, InventoryError, check_inventory, report_prefix
-from infrastructure.local import provision
-from infrastructure.local.s3_inventory import write_report
+from infrastructure.local.provision import resources
+from infrastructure.local.provision.s3_inventory import write_report
 from tests.conftest import IDEMPOTENCY_TABLE, LANDING, LEDGER_TABLE, REGION, STAGING
 from transform.envelope import file_id
 from transform.idempotency import IdempotencyStore
@@ -43,7 +43,7 @@ class Requests:
 @pytest.fixture
 def deps(aws: None, buckets: dict[str, str], idempotency_table: str) -> InventoryDeps:
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    provision.create_ledger_table(dynamodb, LEDGER_TABLE)
+    resources.create_ledger_table(dynamodb, LEDGER_TABLE)
     sqs = boto3.client("sqs", region_name=REGION)
     queue = sqs.create_queue(QueueName="ingest")["QueueUrl"]
     return InventoryDeps(

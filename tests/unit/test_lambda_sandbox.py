@@ -1,5 +1,5 @@
 """The local Lambda runtime's crash chaos: the SDK call counter in each worker
-(infrastructure.local.lambda_sandbox), driven as botocore drives it, calls overlapping as when
+(infrastructure.local.lambdas.sandbox), driven as botocore drives it, calls overlapping as when
 the forwarder reads objects in a thread pool."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from typing import NoReturn
 
 import pytest
 
-from infrastructure.local import lambda_sandbox
-from infrastructure.local.lambda_sandbox import CRASH_EXIT_CODE, _SdkCallCounter
+from infrastructure.local.lambdas import sandbox
+from infrastructure.local.lambdas.sandbox import CRASH_EXIT_CODE, _SdkCallCounter
 
 
 class Exited(Exception):
@@ -21,7 +21,7 @@ def exits(monkeypatch: pytest.MonkeyPatch) -> None:
     def exit_(code: int) -> NoReturn:
         raise Exited(code)
 
-    monkeypatch.setattr(lambda_sandbox.os, "_exit", exit_)
+    monkeypatch.setattr(sandbox.os, "_exit", exit_)
 
 
 def test_after_phase_strikes_at_the_nth_answer_when_calls_overlap(exits: None) -> None:

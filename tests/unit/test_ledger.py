@@ -31,7 +31,7 @@ from delivery.ledger import (
     WindowState,
     WindowStateError,
 )
-from infrastructure.local import provision
+from infrastructure.local.provision import resources
 from infrastructure.tunables import load_tunables
 from tests.conftest import REGION
 
@@ -94,7 +94,7 @@ def _one_table_copy_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def dynamodb(aws: None) -> Any:
     client = boto3.client("dynamodb", region_name=REGION)
-    provision.create_ledger_table(client, TABLE)
+    resources.create_ledger_table(client, TABLE)
     return client
 
 

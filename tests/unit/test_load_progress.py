@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from infrastructure.cli.arrivals import Arrival
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.files import LoadReport, Progress
-from infrastructure.local.arrivals import Arrival
 
 
 class Windows:

@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 from moto.sqs import models as sqs_models
 
-from infrastructure.local.moto_service import SerializedDynamoDB, faster_sqs
+from infrastructure.local.provision.moto_service import SerializedDynamoDB, faster_sqs
 
 
 class SlowApp:

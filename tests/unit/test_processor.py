@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from infrastructure import environment
-from infrastructure.local.lambda_context import LocalLambdaContext
+from infrastructure.local.lambdas.context import LocalLambdaContext
 from infrastructure.tunables import TUNABLES_FILE, TunablesError, load_tunables
 from tests.conftest import LANDING, STAGING, load_event
 from transform import envelope, processing, processor, quarantine

@@ -37,7 +37,7 @@ from delivery.invocation import InvokeRefused
 from delivery.ledger import Ledger, PartRecord, WindowState
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
 from delivery.window import window_name
-from infrastructure.local import provision
+from infrastructure.local.provision import resources
 from infrastructure.tunables import RedriveTunables
 from tests.conftest import DELIVERY_DLQ_NAME, LEDGER_TABLE, REGION, STAGING, STREAMS
 from tests.support import ENVIRONMENT_ERROR, on_failure_record
@@ -209,7 +209,7 @@ def staged_keys_invoked(invoked: list[dict[str, Any]]) -> list[str]:
 def new_redrive(monkeypatch: pytest.MonkeyPatch) -> Redrive:
     """A Redrive over moto in process (the buckets must exist)."""
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    provision.create_ledger_table(dynamodb, LEDGER_TABLE)
+    resources.create_ledger_table(dynamodb, LEDGER_TABLE)
     sqs = boto3.client("sqs", region_name=REGION)
     dlq_url = sqs.create_queue(QueueName=DELIVERY_DLQ_NAME)["QueueUrl"]
     # An hour ahead of real time: every DLQ message moto stamps now is older than min_age.
@@ -797,7 +797,7 @@ def redrive_cost(monkeypatch: pytest.MonkeyPatch, history_windows: int) -> tuple
     """The cost of one steady-state redrive run over `history_windows` of delivered history and
     the same pending work, in an AWS of its own; and how many windows it invoked delivery for."""
     with mock_aws(), monkeypatch.context() as patch:
-        provision.create_bucket(
+        resources.create_bucket(
             boto3.client("s3", region_name=REGION), STAGING, REGION, versioned=True
         )
         rd = new_redrive(patch)

@@ -21,8 +21,8 @@ import boto3
 import pytest
 
 from infrastructure import environment
-from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.window_assembly import InProcessFirehose, WindowAssembler
+from infrastructure.local.firehose.window_assembly import InProcessFirehose, WindowAssembler
+from infrastructure.local.lambdas.context import LocalLambdaContext
 from infrastructure.tunables import TUNABLES_FILE, load_tunables
 from tests.conftest import LANDING, REGION, STAGING, STREAMS, load_event
 from tests.support import notification, put_and_notify, sqs_event

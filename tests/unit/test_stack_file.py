@@ -1,4 +1,4 @@
-"""`.sluice/stack.json` (infrastructure.local.stack_file)."""
+"""`.sluice/stack.json` (infrastructure.local.stack.stack_file)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infrastructure.local.stack_file import (
+from infrastructure.local.stack.stack_file import (
     MinioEndpoint,
     NoStackError,
     StackFile,

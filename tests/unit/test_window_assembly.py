@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infrastructure.local.firehose_prefixes import PrefixError
-from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.window_assembly import (
+from infrastructure.local.firehose.prefixes import PrefixError
+from infrastructure.local.firehose.window_assembly import (
     InProcessFirehose,
     WindowAssembler,
 )
+from infrastructure.local.lambdas.context import LocalLambdaContext
 from infrastructure.tunables import FirehoseTunables, load_tunables
 from tests.conftest import STAGING, STREAMS
 from transform.firehose_sender import FirehoseSender, OutgoingRecord, RetryPolicy
@@ -567,7 +567,7 @@ def test_a_response_breaking_the_contract_fails_the_whole_batch(
 
 def test_record_ids_that_were_never_sent_are_ignored(buckets: dict[str, str], s3: Any) -> None:
     """Not documented by AWS: ignoring a returned recordId that was never sent is what Firehose was
-    observed to do (see the module docstring of window_assembly), so a stand-in decision.
+    observed to do (docs/local-stack.md, `firehose/window_assembly.py`), so a stand-in decision.
     """
     # GIVEN a processor that answers every record and adds one it invented
     processor = _respond(lambda rs: {"records": [*map(_ok, rs), _ok(rs[0], recordId="invented")]})

@@ -1,11 +1,11 @@
-"""The file mix of `sluice load` (infrastructure.local.workload)."""
+"""The file mix of `sluice load` (infrastructure.cli.workload)."""
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
 
-from infrastructure.local import workload
+from infrastructure.cli import workload
 from infrastructure.tunables import load_tunables
 from transform import payload_schemas
 

@@ -1,68 +1,8 @@
-"""The local Firehose: Amazon Data Firehose's JSON API on loopback, around the window-assembly core.
+"""The local Firehose: Amazon Data Firehose's JSON API (awsJson1_1) on loopback, around the
+window-assembly core, with Direct PUT quotas, SigV4 scope checks and chaos switches.
 
-The forwarder and requeue reach it as they reach AWS, through boto3 with
-`AWS_ENDPOINT_URL_FIREHOSE=<server.endpoint>`; `sluice up` starts it (DESIGN §6):
-
-    server = FirehoseServer({name: WindowAssembler(...), ...}, time_scale=10).start()
-    ... server.endpoint ...
-    server.stop()  # accept nothing more, then write everything accepted
-
-What it speaks: the `awsJson1_1` protocol as botocore does — `POST /`, `X-Amz-Target:
-Firehose_20150804.<Operation>`, JSON bodies (`Records[].Data` base64) — for PutRecordBatch,
-PutRecord and DescribeDeliveryStream. Errors are HTTP 400 (500 for ServiceUnavailableException
-and InternalFailure) with `{"__type": code, "message": ...}` and an `x-amzn-ErrorType` header;
-botocore's JSON parser takes the code from `__type`, so boto3 raises `ClientError` with AWS's
-codes (and retries the 5xx ones itself, as against AWS). Other targets get
-UnknownOperationException. Request ids come back in `x-amzn-RequestId`.
-
-Behaviour emulated, with the AWS pages it comes from:
-
-- Validation, in AWS's order: request shape (SerializationException), model constraints
-  (ValidationException) and the 4 MiB call limit (InvalidArgumentException) — the checks and
-  messages of `window_assembly.validate_records` — then the stream (ResourceNotFoundException
-  "Firehose <name> under account <id> not found."), then quotas.
-  https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html
-- Direct PUT quotas, per stream, combined for PutRecord and PutRecordBatch: 1 MiB/s, 1,000
-  requests/s and 100,000 records/s outside us-east-1, us-west-2 and eu-west-1
-  (https://docs.aws.amazon.com/firehose/latest/dev/limits.html; DESIGN §5). Each is a token
-  bucket refilled continuously in real time (`time_scale` does not change quotas) that holds one
-  second of quota (`Quotas.burst_seconds`). A call finding no request token fails as a whole
-  with ServiceUnavailableException (HTTP 500, as the API reference lists it) and accepts
-  nothing. Records are then admitted one by one: a record finding too few record or byte tokens
-  is answered `{"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}` and
-  counted in FailedPutCount — the entry real Firehose returns when a stream's throughput is
-  exceeded (boto/boto3#2804) — and, as the PutRecordBatch page says, "a single record failure
-  does not stop the processing of subsequent records": a later, smaller record may still fit.
-  PutRecord, which has no per-entry answer, fails as a whole instead. DescribeDeliveryStream
-  has its own hard limit of five calls per second per account (limits.html), answered with
-  LimitExceededException.
-- Buffers, processor contract, GZIP, key namespaces, object names and error records are the
-  window-assembly library's (`window_assembly`, `firehose_prefixes`, with their citations): the
-  server only feeds `WindowAssembler.put` and runs `tick` when due.
-
-Decisions of the stand-in (not AWS's):
-
-- Time scale. `time_scale` shortens waiting only (DESIGN §6): while the server runs, each
-  assembler's buffer intervals are divided by it (a 60 s buffer is written after 6 real seconds
-  at `time_scale=10`), and restored by `stop`. Clocks are not scaled, so arrival timestamps,
-  key partitions (`dt=…/hour=…`) and error records carry real times, as the redrive and delivery
-  functions expect; quotas run in real time too. DescribeDeliveryStream reports the configured,
-  unscaled intervals.
-- Authentication. Every request must carry a SigV4 `Authorization` header whose credential
-  scope names this service (`firehose`) and the streams' region: a missing one is answered
-  MissingAuthenticationTokenException, a wrong scope InvalidSignatureException, as AWS would.
-  Signatures are not verified and any access key is accepted. This catches a client that is
-  unsigned, built for another service, or in another region — mistakes that would fail
-  against AWS — without handling secrets.
-- Threads. Connections are served by `ThreadingHTTPServer` with keep-alive; each stream has a
-  lock and a ticker thread. A request holds its stream's lock only to `put`; the ticker takes it
-  to `tick`, which is where the processor runs and S3 is written, off the request path. (A put
-  arriving while its stream's processor runs waits for it: `WindowAssembler` is not
-  thread-safe, so correctness comes first.) The assemblers' S3 client is called from ticker
-  threads and from `stop`; give them one that tolerates that (moto in process: serialize it).
-- Chaos (DESIGN §6: throttling is a switch of the local Firehose): `throttle_next_calls`,
-  `fail_next_entries` (as `InProcessFirehose`) and `throttle_for(percent, seconds)`, which
-  refuses that share of records, at random, for that long.
+The forwarder and requeue reach it through boto3 (`AWS_ENDPOINT_URL_FIREHOSE`); `sluice up` starts
+it. Spec: docs/local-stack.md, `firehose/server.py`.
 """
 
 from __future__ import annotations
@@ -83,23 +23,29 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from infrastructure.local.window_assembly import (
+from infrastructure.local.firehose.window_assembly import (
     MAX_RECORD_BYTES,
     WindowAssembler,
     validate_records,
+)
+from infrastructure.local.loopback import (
+    AWS_JSON_1_1,
+    ApiError,
+    LoopbackServer,
+    Reply,
+    Route,
+    credential_scope,
 )
 from infrastructure.tunables import FirehoseTunables
 
 logger = logging.getLogger(__name__)
 
 TARGET_PREFIX: Final = "Firehose_20150804."
-CONTENT_TYPE: Final = "application/x-amz-json-1.1"
 SERVICE: Final = "firehose"
 MIB: Final = 1024 * 1024
 SLOW_DOWN: Final = "Slow down."
@@ -113,7 +59,6 @@ TICK_SLACK_SECONDS: Final = 0.001
 STOP_TIMEOUT_SECONDS: Final = 30.0
 
 _NAME = re.compile(rf"{STREAM_NAME_PATTERN}\Z")
-_CREDENTIAL = re.compile(r"Credential=[^/\s,]+/\d{8}/(?P<region>[^/\s,]+)/(?P<service>[^/\s,]+)/")
 
 
 # -- quotas ------------------------------------------------------------------------------------
@@ -173,33 +118,16 @@ class _TokenBucket:
 # -- errors and replies ------------------------------------------------------------------------
 
 
-class _ApiError(Exception):
-    """An error answer: botocore raises ClientError with `code`."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
+def _validation(message: str) -> ApiError:
+    return ApiError(400, "ValidationException", f"1 validation error detected: {message}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    body: dict[str, Any]
-    error_type: str | None = None
+def _serialization(message: str) -> ApiError:
+    return ApiError(400, "SerializationException", message)
 
 
-def _validation(message: str) -> _ApiError:
-    return _ApiError("ValidationException", f"1 validation error detected: {message}")
-
-
-def _serialization(message: str) -> _ApiError:
-    return _ApiError("SerializationException", message)
-
-
-def _throttled() -> _ApiError:
-    return _ApiError(THROTTLED, SLOW_DOWN, 500)
+def _throttled() -> ApiError:
+    return ApiError(500, THROTTLED, SLOW_DOWN)
 
 
 # -- per-stream state --------------------------------------------------------------------------
@@ -296,14 +224,13 @@ class FirehoseServer:
             "PutRecord": self._put_record,
             "DescribeDeliveryStream": self._describe_delivery_stream,
         }
-        # Chaos switches: see the module docstring.
+        # Chaos switches: see docs/local-stack.md.
         self.throttle_next_calls = 0
         self.fail_next_entries = 0
         self.throttle_percent = 0.0
         self._throttle_until = 0.0
         self._chaos_lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
-        self._serving: threading.Thread | None = None
         self._stopping = threading.Event()
         self._stopped = False
 
@@ -313,18 +240,10 @@ class FirehoseServer:
         """Listen, serve in a background thread, and start one ticker thread per stream."""
         if self._httpd is not None or self._stopped:
             raise RuntimeError("a FirehoseServer starts once")
-        self._httpd = _HTTPServer(
-            (self._host, self._port), self
-        )  # binds: may fail, changes nothing
+        self._httpd = _HTTPServer(self._route, self._host, self._port)  # binds: may fail
         for stream in self._streams.values():
             stream.assembler.tunables = _scaled(stream.tunables, self.time_scale)
-        self._serving = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="firehose-http",
-            daemon=True,
-        )
-        self._serving.start()
+        self._httpd.start()
         for name, stream in self._streams.items():
             stream.ticker = threading.Thread(
                 target=self._tick_loop,
@@ -340,8 +259,7 @@ class FirehoseServer:
     def endpoint(self) -> str:
         if self._httpd is None:
             raise RuntimeError("the server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._httpd.endpoint
 
     @property
     def assemblers(self) -> dict[str, WindowAssembler]:
@@ -361,9 +279,7 @@ class FirehoseServer:
             return
         self._stopped = True
         httpd = self._httpd
-        httpd.shutdown()  # the accept loop ends; every accepted connection is tracked by now
-        if self._serving is not None:
-            self._serving.join()
+        httpd.stop_serving()  # the accept loop ends; every accepted connection is tracked by now
         httpd.close_connections()
         httpd.join_handlers(STOP_TIMEOUT_SECONDS)
         httpd.server_close()
@@ -462,53 +378,69 @@ class FirehoseServer:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _handle(self, path: str, headers: Message, body: bytes) -> _Reply:
+    def _route(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        reply = self._handle(method, path, headers, body)
+        return dataclasses.replace(
+            reply, headers={**reply.headers, "x-amzn-RequestId": str(uuid.uuid4())}
+        )
+
+    def _handle(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        if method != "POST":
+            return ApiError(400, "UnknownOperationException", f"{method} /").json_1_1()
         try:
             self._authenticate(headers.get("Authorization"))
             operation = self._operation(path, headers.get("X-Amz-Target") or "")
-            return _Reply(200, operation(_json_object(body)))
-        except _ApiError as err:
-            return _Reply(err.status, {"__type": err.code, "message": err.message}, err.code)
+            return Reply.json(
+                200, operation(_json_object(body)), content_type=AWS_JSON_1_1, compact=True
+            )
+        except ApiError as err:
+            return err.json_1_1()
         except ClientError as err:  # validate_records speaks botocore's exception
             error = err.response.get("Error", {})
             code, message = error.get("Code", "ValidationException"), error.get("Message", "")
-            return _Reply(400, {"__type": code, "message": message}, code)
+            return ApiError(400, code, message).json_1_1()
         except Exception as err:
             logger.exception("local Firehose failed a request")
-            return _Reply(
-                500, {"__type": "InternalFailure", "message": str(err)}, "InternalFailure"
-            )
+            return ApiError(500, "InternalFailure", str(err)).json_1_1()
 
     def _operation(self, path: str, target: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         operation = self._operations.get(target.removeprefix(TARGET_PREFIX))
         if path != "/" or not target.startswith(TARGET_PREFIX) or operation is None:
-            raise _ApiError("UnknownOperationException", f"Unknown operation {target!r} at {path}")
+            raise ApiError(
+                400, "UnknownOperationException", f"Unknown operation {target!r} at {path}"
+            )
         return operation
 
     def _authenticate(self, authorization: str | None) -> None:
         if not authorization:
-            raise _ApiError("MissingAuthenticationTokenException", "Missing Authentication Token")
-        credential = _CREDENTIAL.search(authorization)
+            raise ApiError(
+                400, "MissingAuthenticationTokenException", "Missing Authentication Token"
+            )
+        credential = credential_scope(authorization)
         if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
-            raise _ApiError(
+            raise ApiError(
+                400,
                 "IncompleteSignatureException",
                 "Authorization header requires a SigV4 'Credential' parameter.",
             )
-        if credential["service"] != SERVICE:
-            raise _ApiError(
+        if credential.service != SERVICE:
+            raise ApiError(
+                400,
                 "InvalidSignatureException",
                 f"Credential should be scoped to correct service: '{SERVICE}'. ",
             )
-        if credential["region"] != self.region:
-            raise _ApiError(
+        if credential.region != self.region:
+            raise ApiError(
+                400,
                 "InvalidSignatureException",
-                f"Credential should be scoped to a valid region, not '{credential['region']}'. ",
+                f"Credential should be scoped to a valid region, not '{credential.region}'. ",
             )
 
     def _stream(self, name: str) -> _Stream:
         stream = self._streams.get(name)
         if stream is None:
-            raise _ApiError(
+            raise ApiError(
+                400,
                 "ResourceNotFoundException",
                 f"Firehose {name} under account {self.account_id} not found.",
             )
@@ -559,7 +491,9 @@ class FirehoseServer:
         with self._describe_lock:
             allowed = self._describe.take(1)
         if not allowed:
-            raise _ApiError("LimitExceededException", "Rate exceeded for DescribeDeliveryStream.")
+            raise ApiError(
+                400, "LimitExceededException", "Rate exceeded for DescribeDeliveryStream."
+            )
         stream = self._stream(name)
         return {"DeliveryStreamDescription": self._description(stream)}
 
@@ -728,16 +662,16 @@ class _Connection:
     busy: bool = False
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(LoopbackServer):
     """A thread per connection (keep-alive), each tracked so that `stop` can end them all."""
 
     daemon_threads = True  # a safety net only: FirehoseServer.stop joins them
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], owner: FirehoseServer) -> None:
-        super().__init__(address, _Handler)
-        self.owner = owner
-        self.closing = False
+    def __init__(self, route: Route, host: str, port: int) -> None:
+        super().__init__(
+            route, name="firehose-http", host=host, port=port, server_version="SluiceFirehose"
+        )
         self._connections: dict[socket.socket, _Connection] = {}
         self._connections_lock = threading.Lock()
         self._count = 0
@@ -801,66 +735,3 @@ class _HTTPServer(ThreadingHTTPServer):
                 logger.warning("%d connection threads still running at stop", len(threads))
                 return
             threads[0].join(min(remaining, 0.1))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
-    server_version = "SluiceFirehose"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    @property
-    def _http(self) -> _HTTPServer:
-        return cast(_HTTPServer, self.server)
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_PUT = do_DELETE = do_HEAD = do_GET
-
-    def _serve(self) -> None:
-        if not self._http.begin(self.connection):
-            self.close_connection = True  # closing: refused without an answer
-            return
-        try:
-            body = self._read_body()
-            if self.command != "POST":
-                reply = _Reply(
-                    400,
-                    {"__type": "UnknownOperationException", "message": f"{self.command} /"},
-                    "UnknownOperationException",
-                )
-            else:
-                reply = self._http.owner._handle(self.path, self.headers, body)
-            self._send(reply)
-        except OSError:  # the client went away, or stop cut an idle connection
-            self.close_connection = True
-        finally:
-            self._http.end(self.connection)
-            if self._http.closing:
-                self.close_connection = True
-
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
-
-    def _send(self, reply: _Reply) -> None:
-        payload = json.dumps(reply.body, separators=(",", ":")).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        if reply.error_type is not None:
-            self.send_header("x-amzn-ErrorType", reply.error_type)
-        if self._http.closing:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)

@@ -1,13 +1,6 @@
-"""What Terraform creates in AWS, created on moto in server mode for the local stack (DESIGN §6).
-
-From `tunables.json`: the versioned landing and staging buckets, the landing → ingest queue
-notification (S3 sends its test event), the ingest queue with its DLQ and `maxReceiveCount`, the
-delivery DLQ, the requeue DLQ (requeue's on-failure destination, as in Terraform), the
-idempotency and ledger tables and the MinIO secret.
-
-One difference, because moto cannot invoke a Lambda function without Docker: S3 notifies two
-internal queues instead of invoking delivery (on `buffers/`) and requeue (on `errors/`); the
-local Lambda runtime turns each message into the asynchronous invocation S3 would have made.
+"""What Terraform creates in AWS, created on moto in server mode for the local stack, from
+`tunables.json`; S3 notifies internal queues where AWS invokes delivery and requeue.
+Spec: docs/local-stack.md, `provision/stack_resources.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from infrastructure import environment
-from infrastructure.local import provision
+from infrastructure.local.provision import resources
 from infrastructure.tunables import Tunables
 
 if TYPE_CHECKING:
@@ -100,8 +93,8 @@ def provision_stack(
 ) -> StackResources:
     """Create every resource; returns the URLs the stack file and the runtime need."""
     ingest = tunables.ingest
-    provision.create_bucket(s3, names.landing_bucket, tunables.region, versioned=True)
-    provision.create_bucket(s3, names.staging_bucket, tunables.region, versioned=True)
+    resources.create_bucket(s3, names.landing_bucket, tunables.region, versioned=True)
+    resources.create_bucket(s3, names.staging_bucket, tunables.region, versioned=True)
     ingest_dlq_url = _queue(sqs, names.ingest_dlq, retention=ingest.dlq_retention_seconds)
     ingest_url = _queue(
         sqs,
@@ -123,8 +116,8 @@ def provision_stack(
         names.staging_bucket,
         [(_arn(sqs, buffers_url), "buffers/"), (_arn(sqs, errors_url), "errors/")],
     )
-    provision.create_idempotency_table(dynamodb, names.idempotency_table)
-    provision.create_ledger_table(dynamodb, names.ledger_table)
+    resources.create_idempotency_table(dynamodb, names.idempotency_table)
+    resources.create_ledger_table(dynamodb, names.ledger_table)
     secrets.create_secret(Name=names.minio_secret, SecretString=json.dumps(minio_secret))
     return StackResources(
         names=names,

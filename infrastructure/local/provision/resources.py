@@ -1,7 +1,7 @@
 """Create, on any S3/DynamoDB endpoint, the resources Terraform creates in AWS.
 
-Used by the tests, the demo and (later) the local stack, so that all of them agree with each
-other on table keys and bucket settings.
+Used by the tests, the demo, the benchmarks and the local stack, so that all of them agree with
+each other on table keys and bucket settings. Spec: docs/local-stack.md, `provision/resources.py`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,6 @@
 """S3 Inventory, stood in for: moto keeps an inventory configuration but never writes a report, so
-the local stack writes one as S3 does (docs: "Locating your inventory list") — a mock of what
-cannot run here.
-
-    manifest = write_report(s3, "landing", "staging", now=datetime.now(UTC))
-    reports = DailyReports(s3, "landing", "staging", time_scale=60).start()  # ... .stop()
-
-Every version and delete marker of the source bucket, as gzip CSV data files under
-`inventory/<source>/landing-versions/data/`, and `<YYYY-MM-DDTHH-MMZ>/manifest.json` (with its
-`manifest.checksum`) naming them, the fields those `inventory.tf` asks for, keys URL-encoded.
+the local stack writes one a (scaled) day, laid out as S3 does. Spec: docs/local-stack.md,
+`provision/s3_inventory.py`.
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
-"""A threaded TCP proxy that chaos can cut (DESIGN §6: "MinIO down is a TCP proxy in front of
-SeaweedFS cut").
+"""A threaded TCP proxy that chaos can cut: MinIO down is this proxy in front of SeaweedFS cut.
 
-    proxy = TcpProxy("127.0.0.1:8333").start()     # listens on a free loopback port
-    proxy.endpoint                                  # "127.0.0.1:<port>": give this to clients
-    proxy.cut_for(30)                               # down for 30 wall-clock seconds
-    proxy.stop()
-
-Bytes pass both ways unchanged (TLS included: the proxy never looks inside), each accepted
-connection with a connection of its own to the upstream and one thread per direction; a half
-close (EOF one way) is passed on as a half close, so HTTP clients that finish sending still get
-their answer.
-
-While cut, every connection open at the moment of the cut is reset (both sides), and each new
-one is accepted and reset at once (SO_LINGER 0: the client reads ECONNRESET, as from a host whose
-service died). The listener stays bound throughout, so that no other process can take the port
-and the endpoint clients were given comes back unchanged when the cut ends — which it does by
-itself once its deadline passes, or at `restore()`.
+Bytes pass unchanged; while cut, connections are reset and the port stays bound.
+Spec: docs/local-stack.md, `provision/tcp_proxy.py`.
 """
 
 from __future__ import annotations

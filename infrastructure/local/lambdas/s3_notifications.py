@@ -1,21 +1,8 @@
 """S3's Lambda notifications, made locally: staging `buffers/` → delivery, `errors/` → requeue.
 
-In AWS the staging bucket invokes delivery and requeue directly, asynchronously, with the S3
-event (`{"Records": [...]}`). moto cannot invoke a Lambda function without Docker, so the local
-stack has the bucket notify an internal SQS queue per target (stack_resources.py), and
-`S3NotificationInvoker` turns each message into that asynchronous invocation on the local Lambda
-runtime — where Lambda's own retries and the on-failure destination apply, as in AWS
-(https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html:
-"Amazon S3 invokes your function asynchronously").
-
-Chaos, duplicate events: while `duplicate()` says so, each S3 event is invoked twice (two
-asynchronous invocations, as S3 delivering its event twice).
-
-A message is deleted only once the invocation is queued (at least once, like S3's delivery of
-its events). The `s3:TestEvent` that S3 sends when the notification is configured is not an
-object event (S3 sends none to a Lambda destination) and is deleted without an invocation;
-anything else that is not an S3 event is logged as an error and deleted, since no function could
-act on it.
+moto notifies an internal queue per target; `S3NotificationInvoker` turns each message into the
+asynchronous invocation S3 would have made.
+Spec: docs/local-stack.md, `lambdas/s3_notifications.py`.
 """
 
 from __future__ import annotations
@@ -26,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from infrastructure.local.event_sources import RuntimeLoop
-from infrastructure.local.lambda_runtime import LambdaRuntime
-from infrastructure.local.lambda_workers import RuntimeStoppedError
+from infrastructure.local.lambdas.event_sources import RuntimeLoop
+from infrastructure.local.lambdas.runtime import LambdaRuntime
+from infrastructure.local.lambdas.workers import RuntimeStoppedError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -1,36 +1,8 @@
-"""Chaos for gamedays on the local stack (DESIGN §6), and the control API `sluice chaos` uses.
+"""Chaos for gamedays on the local stack, and the control API `sluice chaos` uses.
 
-Chaos lives in the runtime and in proxies, never in handler code. `ChaosState` holds the
-switches and arms them on what `sluice up` runs:
-
-- `minio_down(seconds)`: the TCP proxy in front of MinIO (tcp_proxy.py) cut: open connections
-  reset, new ones refused, restored by itself after `seconds`. Delivery and redrive reach MinIO
-  only through the proxy (the MinIO secret names it), so both see MinIO down.
-- `minio_read_only(seconds)`: MinIO answering reads and HEADs but refusing every write (as
-  after a full disk or a policy change): the MinIO secret swapped for SeaweedFS's read-only
-  identity, and put back after `seconds`. Delivery's uploads and redrive's write probe fail;
-  `MinioAccess` reads the secret again on the refusal, so each sees the swap at once.
-- `throttle(percent, seconds)`: every local Firehose stream refuses `percent` % of records
-  (`FirehoseServer.throttle_for`).
-- `duplicate_events(seconds)`: S3 delivering every event twice, and the ingest mapping
-  redelivering every message once (event_sources.py, s3_notifications.py read `duplicating`).
-- `crash(function, after_calls, phase)`: the next invocation's worker killed at its K-th SDK
-  call (`LambdaRuntime.crash_after_calls`).
-- `corrupt_uploads(count)`: the next `count` archive uploads corrupted between Sluice's hashing
-  and the minio client, in the delivery worker (lambda_sandbox.py's hook, spending the
-  `SharedCounter` whose file is `counter_path`).
-- `status()` says what is armed; `clear()` disarms everything.
-
-Seconds are wall-clock seconds, never scaled by the stack's `--time-scale`: a gameday's outage
-lasts as long as the operator asked, whatever the stack's clock.
-
-`ControlServer` serves that on 127.0.0.1 (a free port; `control_endpoint` in stack.json), JSON
-in and out: `GET /chaos` (the status), `POST /chaos/<action>` with the arguments as an object
-(`minio-down {"seconds"}`, `minio-read-only {"seconds"}`, `throttle {"percent", "seconds"}`,
-`duplicate-events {"seconds"}`, `crash {"function", "after_calls", "phase"}`,
-`corrupt-upload {"count"}`, `clear {}`), each
-answering the status after the change; a refused request answers 400 (404 for an unknown action)
-with `{"error": "..."}`. Loopback only and unauthenticated, like the rest of the local stack.
+`ChaosState` arms MinIO down or read-only, throttling, duplicate events, crashes and corrupted
+uploads on what `sluice up` runs; `ControlServer` serves it on loopback. Spec: docs/local-stack.md,
+`stack/chaos.py`.
 """
 
 from __future__ import annotations
@@ -40,16 +12,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, get_args
 
-from infrastructure.local.lambda_sandbox import CrashPhase, SharedCounter
+from infrastructure.local.lambdas.sandbox import CrashPhase, SharedCounter
+from infrastructure.local.loopback import LoopbackServer, Reply
 
 if TYPE_CHECKING:
-    from infrastructure.local.firehose_server import FirehoseServer
-    from infrastructure.local.lambda_runtime import LambdaRuntime
-    from infrastructure.local.tcp_proxy import TcpProxy
+    from infrastructure.local.firehose.server import FirehoseServer
+    from infrastructure.local.lambdas.runtime import LambdaRuntime
+    from infrastructure.local.provision.tcp_proxy import TcpProxy
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +30,7 @@ CHAOS_FUNCTIONS: Final = ("forwarder", "processor", "delivery")
 """Functions `crash` may be armed on (the CLI's choices; others could be, but are not asked)."""
 PHASES: Final = get_args(CrashPhase)
 MAX_SECONDS: Final = 24 * 3600.0
+METHODS: Final = frozenset({"GET", "POST"})
 
 
 class ChaosError(ValueError):
@@ -145,7 +119,7 @@ class SecretSwap:
 
 
 class ChaosState:
-    """The stack's chaos switches (see the module docstring)."""
+    """The stack's chaos switches (docs/local-stack.md)."""
 
     def __init__(
         self,
@@ -277,34 +251,28 @@ class ControlServer:
 
     def __init__(self, chaos: ChaosState, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.chaos = chaos
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.control = self  # type: ignore[attr-defined]  # the handler's way back
-        self._thread: threading.Thread | None = None
+        self._httpd = LoopbackServer(
+            self._route, name="chaos-control", host=host, port=port, methods=METHODS
+        )
 
     @property
     def endpoint(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._httpd.endpoint
 
     def start(self) -> ControlServer:
-        if self._thread is not None:
-            raise RuntimeError("the control server is already started")
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="chaos-control",
-            daemon=True,
-        )
-        self._thread.start()
+        self._httpd.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
+        self._httpd.stop()
+
+    def _route(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        try:
+            status, answer = self.handle(method, path, body)
+        except Exception as err:  # an answer rather than a dropped connection
+            log.exception("chaos control: %s %s failed", method, path)
+            status, answer = 500, {"error": f"{type(err).__name__}: {err}"}
+        return Reply.json(status, answer)
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         path = path.split("?", 1)[0].rstrip("/")
@@ -335,32 +303,3 @@ def _arguments(body: bytes) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise ChaosError("the request body must be a JSON object")
     return arguments
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: ThreadingHTTPServer
-
-    def _serve(self, method: str) -> None:
-        control: ControlServer = self.server.control  # type: ignore[attr-defined]
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        try:
-            status, answer = control.handle(method, self.path, body)
-        except Exception as err:  # an answer rather than a dropped connection
-            log.exception("chaos control: %s %s failed", method, self.path)
-            status, answer = 500, {"error": f"{type(err).__name__}: {err}"}
-        encoded = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(encoded)))
-        self.end_headers()
-        self.wfile.write(encoded)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("chaos control: " + format, *args)

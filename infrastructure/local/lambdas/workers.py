@@ -1,22 +1,7 @@
 """Lambda's execution environments, locally: pools of worker processes, one invocation at a time.
 
-`FunctionConfig` is a function as Lambda runs it; `FunctionConfig.from_spec` builds it from
-`tunables.json` (the environment Terraform sets, bound to local resources and endpoints).
-`WorkerPool` holds up to `size` worker processes of one function, started on demand with
-multiprocessing's *spawn* method (each new worker is a cold start; lambda_sandbox.py is what runs
-in it). A worker's environment is exactly the function's configured variables plus those Lambda
-defines itself (`runtime_variables`): nothing of the parent process leaks into it.
-
-The parent enforces the timeout, as Lambda does: at the deadline it kills the worker (a new one
-starts on demand, cold) and reports `Sandbox.Timedout`, `Task timed out after N.NN seconds`. A
-worker that dies while invoking (a crash, `sys.exit`, the OOM killer) is `Runtime.ExitError`. A
-handler's exception leaves its worker in service, as Lambda's Python runtime does.
-
-Chaos (DESIGN §6): `crash_after_calls(n, phase=..., times=...)` arms the next `times`
-invocations to kill their worker at their n-th SDK call (see lambda_sandbox.py). At most `times`
-invocations in flight carry the crash, and it is spent only by a worker that did crash.
-
-Memory and ephemeral storage are not enforced.
+Each worker is spawned (a cold start) with exactly the function's environment; the parent enforces
+timeouts by killing it. Spec: docs/local-stack.md, `lambdas/workers.py`.
 """
 
 from __future__ import annotations
@@ -36,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from infrastructure import environment
-from infrastructure.local.lambda_sandbox import (
+from infrastructure.local.lambdas.sandbox import (
     CRASH_EXIT_CODE,
     FUNCTION_VERSION,
     CrashPhase,
@@ -270,7 +255,7 @@ class WorkerPool:
     ) -> None:
         """`log_dir`: where each worker appends its output, to `<function>.log`; None: inherited.
         `sdk_calls_dir`: where the SDK operations it calls are recorded, `<function>.sdk.jsonl`.
-        `upload_corruption_path`: the shared count of uploads to corrupt (lambda_sandbox.py)."""
+        `upload_corruption_path`: the shared count of uploads to corrupt (sandbox.py)."""
         if size < 1:
             raise ValueError("a function needs at least one worker")
         self.config = config

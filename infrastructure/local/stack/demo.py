@@ -1,10 +1,8 @@
 """`make demo`: a handful of files through every function, in process, into SeaweedFS as MinIO.
 
-landing -> forwarder -> Firehose window -> processor -> staged window -> delivery -> archive.
-Everything AWS runs on moto in this process (S3 with its notifications to SQS, SQS, DynamoDB,
-Secrets Manager); Firehose is Sluice's window-assembly library wrapping the real processor;
-MinIO is SeaweedFS (`weed mini`, a real S3 server on 127.0.0.1). The handlers are the ones
-Lambda runs, called with the events their triggers would send. Nothing is left behind.
+moto in this process for AWS, the window-assembly library for Firehose, the handlers Lambda runs
+called with their triggers' events. Nothing is left behind. Spec: docs/local-stack.md,
+`stack/demo.py`.
 """
 
 from __future__ import annotations
@@ -26,10 +24,10 @@ import boto3
 from moto import mock_aws
 
 from infrastructure import environment
-from infrastructure.local import provision
-from infrastructure.local.lambda_context import LocalLambdaContext
-from infrastructure.local.seaweedfs import SeaweedFSServer, start_seaweedfs
-from infrastructure.local.window_assembly import InProcessFirehose
+from infrastructure.local.firehose.window_assembly import InProcessFirehose
+from infrastructure.local.lambdas.context import LocalLambdaContext
+from infrastructure.local.provision import resources
+from infrastructure.local.provision.seaweedfs import SeaweedFSServer, start_seaweedfs
 from infrastructure.tunables import load_tunables
 
 REGION = "eu-west-2"
@@ -108,11 +106,11 @@ def run(minio: SeaweedFSServer) -> int:
 
     s3 = boto3.client("s3", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
-    provision.create_bucket(s3, LANDING, REGION, versioned=True)
-    provision.create_bucket(s3, STAGING, REGION, versioned=True)
+    resources.create_bucket(s3, LANDING, REGION, versioned=True)
+    resources.create_bucket(s3, STAGING, REGION, versioned=True)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    provision.create_idempotency_table(dynamodb, TABLE)
-    provision.create_ledger_table(dynamodb, LEDGER)
+    resources.create_idempotency_table(dynamodb, TABLE)
+    resources.create_ledger_table(dynamodb, LEDGER)
     bucket = minio.create_bucket("sluice-demo")
     boto3.client("secretsmanager", region_name=REGION).create_secret(
         Name=SECRET,
@@ -126,7 +124,7 @@ def run(minio: SeaweedFSServer) -> int:
             }
         ),
     )
-    queue_url = provision.create_ingest_queue(sqs, s3, "sluice-demo-ingest", LANDING)
+    queue_url = resources.create_ingest_queue(sqs, s3, "sluice-demo-ingest", LANDING)
     firehose = InProcessFirehose.for_streams(
         STREAMS,
         staging_bucket=STAGING,
@@ -141,7 +139,7 @@ def run(minio: SeaweedFSServer) -> int:
         s3.put_object(Bucket=LANDING, Key=key, Body=body)
         say(f"   {len(body):>7} B  {key}")
 
-    messages = provision.drain_queue(sqs, queue_url)
+    messages = resources.drain_queue(sqs, queue_url)
     say(f"2. forwarder: {len(messages)} SQS messages (incl. S3's test event)")
     response = forwarder.lambda_handler(sqs_event(messages), LocalLambdaContext("forwarder", 30))
     say(f"   batchItemFailures: {response['batchItemFailures']}")

@@ -1,32 +1,8 @@
 """What runs inside a local Lambda worker process: the execution environment of one function.
 
-Started by `lambda_workers.WorkerPool` with multiprocessing's *spawn* method, `serve` replaces the
-process's whole environment with the function's (nothing of the parent's survives), imports the
-handler's module once (the cold start), and then serves invocations sent over its pipe:
-`(request_id, event_json, deadline, crash)` in, `("ok", result_json)` or `("error", payload)`
-out, where the payload is what Lambda's Python runtime reports for an exception (`errorMessage`,
-`errorType`, `requestId`, `stackTrace`). Each invocation gets a `LocalLambdaContext` whose
-remaining time runs down to the deadline the parent enforces, and a fresh, unsampled
-`_X_AMZN_TRACE_ID`, as Lambda sets one per invocation.
-
-Chaos (DESIGN §6, "a crash is the worker killed after N SDK calls"): when an invocation carries
-`crash = (n, phase)`, the worker counts botocore's `before-call` events — one per API call,
-whatever the retries — and calls `os._exit(CRASH_EXIT_CODE)`:
-- `phase="before"`: at the n-th call's `before-call`: it never leaves the process, so n - 1
-  calls reached AWS;
-- `phase="after"`: at the n-th `after-call` (the n-th answer, of whichever call): AWS acted
-  and answered, the handler never learns of it.
-The counter is appended to botocore's `BUILTIN_HANDLERS` before the handler is imported, so every
-botocore session the function creates registers it: boto3's default session (`boto3.client`)
-and those Powertools creates for itself. Calls made while importing are not counted.
-
-Chaos, corrupted uploads (DESIGN §6, "a corrupted upload is injected between Sluice's hashing and
-the minio client"): when the spec names an `upload_corruption_path`, and the handler's module has
-a `dependencies()` whose result is a dataclass with a `corrupt` field (delivery's `DeliveryDeps`),
-the sandbox replaces that function with one returning the same dependencies with a `corrupt`
-hook. Each upload attempt calls the hook; it takes one from the `SharedCounter` in that file
-(shared by every worker process, under an fcntl lock) and, while any is left, flips the first
-byte the minio client reads. The handler's code is unchanged; only what it is given differs.
+`serve`, the spawn target of `WorkerPool` (workers.py), imports the handler once and serves
+invocations over its pipe; it also holds the chaos hooks (a crash at the n-th SDK call, corrupted
+uploads). Spec: docs/local-stack.md, `lambdas/sandbox.py`.
 """
 
 from __future__ import annotations
@@ -77,7 +53,7 @@ class SandboxSpec:
     """Where to append each distinct SDK operation the function calls (JSON lines), for the
     least-privilege test; None: not recorded."""
     upload_corruption_path: str | None = None
-    """The `SharedCounter` of uploads to corrupt (see the module docstring); None: no hook."""
+    """The `SharedCounter` of uploads to corrupt (docs/local-stack.md); None: no hook."""
 
 
 class SharedCounter:
@@ -286,7 +262,7 @@ def _redirect_output(path: str) -> None:
 def serve(conn: Connection, spec: SandboxSpec) -> None:
     """Entry point of a worker process (spawned): become the function's environment, import its
     handler (the cold start), then serve invocations until the pipe closes or `None` arrives."""
-    from infrastructure.local.lambda_context import LocalLambdaContext  # noqa: PLC0415  # light
+    from infrastructure.local.lambdas.context import LocalLambdaContext  # noqa: PLC0415  # light
 
     watch_parent()  # a stack killed outright closes no pipe this worker would notice mid-call
     if spec.log_path is not None:

@@ -1,37 +1,8 @@
-"""The local Lambda runtime (DESIGN §6): synchronous and asynchronous invocation over worker pools.
+"""The local Lambda runtime: synchronous and asynchronous invocation over worker pools.
 
-`LambdaRuntime` holds one `WorkerPool` per function (infrastructure.local.lambda_workers: worker
-processes, one invocation at a time, timeouts that kill, cold starts) and adds what the Lambda
-service does around them:
-
-- `invoke` is `RequestResponse`: the handler's result, or `FunctionError` for an exception, a
-  timeout or a crash.
-- `invoke_async` is `Event`: it returns the request id at once; the event waits in a per-function
-  queue. A failed attempt is retried up to `MaximumRetryAttempts` (0-2) times, one minute before
-  the second attempt and two minutes before the third, as Lambda does (divided by `time_scale`);
-  an event older than `MaximumEventAgeInSeconds` (counted in scaled time) is dropped. Then, if an
-  on-failure destination is configured, the invocation record goes to that SQS queue, with the
-  fields of Lambda's record (`version`, `timestamp`, `requestContext`, `requestPayload`,
-  `responseContext`, `responsePayload`).
-  https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html
-  https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html
-- Reserved concurrency (`put_function_concurrency`, as an operator's `sluice pause delivery`
-  sets it): only 0 is enforced, since a pool's size already bounds concurrency. A function at
-  0 is throttled: `invoke` raises `FunctionThrottledError` (the Invoke API answers 429
-  TooManyRequestsException); an asynchronous event stays in its queue, retried as Lambda retries
-  throttled events (1 s, doubling, at most 5 minutes apart, scaled) and never counted as an
-  attempt, until the function takes events again or the event is older than its maximum age:
-  then it goes to the on-failure destination with condition `EventAgeExceeded`. Restoring
-  concurrency retries the waiting events at once (a local shortcut: Lambda's next retry may be
-  up to 5 minutes away).
-- Event source mappings (event_sources.py) list themselves here (`event_source_mappings`), so
-  that the Invoke API's neighbours, List/Get/UpdateEventSourceMapping, can reach them.
-- `stop()` stops the event sources and schedules started on it (event_sources.py), the retry
-  queues, and kills every worker: nothing is left running.
-
-`time_scale` shortens waiting only (retry delays, event age here; batching windows and schedules
-in event_sources.py). Function timeouts are never scaled: they come from the `local` profile of
-the tunables, which keeps AWS's invariants.
+Around the pools, what the Lambda service adds: async retries and on-failure records, reserved
+concurrency 0, the registry of event source mappings. Spec: docs/local-stack.md,
+`lambdas/runtime.py`.
 """
 
 from __future__ import annotations
@@ -52,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import boto3
 
-from infrastructure.local.lambda_sandbox import ACCOUNT_ID, FUNCTION_VERSION, CrashPhase
-from infrastructure.local.lambda_workers import (
+from infrastructure.local.lambdas.sandbox import ACCOUNT_ID, FUNCTION_VERSION, CrashPhase
+from infrastructure.local.lambdas.workers import (
     LOCAL_CREDENTIALS,
     FunctionConfig,
     FunctionError,
@@ -61,6 +32,7 @@ from infrastructure.local.lambda_workers import (
     RuntimeStoppedError,
     WorkerPool,
 )
+from infrastructure.names import LIVE_ALIAS
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -70,8 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_REGION: Final = "eu-west-2"
-ALIAS: Final = "live"
-"""DESIGN §7: the async invoke configuration lives on the alias S3 and redrive invoke."""
 
 RETRY_DELAYS_SECONDS: Final = (60.0, 120.0)
 """Lambda's waits before the second and the third attempt of an asynchronous invocation."""
@@ -279,7 +249,7 @@ class LambdaRuntime:
         `log_dir`: where each function's workers append their output (`<function>.log`);
         `sdk_calls_dir`: where they record the SDK operations they call (`<function>.sdk.jsonl`);
         `upload_corruption_path`: the shared count of uploads to corrupt (chaos, see
-        lambda_sandbox.py; only a function whose dependencies have a `corrupt` hook uses it)."""
+        sandbox.py; only a function whose dependencies have a `corrupt` hook uses it)."""
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
@@ -362,7 +332,7 @@ class LambdaRuntime:
     # ------------------------------------------------------------------ reserved concurrency
 
     def put_function_concurrency(self, name: str, reserved: int) -> None:
-        """PutFunctionConcurrency: 0 throttles the function (see the module docstring)."""
+        """PutFunctionConcurrency: 0 throttles the function (docs/local-stack.md)."""
         self._pool(name)
         if reserved < 0:
             raise ValueError(f"reserved concurrency must be at least 0, not {reserved}")
@@ -410,7 +380,7 @@ class LambdaRuntime:
         self, function: str, n: int, *, phase: CrashPhase = "before", times: int = 1
     ) -> None:
         """Kill the worker of the next `times` invocations of `function` at their n-th SDK call
-        (see lambda_workers: with `phase="before"` the n-th call is never sent)."""
+        (see workers.py: with `phase="before"` the n-th call is never sent)."""
         self._pool(function).crash_after_calls(n, phase=phase, times=times)
 
     def recycle(self, function: str) -> None:
@@ -562,7 +532,7 @@ class LambdaRuntime:
 
     def function_arn(self, name: str) -> str:
         """The ARN of the function's `live` alias, which every trigger targets (DESIGN §7)."""
-        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}:{ALIAS}"
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}:{LIVE_ALIAS}"
 
 
 _SEQUENCE = itertools.count()

@@ -1,33 +1,8 @@
-"""The local stack (DESIGN §6): Sluice whole on one machine, on the real protocols.
+"""The local stack: Sluice whole on one machine, on the real protocols (`sluice up`).
 
-    stack = LocalStack(StackOptions(root=Path.cwd(), time_scale=10)).start()
-    ... stack.file (what `.sluice/stack.json` says) ...
-    stack.stop()     # flush Firehose, let in-flight work finish, stop everything
-
-What runs, and who reaches it how:
-
-- moto in server mode (moto_service.py): S3 with notifications to SQS, SQS with redrive,
-  DynamoDB, Secrets Manager — every function's `AWS_ENDPOINT_URL`.
-- The local Firehose (firehose_server.py) for every stream of the tunables, its processor
-  invoked through the local Lambda runtime — `AWS_ENDPOINT_URL_FIREHOSE`.
-- The local Lambda runtime (lambda_runtime.py): the five functions from `tunables.json`'s
-  `local` profile, with the environment Terraform gives them; the ingest queue's event source
-  mapping; staging `buffers/` → delivery and `errors/` → requeue as S3's asynchronous
-  invocations (s3_notifications.py); delivery's async configuration with the delivery DLQ as
-  its on-failure destination (requeue's: the requeue DLQ); the redrive schedule; and Lambda's
-  Invoke API for redrive (lambda_api.py) — `AWS_ENDPOINT_URL_LAMBDA`.
-- SeaweedFS as MinIO (seaweedfs.py), or a real MinIO given by the caller, behind a TCP proxy
-  (tcp_proxy.py) that chaos can cut: the MinIO secret in Secrets Manager names the proxy, so
-  delivery and redrive see MinIO down when it is cut; `stack.json`'s `minio` keeps the direct
-  address (reading archives is unaffected), `minio_proxy` the proxy's. A real MinIO over TLS is
-  reached directly (the proxy's address would not match its certificate): no minio-down then.
-- Chaos and its control API (chaos.py) on loopback — `control_endpoint`, for `sluice chaos`.
-- S3 Inventory's daily report of the landing bucket into staging `inventory/` (s3_inventory.py),
-  once a scaled day: moto never writes one.
-
-State lives in `<root>/.sluice/`: `stack.json` (stack_file.py) while the stack is up, `logs/`
-(moto, SeaweedFS's directory, one file per function) and SeaweedFS's data, both from the last
-run only. moto keeps everything in memory: a stack's AWS-side state ends with it.
+Starts moto, the local Firehose, the Lambda runtime and its triggers, SeaweedFS behind a proxy and
+the chaos API; provisions, wires and stops them in order. Spec: docs/local-stack.md,
+`stack/local_stack.py`.
 """
 
 from __future__ import annotations
@@ -46,21 +21,26 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 
 from infrastructure import environment
-from infrastructure.cli.figures import queue_depth
-from infrastructure.local.chaos import ChaosState, ControlServer, SecretSwap
-from infrastructure.local.event_sources import Schedule, SqsEventSource
-from infrastructure.local.firehose_server import FirehoseServer
-from infrastructure.local.lambda_api import LambdaApiServer
-from infrastructure.local.lambda_runtime import ALIAS, AsyncInvokeConfig, LambdaRuntime
-from infrastructure.local.lambda_workers import LOCAL_CREDENTIALS, function_configs
-from infrastructure.local.moto_service import MotoServer, start_moto
-from infrastructure.local.s3_inventory import DailyReports
-from infrastructure.local.s3_notifications import S3NotificationInvoker
-from infrastructure.local.seaweedfs import READER_SUFFIX, SeaweedFSServer, start_seaweedfs
-from infrastructure.local.stack_file import STATE_DIR, MinioEndpoint, StackFile, stack_path
-from infrastructure.local.stack_resources import StackNames, StackResources, provision_stack
-from infrastructure.local.tcp_proxy import TcpProxy
-from infrastructure.local.window_assembly import WindowAssembler
+from infrastructure.local.firehose.server import FirehoseServer
+from infrastructure.local.firehose.window_assembly import WindowAssembler
+from infrastructure.local.lambdas.api import LambdaApiServer
+from infrastructure.local.lambdas.event_sources import Schedule, SqsEventSource
+from infrastructure.local.lambdas.runtime import AsyncInvokeConfig, LambdaRuntime
+from infrastructure.local.lambdas.s3_notifications import S3NotificationInvoker
+from infrastructure.local.lambdas.workers import LOCAL_CREDENTIALS, function_configs
+from infrastructure.local.provision.moto_service import MotoServer, start_moto
+from infrastructure.local.provision.s3_inventory import DailyReports
+from infrastructure.local.provision.seaweedfs import READER_SUFFIX, SeaweedFSServer, start_seaweedfs
+from infrastructure.local.provision.stack_resources import (
+    StackNames,
+    StackResources,
+    provision_stack,
+)
+from infrastructure.local.provision.tcp_proxy import TcpProxy
+from infrastructure.local.stack.chaos import ChaosState, ControlServer, SecretSwap
+from infrastructure.local.stack.stack_file import STATE_DIR, MinioEndpoint, StackFile, stack_path
+from infrastructure.names import LIVE_ALIAS
+from infrastructure.queues import queue_depth
 from infrastructure.tunables import Tunables, parse_tunables, read_tunables_document
 
 if TYPE_CHECKING:
@@ -216,7 +196,7 @@ class LocalStack:
         self._lambda_api = LambdaApiServer()
         configs = function_configs(
             tunables,
-            resources=resources.function_bindings(f"{DELIVERY}:{ALIAS}"),
+            resources=resources.function_bindings(f"{DELIVERY}:{LIVE_ALIAS}"),
             endpoints={
                 "AWS_ENDPOINT_URL": endpoint,
                 "AWS_ENDPOINT_URL_FIREHOSE": self.firehose.endpoint,
@@ -318,7 +298,7 @@ class LocalStack:
                 processor=self._invoke_processor,
                 tunables=self.tunables.firehose,
                 processor_arn=(
-                    f"arn:aws:lambda:{self.tunables.region}:123456789012:function:processor:{ALIAS}"
+                    f"arn:aws:lambda:{self.tunables.region}:123456789012:function:processor:{LIVE_ALIAS}"
                 ),
                 region=self.tunables.region,
             )

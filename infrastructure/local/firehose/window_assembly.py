@@ -1,52 +1,8 @@
 """What Amazon Data Firehose does between PutRecordBatch and the staging bucket, as a library.
 
-No emulator reproduces Firehose's buffering, its processor contract or its key namespaces
-(DESIGN §6), so Sluice carries this one. It is pure logic over an injected clock: no threads and
-no HTTP. `WindowAssembler.put` accepts records; `tick` does whatever is due at `clock()`;
-`flush` does everything now. `InProcessFirehose` is a boto3-shaped facade over several
-assemblers for tests and the demo; the local stack wraps the same core in a loopback server.
-
-The behaviour emulated, with the AWS pages it comes from:
-
-- Two buffers (https://docs.aws.amazon.com/firehose/latest/dev/data-transformation.html):
-  records wait in the processor buffer until `processor_buffer_bytes` of input or
-  `processor_buffer_seconds` after the oldest; the Lambda processor is then invoked
-  synchronously with `{invocationId, deliveryStreamArn, region, records: [{recordId,
-  approximateArrivalTimestamp (epoch ms), data (base64)}]}`. Its output waits in the
-  destination buffer until `destination_buffer_bytes` or `destination_buffer_seconds` after the
-  oldest output entered it (both buffers count toward latency, DESIGN §4), then becomes one
-  GZIP object. Firehose adds no delimiter between records
-  (https://docs.aws.amazon.com/firehose/latest/dev/basic-deliver.html). A batch or object is
-  cut so that it holds at most the size hint, unless a single record is larger.
-- The response contract
-  (https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-status-model.html):
-  every input `recordId` once, `result` Ok | Dropped | ProcessingFailed, `data` base64. A
-  response that breaks it, a handler that raises, or a response over Lambda's 6 MB synchronous
-  payload limit fails the whole invocation; it is retried `processor_retries` times and then
-  every record of the batch goes to the error prefix
-  (https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-failure-handling.html).
-  A record returned ProcessingFailed goes there alone; Dropped is discarded; Ok's data goes on.
-- Error objects: one JSON object per line with exactly the fields of the failure-handling page
-  (`attemptsMade`, `arrivalTimestamp`, `errorCode`, `errorMessage`, `attemptEndingTimestamp`,
-  `rawData` = base64 of the original input record, `lambdaArn`), times as epoch-ms numbers as
-  real error objects carry them, GZIP-compressed like the data, under the error prefix with
-  error output type `processing-failed`. They are written as soon as the invocation settles
-  (not buffered), so the requeue function sees them without waiting for a window.
-- Keys: see `firehose_prefixes` (s3-prefixes.html, s3-object-name.html). Timestamps in the
-  prefix and the name are the UTC arrival time of the oldest record in the object.
-- Writing to S3 is retried on every tick until it succeeds (Firehose retries for 24 hours,
-  https://docs.aws.amazon.com/firehose/latest/dev/retry.html); a sealed object keeps its key, so
-  a retried write replaces rather than duplicates.
-
-Error codes: Lambda.FunctionError (the handler raised or returned something Lambda cannot
-serialise), Lambda.MissingRecordId, Lambda.DuplicatedRecordId, Lambda.JsonProcessingException
-(no `records` list, a bad `result`, missing or invalid base64 `data`), with the messages AWS
-writes for them. Lambda.ResponseSizeExceeded is our name for a response over 6 MB: AWS
-documents no Firehose code for it (real Lambda fails the call with a function error), and a
-distinct code makes the cause visible in errors/. Lambda.ProcessingFailed is our name for a
-record the processor itself failed. Returned record ids that were never sent are ignored, as
-Firehose was observed to do. Handler timeouts are not enforced here: the local Lambda runtime,
-which runs the handler in a worker process, does that.
+Both buffers, the processor contract, GZIP, key namespaces and error records, as pure logic over an
+injected clock (`WindowAssembler`); `InProcessFirehose` is a boto3-shaped facade over it for tests
+and the demo. Spec: docs/local-stack.md, `firehose/window_assembly.py`.
 """
 
 from __future__ import annotations
@@ -66,8 +22,9 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from infrastructure.local.firehose_prefixes import KeyPrefix, object_name
-from infrastructure.local.lambda_context import LocalLambdaContext
+from infrastructure.local.firehose.prefixes import KeyPrefix, object_name
+from infrastructure.local.lambdas.context import LocalLambdaContext
+from infrastructure.names import LIVE_ALIAS
 from infrastructure.tunables import FirehoseTunables
 
 logger = logging.getLogger(__name__)
@@ -78,6 +35,9 @@ MAX_RECORD_BYTES: Final = 1_000 * 1024
 MAX_RESPONSE_BYTES: Final = 6_000_000  # Lambda's synchronous invocation payload limit
 PROCESSING_FAILED: Final = "processing-failed"
 RESULTS: Final = frozenset({"Ok", "Dropped", "ProcessingFailed"})
+DEFAULT_PROCESSOR_ARN: Final = (
+    f"arn:aws:lambda:eu-west-2:123456789012:function:sluice-processor:{LIVE_ALIAS}"
+)
 
 FUNCTION_ERROR: Final = "Lambda.FunctionError"
 MISSING_RECORD_ID: Final = "Lambda.MissingRecordId"
@@ -235,7 +195,7 @@ class WindowAssembler:
         tunables: FirehoseTunables,
         clock: Callable[[], float] = time.time,
         stream_version: int = 1,
-        processor_arn: str = "arn:aws:lambda:eu-west-2:123456789012:function:sluice-processor:live",
+        processor_arn: str = DEFAULT_PROCESSOR_ARN,
         region: str = "eu-west-2",
         account_id: str = "123456789012",
         context_factory: Callable[[], Any] | None = None,

@@ -1,17 +1,7 @@
 """SeaweedFS (`weed mini`) as a stand-in MinIO: start it, reach it, stop it with nothing left.
 
-Used by the integration tests' `seaweedfs` fixture, the demo, and the local stack:
-
-    with start_seaweedfs(directory) as server:
-        bucket = server.create_bucket()
-        ... server.endpoint, server.access_key, server.secret_key ...
-
-`weed mini` runs master, volume server, filer and S3 gateway in one process; every listener gets
-an explicit free loopback port, and since it also opens gRPC ports at +10000 of each HTTP port,
-ports are chosen so that both are free. With `tls=True` the S3 gateway also serves HTTPS with a
-self-signed certificate for 127.0.0.1 (`https_endpoint`, trusted through `ca_bundle`). Buckets are
-not created implicitly (`-s3.autoCreateBucket=false`), as on MinIO. The process runs in its own
-process group; `stop()` terminates the group and waits, then kills what is left.
+Used by the integration tests' `seaweedfs` fixture, the demo, and the local stack.
+Spec: docs/local-stack.md, `provision/seaweedfs.py`.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from infrastructure.names import LIVE_ALIAS
+
 
 @dataclass
 class LocalLambdaContext:
@@ -22,7 +24,8 @@ class LocalLambdaContext:
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}:live"
+        function = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+        return f"{function}:{LIVE_ALIAS}"
 
     def get_remaining_time_in_millis(self) -> int:
         elapsed = time.monotonic() - self._started

@@ -1,43 +1,7 @@
 """What invokes Sluice's functions locally: the SQS event source mapping and the redrive schedule.
 
-`SqsEventSource` is Lambda's SQS event source mapping with `ReportBatchItemFailures`
-(https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html,
-https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html):
-- it long-polls the queue, gathering up to `batch_size` messages for at most the batching window
-  (scaled) after the first one arrives, and invokes the function synchronously with the event
-  Lambda builds (`Records[]` with `messageId`, `receiptHandle`, `body`, `attributes`,
-  `messageAttributes`, `md5OfBody`, `eventSource`, `eventSourceARN`, `awsRegion`);
-- at most `maximum_concurrency` batches are in flight (AWS allows 2-1000), and never more than
-  the function has workers: Lambda scales out to run every batch its pollers hold at once, so
-  a batch never waits for an execution environment while its visibility timeout runs (here a
-  batch queued behind busy workers would reappear and be processed twice);
-- received messages stay invisible for the visibility timeout (scaled, but never below the
-  function's timeout plus the batching window, so that a batch in flight never reappears);
-- on success it deletes the messages not listed in `batchItemFailures`: an empty or absent list
-  deletes all; an invalid response (not an object, `batchItemFailures` not a list, an
-  `itemIdentifier` missing, empty, not a string or not in the batch) fails the whole batch
-  ("Lambda treats the whole batch as a failure"); a function error (exception, timeout, crash)
-  deletes nothing.
-Undeleted messages return when their visibility timeout ends; after `maxReceiveCount` receives
-the queue's own redrive policy moves them to its DLQ. That is SQS's (moto's) job, not ours, as in
-AWS: `ingest.max_receive_count` is the queue's setting, not the mapping's.
-
-The mapping can be disabled and enabled (UpdateEventSourceMapping `Enabled`, through
-lambda_api.py): disabled, it receives nothing more; batches in flight finish (state `Disabling`
-until they have, then `Disabled`); messages wait in the queue.
-
-Chaos, duplicate events (DESIGN §6: chaos in the runtime, never in handlers): while the mapping's
-`duplicate()` says so, each message received for the first time is (1) sent again to its queue
-as a new message with the same body — S3 delivering its event twice — and (2) redelivered once
-with the same `messageId`: instead of being deleted after a successful batch it is made visible
-again (ChangeMessageVisibility 0), so SQS hands it out once more with `ApproximateReceiveCount`
-incremented, exactly as after a lapsed visibility timeout.
-
-`Schedule` is an EventBridge rule with a rate expression whose target is a function: every
-period (scaled) it invokes the function asynchronously with a `Scheduled Event`
-(https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html).
-
-Both register with their `LambdaRuntime`, whose `stop()` stops them.
+`SqsEventSource` is Lambda's SQS mapping with `ReportBatchItemFailures`; `Schedule` an EventBridge
+rate rule. Spec: docs/local-stack.md, `lambdas/event_sources.py`.
 """
 
 from __future__ import annotations
@@ -54,9 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from infrastructure.local.lambda_runtime import LambdaRuntime
-from infrastructure.local.lambda_sandbox import ACCOUNT_ID
-from infrastructure.local.lambda_workers import FunctionError, RuntimeStoppedError
+from infrastructure.local.lambdas.runtime import LambdaRuntime
+from infrastructure.local.lambdas.sandbox import ACCOUNT_ID
+from infrastructure.local.lambdas.workers import FunctionError, RuntimeStoppedError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -168,7 +132,7 @@ class SqsEventSource:
         sqs: SQSClient | None = None,
         duplicate: Callable[[], bool] = _never,
     ) -> None:
-        """`duplicate`: whether chaos duplicates events now (see the module docstring)."""
+        """`duplicate`: whether chaos duplicates events now (docs/local-stack.md)."""
         config = runtime.functions.get(function)
         if config is None:
             raise ValueError(f"no function named {function!r}")

@@ -1,30 +1,8 @@
 """moto in server mode for the local stack and the tests: a subprocess on 127.0.0.1.
 
-    moto = start_moto(log_path)      # waits until moto answers
-    ... moto.endpoint ...            # AWS_ENDPOINT_URL for every SDK client
-    moto.stop()                      # its whole process group
-
-Why a launcher of our own rather than `python -m moto.server`: moto's server is threaded, and
-moto 5.2.5's DynamoDB backend is not safe under concurrent requests (a transaction copies the
-table and writes it back, so two at once can lose each other's items). The launcher wraps moto's
-WSGI application so that DynamoDB requests run one at a time; every other service stays
-concurrent, so an SQS long poll never holds up anything else.
-
-It also makes moto's S3 event notifications carry what real S3's do and moto 5.2.5's lack
-(DESIGN §6): the object's `versionId` in a versioned bucket and a `sequencer`
-(https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html).
-Without a version id the forwarder must list the key's versions to find the one the event
-announced, which moto answers by scanning the whole bucket: the local stack would slow down
-as files accumulate, and would exercise a path AWS never takes. (In-process `mock_aws` tests
-keep moto's plain events, so that fallback stays tested.) Two costs of moto's that grow with
-the data and would swamp what the local stack shows are taken out: SQS's scans of the whole
-queue per message received (`faster_sqs`), so a deep ingest queue drained slower than a burst
-filled it; and DynamoDB transactions (`linear_dynamodb_transactions`), which copied the whole
-ledger once per claimed file. moto 5.2.6 also drops a lifecycle rule's object-size filters
-(`ObjectSizeGreaterThan`, `ObjectSizeLessThan`, alone or under `And`), so Terraform, reading back
-a configuration other than the one it wrote, waits until it times out; `lifecycle_size_filters`
-keeps them (they are stored and read back, not applied: moto runs no lifecycle). Everything else
-is moto's own server, as `moto.server.main` sets it up.
+A launcher of our own: DynamoDB requests one at a time, S3 events with `versionId` and `sequencer`,
+moto's costs that grow with the data taken out. Spec: docs/local-stack.md,
+`provision/moto_service.py`.
 """
 
 from __future__ import annotations
@@ -46,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from infrastructure.local.lifeline import watch_parent
+from infrastructure.local.lifeline import stop_process_group, watch_parent
 
 STARTUP_TIMEOUT_SECONDS: Final = 30.0
-STOP_TIMEOUT_SECONDS: Final = 10.0
 DYNAMODB_TARGET_PREFIX: Final = "DynamoDB_"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -195,7 +172,7 @@ SIZE_FILTERS: Final = ("ObjectSizeGreaterThan", "ObjectSizeLessThan")
 
 
 def lifecycle_size_filters() -> None:
-    """Keep lifecycle rules' object-size filters through a put and a get (see the module doc)."""
+    """Keep lifecycle rules' object-size filters through a put and a get (docs/local-stack.md)."""
     from moto.s3 import models, responses  # noqa: PLC0415  # only the server process imports moto
 
     bucket: Any = models.FakeBucket
@@ -261,30 +238,6 @@ class MotoServer:
         if self.process.poll() is None:
             stop_process_group(self.process.pid)
         self.process.wait()
-
-
-def stop_process_group(pid: int) -> None:
-    """SIGTERM the group `pid` leads, then SIGKILL it if it has not gone within 10 s."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        try:  # reap it if it is our child; a zombie would still count as alive
-            if os.waitpid(pid, os.WNOHANG) != (0, 0):
-                return
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
 
 
 def start_moto(log_path: Path, *, port: int | None = None) -> MotoServer:

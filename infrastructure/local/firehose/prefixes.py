@@ -1,21 +1,7 @@
 """Firehose's S3 key namespaces: custom prefix expressions and the object name suffix.
 
-What AWS documents, and so what this module evaluates:
-
-- https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html — a prefix holds
-  `!{namespace:value}` expressions. `!{timestamp:<Java DateTimeFormatter pattern>}` evaluates
-  in UTC to the approximate arrival time of the oldest record in the object being written, the
-  same instant for every `timestamp` expression of one key. `!{firehose:error-output-type}`
-  (only allowed in the error output prefix) evaluates to the reason, e.g. `processing-failed`.
-  `!{firehose:random-string}` evaluates to 11 random characters.
-- https://docs.aws.amazon.com/firehose/latest/dev/s3-object-name.html — the key is
-  `<evaluated prefix><stream>-<stream version>-<yyyy>-<MM>-<dd>-<HH>-<mm>-<ss>-<uuid><extension>`.
-
-Only the subset of the Java pattern language a partition prefix needs is supported (years,
-months, days, hours, minutes, seconds, quoted literals and punctuation); anything else, and any
-other namespace (dynamic partitioning is not used by Sluice), is rejected when the template is
-parsed, so a typo in tunables.json fails the local stack at start-up rather than at the first
-window.
+The subset of AWS's expressions a partition prefix needs; anything else is refused when the template
+is parsed. Spec: docs/local-stack.md, `firehose/prefixes.py`.
 """
 
 from __future__ import annotations

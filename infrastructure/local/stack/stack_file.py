@@ -70,8 +70,8 @@ class StackFile:
     logs: str
     """Directory of the stack's logs: moto, SeaweedFS, one file per function."""
     control_endpoint: str | None = None
-    """The chaos control API of `sluice up` (infrastructure/local/chaos.py); None in stack files
-    written before it existed."""
+    """The chaos control API of `sluice up` (infrastructure/local/stack/chaos.py); None in stack
+    files written before it existed."""
     minio_proxy: str | None = None
     """`host:port` of the TCP proxy in front of MinIO, which the MinIO secret names: delivery and
     redrive reach MinIO through it, so `sluice chaos minio-down` cuts them off. `minio` above
