@@ -76,6 +76,8 @@ class Deployment:
     """Locally, services not served by moto: `firehose` and `lambda` have stand-ins of their own."""
     profile: str = DEFAULT_PROFILE
     """The tunables' profile the deployment was made with."""
+    producers_secret: str = ""
+    """The HTTPS intake's secret of producers' key hashes; empty: a deployment without one."""
 
     def tunables(self) -> Tunables:
         return parse_tunables(read_tunables_document(), self.profile)
@@ -235,6 +237,7 @@ def from_stack(stack: StackFile) -> Deployment:
         streams=tuple(stack.streams),
         service_endpoints={"firehose": stack.firehose_endpoint, "lambda": stack.lambda_endpoint},
         profile=LOCAL_PROFILE,
+        producers_secret=stack.producers_secret or "",
     )
 
 
@@ -306,4 +309,5 @@ def from_terraform(root: Path, environment: str) -> Deployment:
         minio_secret=outputs["minio_secret_arn"],
         functions=dict(outputs["function_names"]),
         streams=tuple(outputs["firehose_streams"]),
+        producers_secret=outputs.get("producers_secret", ""),
     )

@@ -11,10 +11,14 @@ counts each file forwarded as the forwarder completes it, since MinIO receives t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +33,7 @@ from delivery.latency import LatencyHistogram
 from delivery.ledger import Ledger
 from infrastructure.cli import deployment, workload
 from infrastructure.cli.arrivals import Arrival, ManifestReader
+from infrastructure.cli.errors import DeploymentError, UsageError
 from infrastructure.cli.figures import PERCENTILES, seconds_text
 from infrastructure.local.stack.stack_file import StackFile, read_stack
 from transform.envelope import file_id
@@ -65,18 +70,49 @@ def put(args: argparse.Namespace, root: Path) -> int:
                 file=sys.stderr,
             )
             return 2
-    s3 = deployment.from_stack(stack).client("s3")
-    for path, key in uploads:
-        with path.open("rb") as body:
-            response = s3.put_object(Bucket=stack.landing_bucket, Key=key, Body=body)
-        version = response.get("VersionId", "-")
-        size = path.stat().st_size
-        print(f"s3://{stack.landing_bucket}/{key}  version {version}  ({size} bytes)")
+    if args.api:
+        _post(stack, uploads)
+    else:
+        s3 = deployment.from_stack(stack).client("s3")
+        for path, key in uploads:
+            with path.open("rb") as body:
+                response = s3.put_object(Bucket=stack.landing_bucket, Key=key, Body=body)
+            version = response.get("VersionId", "-")
+            size = path.stat().st_size
+            print(f"s3://{stack.landing_bucket}/{key}  version {version}  ({size} bytes)")
     print(
         f"{len(uploads)} file(s) landed; the archive reaches MinIO after Firehose's buffers, "
         f"in about {stack.expected_wait_seconds:.0f} s plus a few"
     )
     return 0
+
+
+def _post(stack: StackFile, uploads: list[tuple[Path, str]]) -> None:
+    """Each file POSTed to the stack's HTTPS intake as the producer demo."""
+    if stack.intake_endpoint is None or stack.demo_producer_key is None:
+        raise UsageError("this stack has no HTTPS intake; restart it with `sluice up`")
+    for path, name in uploads:
+        request = urllib.request.Request(  # noqa: S310  # the stack's own loopback endpoint
+            f"{stack.intake_endpoint}/v1/files/{urllib.parse.quote(name)}",
+            data=path.read_bytes(),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {stack.demo_producer_key}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310  # as above
+                landed = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            problem = json.loads(err.read() or b"{}")
+            raise DeploymentError(
+                f"the intake refused {path}: {err.code} {problem.get('detail', err.reason)}"
+            ) from err
+        print(
+            f"s3://{landed['bucket']}/{landed['key']}  version {landed['version_id']}  "
+            f"({landed['size']} bytes, file_id {landed['file_id']})"
+        )
 
 
 # ---------------------------------------------------------------------- load

@@ -2,7 +2,7 @@
 
     sluice up [--time-scale N] [--buffer-seconds S] [--detach]   the local stack (make run)
     sluice down                                                  stop a detached stack
-    sluice put FILE...                                           files into the landing bucket
+    sluice put [--api] FILE...                                   files into the landing bucket
     sluice load --rate R --seconds T                             a realistic load, and its result
     sluice smoke [--local | --env ENV]                           a sample file through, verified
     sluice status [--local | --env ENV] [--json]                 what is where, and how late
@@ -11,6 +11,7 @@
     sluice pause|resume forwarder|delivery [--local | --env ENV]  stop/restart a stage, nothing lost
     sluice chaos minio-down|throttle|duplicate-events|crash|corrupt-upload|status|clear
                                                                  gameday chaos, local stack only
+    sluice producer add NAME | list [--local | --env ENV]        the HTTPS intake's producers, keys
     sluice extract --endpoint E --bucket B --out DIR --since T [--until T] | --window ID
                                                                  on-prem: MinIO's windows, verified
 
@@ -39,6 +40,7 @@ from infrastructure.cli import (
     extract,
     files,
     pause,
+    producer,
     quarantine,
     reconcile,
     redrive,
@@ -60,6 +62,7 @@ OPERATIONS: tuple[ModuleType, ...] = (
     chaos,
     capacity,
     extract,
+    producer,
 )
 """Modules of the operator's commands; each adds its subcommands in `register(commands)`."""
 
@@ -140,6 +143,12 @@ def parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("files", nargs="+", metavar="FILE")
     upload.add_argument("--prefix", default="", help="key prefix, e.g. acme/2026/ (default none)")
+    upload.add_argument(
+        "--api",
+        action="store_true",
+        help="post them to the HTTPS intake as the producer demo instead (docs/intake.md): "
+        "they land under demo/api/files/<date>/",
+    )
     upload.set_defaults(run=files.put)
 
     generate = commands.add_parser(

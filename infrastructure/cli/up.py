@@ -215,6 +215,21 @@ def _log_to_file(root: Path) -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
+def _how_to_post(file: StackFile) -> list[str]:
+    """The HTTPS intake's lines: its URL, the demo producer's key, a curl that posts a file."""
+    if file.intake_endpoint is None or file.demo_producer_key is None:
+        return []
+    return [
+        "",
+        f"Or post them to the HTTPS intake at {file.intake_endpoint} (docs/intake.md) as the "
+        f"producer demo, key {file.demo_producer_key}:",
+        "",
+        f"  curl -X POST {file.intake_endpoint}/v1/files/hello.json -H 'Authorization: Bearer "
+        f"{file.demo_producer_key}' -H 'Content-Type: application/json' -d '{{\"hello\": 1}}'",
+        "  .venv/bin/sluice put --api FILE...",
+    ]
+
+
 def how_to_upload(file: StackFile) -> str:
     landing = file.landing_bucket
     endpoint = file.aws_endpoint
@@ -231,6 +246,7 @@ def how_to_upload(file: StackFile) -> str:
             f"  python -c \"import boto3; boto3.client('s3', endpoint_url='{endpoint}', "
             f"region_name='{file.region}', aws_access_key_id='local', "
             f"aws_secret_access_key='local').upload_file('FILE', '{landing}', 'KEY')\"",
+            *_how_to_post(file),
             "",
             f"About {file.expected_wait_seconds:.0f} s later (Firehose's processor buffer of "
             f"{file.processor_buffer_seconds} s, then its {file.buffer_seconds} s window, both "

@@ -111,6 +111,17 @@ locals {
       threshold   = 0
       periods     = 1
     }
+    "intake-5xx" = {
+      description = "The HTTPS intake answered producers with server errors (the intake could not land, or API Gateway could not reach it)."
+      runbook     = "intake-5xx"
+      namespace   = "AWS/ApiGateway"
+      metric      = "5xx"
+      dimensions  = { ApiId = aws_apigatewayv2_api.intake.id, Stage = "$default" }
+      statistic   = "Sum"
+      comparison  = "GreaterThanThreshold"
+      threshold   = 0
+      periods     = 1
+    }
     "requeue-dlq-not-empty" = {
       description = "errors/ objects whose records could not be put back into Firehose after Lambda's retries."
       runbook     = "requeue-dlq-not-empty"

@@ -56,6 +56,7 @@ data "aws_iam_policy_document" "lambda" {
       requeue   = data.aws_iam_policy_document.requeue.json
       delivery  = data.aws_iam_policy_document.delivery.json
       redrive   = data.aws_iam_policy_document.redrive.json
+      intake    = data.aws_iam_policy_document.intake.json
     }[each.key],
   ]
 }
@@ -394,6 +395,35 @@ data "aws_iam_policy_document" "redrive" {
 }
 
 # --- Firehose -------------------------------------------------------------------------------
+
+# transform/intake: files and events under each producer's api/ folder only, the health probe
+# (a conditional put that never writes, which needs GetObject too), idempotency records and
+# request counts, the producers' key hashes.
+data "aws_iam_policy_document" "intake" {
+  statement {
+    sid       = "LandUnderApi"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.landing_arn}/*/api/*"]
+  }
+
+  statement {
+    sid       = "HealthProbe"
+    actions   = ["s3:PutObject", "s3:GetObject"]
+    resources = ["${local.landing_arn}/_intake-health/*"]
+  }
+
+  statement {
+    sid       = "IdempotencyAndRates"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.this["idempotency"].arn]
+  }
+
+  statement {
+    sid       = "ProducerKeys"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.producers.arn]
+  }
+}
 
 data "aws_iam_policy_document" "firehose_assume" {
   statement {

@@ -26,6 +26,7 @@ locals {
     idempotency_table = "${local.prefix}-idempotency"
     ledger_table      = "${local.prefix}-ledger"
     minio_secret      = "${local.prefix}/minio"
+    producers_secret  = "${local.prefix}/intake-producers"
     glue_database     = replace(local.prefix, "-", "_")
   }
   stream_names = [for index in range(local.firehose.stream_count) : "${local.prefix}-${index}"]
@@ -87,6 +88,7 @@ locals {
     SLUICE_DELIVERY_DLQ_URL  = aws_sqs_queue.delivery_dlq.url
     SLUICE_DELIVERY_FUNCTION = local.alias_arns["delivery"]
     SLUICE_INGEST_QUEUE_URL  = aws_sqs_queue.ingest.url
+    SLUICE_PRODUCERS_SECRET  = local.names.producers_secret
   }
 
   optional_environment = {

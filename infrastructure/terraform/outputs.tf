@@ -115,3 +115,13 @@ output "alarm_runbooks" {
     { for alarm in aws_cloudwatch_metric_alarm.firehose_bytes_quota : alarm.alarm_name => "${local.quota_alarm.runbook}.md" },
   )
 }
+
+output "intake_url" {
+  description = "The HTTPS intake's base URL: producers POST to <url>/v1/files/<name> and <url>/v1/events (docs/intake.md)."
+  value       = aws_apigatewayv2_stage.intake.invoke_url
+}
+
+output "producers_secret" {
+  description = "The secret holding the sha256 of each intake producer's keys (`sluice producer add` puts them)."
+  value       = aws_secretsmanager_secret.producers.name
+}

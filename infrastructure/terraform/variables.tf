@@ -433,3 +433,17 @@ variable "runbook_base_url" {
     error_message = "runbook_base_url must be a path or URL without spaces or a trailing slash, e.g. docs/runbooks."
   }
 }
+
+variable "intake_throttle" {
+  description = "API Gateway's limit on each intake route, for all producers together (requests a second, and the burst above it). Each producer's own limit is intake.producer_requests_per_second in tunables.json."
+  type = object({
+    rate  = number
+    burst = number
+  })
+  default = { rate = 200, burst = 400 }
+
+  validation {
+    condition     = var.intake_throttle.rate > 0 && var.intake_throttle.burst >= var.intake_throttle.rate
+    error_message = "intake_throttle.rate must be positive and burst at least rate."
+  }
+}

@@ -24,13 +24,12 @@ from tests.unit.test_intake import (
     versions,
 )
 from transform.intake import handler
+from transform.intake.requests import ROUTES
 
 
 @pytest.fixture
 def api(intake: Any) -> Iterator[str]:  # noqa: F811  # the fixture imported above
-    server = IntakeApiServer(
-        sorted(handler.ROUTES), lambda event: handler.lambda_handler(event, Context())
-    )
+    server = IntakeApiServer(ROUTES, lambda event: handler.lambda_handler(event, Context()))
     server.start()
     try:
         yield server.endpoint

@@ -56,6 +56,7 @@ RESOURCES = {
     environment.DELIVERY_DLQ_URL: "http://127.0.0.1:1/123456789012/delivery-dlq",
     environment.DELIVERY_FUNCTION: "delivery:live",
     environment.INGEST_QUEUE_URL: "http://127.0.0.1:1/123456789012/ingest",
+    environment.PRODUCERS_SECRET: "sluice/intake-producers",
 }
 
 

@@ -76,6 +76,9 @@ PERMISSION_ONLY: Final[dict[str, dict[str, str]]] = {
     # code tells "gone" (quarantine, exclusion) from "denied" (retry) by 404 vs 403.
     "forwarder": {"s3:ListBucket": "a landing version deleted for good must answer 404"},
     "delivery": {"s3:ListBucket": "a ref's landing version deleted for good must answer 404"},
+    # Not a call: a conditional PutObject with If-Match needs s3:GetObject too; the health probe
+    # (transform/intake/health.py) writes nothing and must not be refused for want of it.
+    "intake": {"s3:GetObject": "the health probe's conditional put (If-Match)"},
 }
 
 

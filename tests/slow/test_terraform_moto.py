@@ -70,6 +70,7 @@ DESTROY_TIMEOUT_SECONDS = 600  # about 1 minute measured
 # `endpoints` argument names. `events` and `ec2` are not used with dev.tfvars (no VPC) but are
 # listed so that no call can ever leave for real AWS.
 ENDPOINT_SERVICES = (
+    "apigatewayv2",
     "athena",
     "cloudwatch",
     "dynamodb",

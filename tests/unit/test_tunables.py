@@ -122,6 +122,7 @@ def test_shipped_aws_values_match_the_design() -> None:
         "requeue": "transform.requeue.lambda_handler",
         "delivery": "delivery.handler.lambda_handler",
         "redrive": "delivery.redrive.lambda_handler",
+        "intake": "transform.intake.handler.lambda_handler",
     }
 
 

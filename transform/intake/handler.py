@@ -124,7 +124,7 @@ def _route(
     route: str, event: APIGatewayProxyEventV2, context: LambdaContext
 ) -> tuple[int, str, dict[str, str]]:
     deps = dependencies()
-    if route == HEALTH_ROUTE:
+    if route == requests.HEALTH_ROUTE:
         health = check_health(deps.s3, deps.landing_bucket, deps.producers)
         return (200 if health.ok else 503), json.dumps(health.as_dict()), _json_headers()
     if route not in LANDING_ROUTES:
@@ -256,14 +256,11 @@ def _idempotently(
     return answer, bool(first)
 
 
-HEALTH_ROUTE: Final = "GET /v1/health"
 LANDING_ROUTES: Final[dict[str, tuple[str, Callable[[IntakeDeps, _Request], Landed]]]] = {
-    "POST /v1/files/{name+}": ("files", _post_file),
-    "POST /v1/events": ("events", _post_events),
+    requests.FILES_ROUTE: ("files", _post_file),
+    requests.EVENTS_ROUTE: ("events", _post_events),
 }
 """Route key → (its name in `producer_requests_per_second`, what lands its request)."""
-ROUTES: Final = frozenset({HEALTH_ROUTE, *LANDING_ROUTES})
-"""Every route the handler serves: what Terraform deploys and docs/intake-openapi.json documents."""
 
 
 def _body(event: APIGatewayProxyEventV2, limit: int) -> bytes:

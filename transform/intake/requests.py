@@ -15,6 +15,12 @@ from typing import Any, Final
 from transform.intake.problems import Problem, bad_request, too_large
 from transform.payload_schemas import PayloadSchema, PayloadSchemaError, PayloadSchemas
 
+FILES_ROUTE: Final = "POST /v1/files/{name+}"
+EVENTS_ROUTE: Final = "POST /v1/events"
+HEALTH_ROUTE: Final = "GET /v1/health"
+ROUTES: Final = (FILES_ROUTE, EVENTS_ROUTE, HEALTH_ROUTE)
+"""Every route the intake serves, as API Gateway route keys: what Terraform deploys
+(apigateway.tf), the local stack serves and docs/intake-openapi.json documents."""
 MAX_NAME_BYTES: Final = 512
 """Of a file's name; with `<producer>/api/files/<dt>/` in front it stays under S3's 1,024."""
 PRODUCER_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")

@@ -33,6 +33,7 @@ class StackNames:
     idempotency_table: str
     ledger_table: str
     minio_secret: str
+    producers_secret: str
     streams: tuple[str, ...]
 
     @classmethod
@@ -49,6 +50,7 @@ class StackNames:
             idempotency_table=f"{prefix}-idempotency",
             ledger_table=f"{prefix}-ledger",
             minio_secret=f"{prefix}/minio",
+            producers_secret=f"{prefix}/intake-producers",
             streams=tuple(f"{prefix}-{index}" for index in range(stream_count)),
         )
 
@@ -75,6 +77,7 @@ class StackResources:
             environment.DELIVERY_DLQ_URL: self.delivery_dlq_url,
             environment.DELIVERY_FUNCTION: delivery_function,
             environment.INGEST_QUEUE_URL: self.ingest_queue_url,
+            environment.PRODUCERS_SECRET: self.names.producers_secret,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,8 +93,10 @@ def provision_stack(
     names: StackNames,
     tunables: Tunables,
     minio_secret: dict[str, Any],
+    producers_secret: str = '{"producers": {}}',  # noqa: S107  # key hashes, and no key yet
 ) -> StackResources:
-    """Create every resource; returns the URLs the stack file and the runtime need."""
+    """Create every resource; returns the URLs the stack file and the runtime need.
+    `producers_secret`: the intake's producers and their key hashes (transform/intake)."""
     ingest = tunables.ingest
     resources.create_bucket(s3, names.landing_bucket, tunables.region, versioned=True)
     resources.create_bucket(s3, names.staging_bucket, tunables.region, versioned=True)
@@ -119,6 +124,7 @@ def provision_stack(
     resources.create_idempotency_table(dynamodb, names.idempotency_table)
     resources.create_ledger_table(dynamodb, names.ledger_table)
     secrets.create_secret(Name=names.minio_secret, SecretString=json.dumps(minio_secret))
+    secrets.create_secret(Name=names.producers_secret, SecretString=producers_secret)
     return StackResources(
         names=names,
         ingest_queue_url=ingest_url,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import boto3
 
 from infrastructure import environment
+from infrastructure.local.apigateway.server import IntakeApiServer
 from infrastructure.local.firehose.server import FirehoseServer
 from infrastructure.local.firehose.window_assembly import WindowAssembler
 from infrastructure.local.lambdas.api import LambdaApiServer
@@ -42,6 +43,8 @@ from infrastructure.local.stack.stack_file import STATE_DIR, MinioEndpoint, Stac
 from infrastructure.names import LIVE_ALIAS
 from infrastructure.queues import queue_depth
 from infrastructure.tunables import Tunables, parse_tunables, read_tunables_document
+from transform.intake import producers
+from transform.intake.requests import ROUTES as INTAKE_ROUTES
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -52,6 +55,9 @@ PROFILE: Final = "local"
 PREFIX: Final = "sluice-local"
 ARCHIVE_BUCKET: Final = "sluice-archive"
 DELIVERY: Final = "delivery"
+INTAKE: Final = "intake"
+DEMO_PRODUCER: Final = "demo"
+"""The intake producer `sluice up` makes a key for, printed with the API's URL."""
 MAX_BUFFER_SECONDS: Final = 900
 """Firehose's largest buffering interval."""
 DRAIN_POLL_SECONDS: Final = 0.5
@@ -127,6 +133,7 @@ class LocalStack:
         self._notifications: list[S3NotificationInvoker] = []
         self._minio_proxy: TcpProxy | None = None
         self._control: ControlServer | None = None
+        self._intake_api: IntakeApiServer | None = None
         self._inventory: DailyReports | None = None
         self.chaos: ChaosState | None = None
 
@@ -171,7 +178,8 @@ class LocalStack:
         if not minio.secure:
             self._minio_proxy = TcpProxy(minio.endpoint).start()
             delivery_minio = self._minio_proxy.endpoint
-        say("provisioning buckets, queues, tables and the MinIO secret")
+        say("provisioning buckets, queues, tables and the MinIO and intake secrets")
+        demo_key, demo_digest = producers.new_key(DEMO_PRODUCER)
         names = StackNames.for_prefix(PREFIX, tunables.firehose.stream_count)
         self.resources = resources = provision_stack(
             s3=self._client("s3"),
@@ -180,6 +188,7 @@ class LocalStack:
             secrets=self._client("secretsmanager"),
             names=names,
             tunables=tunables,
+            producers_secret=producers.with_key(None, DEMO_PRODUCER, demo_digest),
             minio_secret={
                 "endpoint": delivery_minio,
                 "access_key": minio.access_key,
@@ -238,6 +247,10 @@ class LocalStack:
         )
         self._control = ControlServer(chaos).start()
         self._lambda_api.start(runtime)
+        self._intake_api = IntakeApiServer(
+            INTAKE_ROUTES, lambda event: runtime.invoke(INTAKE, event)
+        )
+        self._intake_api.start()
         self.ingest = SqsEventSource(
             runtime,
             "forwarder",
@@ -285,6 +298,9 @@ class LocalStack:
             logs=str(logs),
             control_endpoint=self._control.endpoint,
             minio_proxy=None if self._minio_proxy is None else self._minio_proxy.endpoint,
+            intake_endpoint=self._intake_api.endpoint,
+            producers_secret=names.producers_secret,
+            demo_producer_key=demo_key,
         )
         self.file.write(stack_path(options.root))
 
@@ -391,6 +407,9 @@ class LocalStack:
         if self._control is not None:
             self._control.stop()
             self._control = None
+        if self._intake_api is not None:
+            self._intake_api.stop()
+            self._intake_api = None
         if self._minio_proxy is not None:
             self._minio_proxy.stop()
             self._minio_proxy = None

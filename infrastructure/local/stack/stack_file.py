@@ -72,6 +72,13 @@ class StackFile:
     control_endpoint: str | None = None
     """The chaos control API of `sluice up` (infrastructure/local/stack/chaos.py); None in stack
     files written before it existed."""
+    intake_endpoint: str | None = None
+    """The HTTPS intake's API on loopback (infrastructure/local/apigateway); None in stack files
+    written before it existed."""
+    producers_secret: str | None = None
+    """The secret of the intake producers' key hashes (`sluice producer add` adds to it)."""
+    demo_producer_key: str | None = None
+    """The key of the producer `demo`, made at `sluice up`: a local credential for the intake."""
     minio_proxy: str | None = None
     """`host:port` of the TCP proxy in front of MinIO, which the MinIO secret names: delivery and
     redrive reach MinIO through it, so `sluice chaos minio-down` cuts them off. `minio` above

@@ -36,6 +36,9 @@ run "every_alarm_with_its_threshold" {
       "delivery-throttles"  = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
       "redrive-errors"      = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
       "redrive-throttles"   = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "intake-errors"       = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "intake-throttles"    = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "intake-5xx"          = "AWS/ApiGateway 5xx Sum GreaterThanThreshold 0"
 
       "sluice-prod-0-data-freshness"      = "AWS/Firehose DeliveryToS3.DataFreshness Maximum GreaterThanThreshold 300"
       "sluice-prod-0-throttled-records"   = "AWS/Firehose ThrottledRecords Sum GreaterThanThreshold 0"
@@ -203,15 +206,15 @@ run "every_alarm_has_its_runbook" {
 
   assert {
     condition = toset(values(output.alarm_runbooks)) == toset(concat(
-      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive"] : "${name}-errors.md"],
-      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive"] : "${name}-throttles.md"],
+      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive", "intake"] : "${name}-errors.md"],
+      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive", "intake"] : "${name}-throttles.md"],
       ["firehose-data-freshness.md", "firehose-throttled-records.md", "firehose-processing-failures.md", "firehose-bytes-quota.md"],
       [for key in [
         "ingest-oldest-message", "ingest-depth", "ingest-dlq-not-empty", "delivery-dlq-not-empty", "requeue-dlq-not-empty",
         "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unwritable", "files-excluded",
         "requeue-exhausted", "versions-gone", "files-too-large", "records-quarantined", "files-missing",
         "redrive-not-running", "reconcile-skipped", "reconcile-not-running", "inventory-check-late", "files-unannounced",
-        "newer-envelopes",
+        "newer-envelopes", "intake-5xx",
       ] : "${key}.md"],
     ))
     error_message = "One runbook per alarm kind: per function and kind, per Firehose alarm kind, else per alarm."

@@ -26,6 +26,7 @@ run "functions_triggers_and_roles" {
       requeue   = "transform.requeue.lambda_handler 512 120 512"
       delivery  = "delivery.handler.lambda_handler 1024 900 10240"
       redrive   = "delivery.redrive.lambda_handler 512 300 512"
+      intake    = "transform.intake.handler.lambda_handler 512 29 512"
     }
     error_message = "Handler, memory, timeout and ephemeral storage must be those of tunables.json."
   }
@@ -52,7 +53,7 @@ run "functions_triggers_and_roles" {
   }
 
   assert {
-    condition     = toset([for r in aws_iam_role.lambda : r.name]) == toset([for f in aws_lambda_function.this : f.function_name]) && length(aws_iam_role_policy.lambda) == 5
+    condition     = toset([for r in aws_iam_role.lambda : r.name]) == toset([for f in aws_lambda_function.this : f.function_name]) && length(aws_iam_role_policy.lambda) == 6
     error_message = "One role per function."
   }
 
@@ -103,6 +104,7 @@ run "functions_triggers_and_roles" {
       requeue   = -1
       delivery  = -1
       redrive   = 1
+      intake    = -1
     }
     error_message = "Redrive reserves a concurrency of 1; the others are unreserved by default."
   }

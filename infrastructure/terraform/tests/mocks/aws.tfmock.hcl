@@ -116,3 +116,20 @@ mock_resource "aws_security_group" {
     id = "sg-0123456789abcdef0"
   }
 }
+
+mock_resource "aws_apigatewayv2_api" {
+  defaults = {
+    id            = "abc123def4"
+    arn           = "arn:aws:apigateway:eu-west-2::/apis/abc123def4"
+    execution_arn = "arn:aws:execute-api:eu-west-2:123456789012:abc123def4"
+    api_endpoint  = "https://abc123def4.execute-api.eu-west-2.amazonaws.com"
+  }
+}
+
+mock_resource "aws_apigatewayv2_stage" {
+  defaults = {
+    arn           = "arn:aws:apigateway:eu-west-2::/apis/abc123def4/stages/$default"
+    execution_arn = "arn:aws:execute-api:eu-west-2:123456789012:abc123def4/$default"
+    invoke_url    = "https://abc123def4.execute-api.eu-west-2.amazonaws.com/"
+  }
+}
