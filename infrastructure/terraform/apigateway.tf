@@ -5,7 +5,7 @@
 
 locals {
   # The routes transform/intake/handler.py serves (ROUTES); a test keeps the two in step.
-  intake_routes = ["POST /v1/files/{name+}", "POST /v1/events", "GET /v1/health"]
+  intake_routes = ["POST /v1/files/{name+}", "POST /v1/events", "GET /v1/health", "GET /v1/files/{file_id}"]
 }
 
 resource "aws_apigatewayv2_api" "intake" {

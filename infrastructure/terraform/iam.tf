@@ -397,8 +397,9 @@ data "aws_iam_policy_document" "redrive" {
 # --- Firehose -------------------------------------------------------------------------------
 
 # transform/intake: files and events under each producer's api/ folder only, the health probe
-# (a conditional put that never writes, which needs GetObject too), idempotency records and
-# request counts, the producers' key hashes.
+# (a conditional put that never writes, which needs GetObject too), idempotency records, request
+# counts and what it landed, the ledger's claims and windows for a file's status, the producers'
+# key hashes.
 data "aws_iam_policy_document" "intake" {
   statement {
     sid       = "LandUnderApi"
@@ -416,6 +417,12 @@ data "aws_iam_policy_document" "intake" {
     sid       = "IdempotencyAndRates"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     resources = [aws_dynamodb_table.this["idempotency"].arn]
+  }
+
+  statement {
+    sid       = "FileStatus"
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem"]
+    resources = [aws_dynamodb_table.this["ledger"].arn]
   }
 
   statement {

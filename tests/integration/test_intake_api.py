@@ -77,7 +77,9 @@ def test_a_file_posted_with_curl_lands_byte_for_byte(api: str, intake: Any) -> N
 
 
 def test_every_status_a_producer_can_meet(api: str, intake: Any, tunables: Any) -> None:  # noqa: F811
-    tunables(max_body_bytes=1000, producer_requests_per_second={"files": 1000, "events": 3})
+    tunables(
+        max_body_bytes=1000, producer_requests_per_second={"files": 1000, "events": 3, "status": 3}
+    )
     post = requests.post
     # 201, 400, 401, 413 (the intake's), 415, 422, 404 (API Gateway's), 200 (health)
     assert post(f"{api}/v1/files/a.txt", data=b"a", headers=auth(), timeout=30).status_code == 201

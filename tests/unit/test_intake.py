@@ -18,9 +18,11 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
+from delivery.ledger import Ledger, PartRecord
 from infrastructure import environment
+from infrastructure.local.provision.resources import create_ledger_table
 from infrastructure.tunables import TUNABLES_FILE, load_tunables
-from tests.conftest import LANDING, REGION, load_event
+from tests.conftest import LANDING, LEDGER_TABLE, REGION, load_event
 from transform.envelope import file_id
 from transform.intake import handler, producers, requests
 from transform.intake.health import PROBE_KEY
@@ -73,6 +75,7 @@ def intake(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    create_ledger_table(boto3.client("dynamodb", region_name=REGION), LEDGER_TABLE)
     secret = None
     for name, key in (("acme", ACME_KEY), ("globex", GLOBEX_KEY)):
         secret = producers.with_key(secret, name, producers.key_sha256(key))
@@ -82,6 +85,7 @@ def intake(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv(environment.LANDING_BUCKET, LANDING)
     monkeypatch.setenv(environment.IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE)
     monkeypatch.setenv(environment.PRODUCERS_SECRET, PRODUCERS_SECRET)
+    monkeypatch.setenv(environment.LEDGER_TABLE, LEDGER_TABLE)
     parameters.clear_caches()
     handler.dependencies.cache_clear()
     yield s3
@@ -338,7 +342,7 @@ def test_a_producer_over_its_rate_is_429_with_retry_after(
     intake: Any, tunables: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN two file requests a second for each producer, and a clock that stands still
-    tunables(producer_requests_per_second={"files": 2, "events": 2})
+    tunables(producer_requests_per_second={"files": 2, "events": 2, "status": 2})
     monkeypatch.setattr("transform.intake.throttle.time.time", lambda: 1_796_592_600.5)
     # WHEN acme sends three in that second, and globex one
     statuses = [call(request(name=f"f{n}.json"))[0] for n in range(3)]
@@ -421,3 +425,59 @@ def test_an_answer_matches_the_openapi_schema(intake: Any) -> None:
     assert (
         set(schemas["Problem"]["required"]) <= set(problem) <= set(schemas["Problem"]["properties"])
     )
+
+
+def status(file_id: str, key: str = ACME_KEY) -> tuple[int, Any]:
+    event = request("GET /v1/files/{file_id}", name=None, key=key, body=b"")
+    event["pathParameters"] = {"file_id": file_id}
+    event["rawPath"] = f"/v1/files/{file_id}"
+    code, _, answer = call(event)
+    return code, answer
+
+
+def test_a_file_is_followed_from_landed_to_delivered(intake: Any) -> None:
+    # GIVEN a file acme posted
+    _, _, landed = call(request(name="follow.json"))
+    file_id = landed["file_id"]
+    # THEN at once it is known as landed, with its key and version
+    code, answer = status(file_id)
+    assert code == 200
+    assert (answer["stage"], answer["key"], answer["version_id"]) == (
+        "landed",
+        landed["key"],
+        landed["version_id"],
+    )
+    # WHEN the forwarder has sent it (its idempotency record COMPLETED) and a window claims it
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.put_item(
+        TableName=IDEMPOTENCY_TABLE,
+        Item={
+            "id": {"S": file_id},
+            "status": {"S": "COMPLETED"},
+            "object_key": {"S": landed["key"]},
+            "version_id": {"S": landed["version_id"]},
+        },
+    )
+    assert status(file_id)[1]["stage"] == "forwarded"
+    ledger = Ledger(dynamodb, LEDGER_TABLE, 3600)
+    window = "sluice-0-1-2026-12-06-21-30-00-abc"
+    staged_key = f"buffers/dt=2026-12-06/hour=21/{window}.json.gz"
+    ledger.claim_files(window, [file_id])
+    ledger.begin(window, staged_key, [])
+    claimed = status(file_id)[1]
+    assert (claimed["stage"], claimed["window"]) == ("claimed", {"id": window, "state": "CLAIMED"})
+    # ... and delivers it
+    key = f"sluice/dt=2026-12-06/hour=21/{window}.tar.gz"
+    part = PartRecord(1, key, "v1", "0" * 64, "etag", 10, 8 * 1024 * 1024, 1, "sha256")
+    ledger.mark_delivered(window, [part], 1)
+    delivered = status(file_id)[1]
+    assert delivered["stage"] == "delivered"
+    assert delivered["manifest"] == f"sluice/dt=2026-12-06/hour=21/{window}.manifest.json"
+
+
+def test_another_producers_file_is_unknown(intake: Any) -> None:
+    _, _, landed = call(request(name="mine.json"))
+    code, problem = status(landed["file_id"], key=GLOBEX_KEY)
+    assert code == 404
+    assert problem["type"].endswith("/no-such-file")
+    assert status("0" * 64)[0] == 404

@@ -5,6 +5,7 @@
 - `POST /v1/events`: one JSON event or NDJSON of many, each checked against the payload schema
   for `<producer>/api/events/`, landed as one NDJSON file.
 - `GET /v1/health`: 200 when the intake can land a file, 503 naming what is wrong.
+- `GET /v1/files/{file_id}`: where one of the producer's files is now (`status`).
 Every error is an RFC 9457 problem document. An `Idempotency-Key` makes a retried request land
 nothing new and answer what the first answered (docs/intake.md).
 """
@@ -35,6 +36,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from delivery.ledger import Ledger
 from infrastructure import environment
 from infrastructure.tunables import IntakeTunables, load_tunables, required_env
 from transform import clients
@@ -44,6 +46,7 @@ from transform.intake.health import check_health
 from transform.intake.landing import Landed, LandingError, land
 from transform.intake.problems import Problem
 from transform.intake.producers import Producers, RegistryError
+from transform.intake.status import FileRecords
 from transform.intake.throttle import Throttle
 from transform.payload_schemas import PayloadSchemas
 
@@ -69,6 +72,7 @@ class IntakeDeps:
     """The registry, re-read from Secrets Manager at most every `secret_max_age_seconds`."""
     idempotency: IdempotencyConfig
     persistence: DynamoDBPersistenceLayer
+    records: FileRecords
 
 
 @functools.cache
@@ -96,6 +100,18 @@ def dependencies() -> IntakeDeps:
             expires_after_seconds=intake.idempotency_ttl_seconds,
         ),
         persistence=DynamoDBPersistenceLayer(table_name=table, boto3_client=clients.dynamodb()),
+        records=FileRecords(
+            dynamodb=clients.dynamodb(),
+            idempotency_table=table,
+            ledger=Ledger(
+                clients.dynamodb(),
+                required_env(environment.LEDGER_TABLE),
+                tunables.delivery.ledger_ttl_seconds,
+            ),
+            archive_prefix=tunables.delivery.archive_prefix,
+            file_extension=tunables.firehose.file_extension,
+            ttl_seconds=tunables.forwarder.idempotency_ttl_seconds,
+        ),
     )
 
 
@@ -127,7 +143,7 @@ def _route(
     if route == requests.HEALTH_ROUTE:
         health = check_health(deps.s3, deps.landing_bucket, deps.producers)
         return (200 if health.ok else 503), json.dumps(health.as_dict()), _json_headers()
-    if route not in LANDING_ROUTES:
+    if route not in LANDING_ROUTES and route != requests.STATUS_ROUTE:
         raise Problem(404, "no-such-route", "No such route", f"{route} is not a route of this API")
     try:
         producer = deps.producers().identify(event.headers.get("authorization"))
@@ -135,6 +151,11 @@ def _route(
         logger.exception("the producers secret is malformed")
         raise Problem(503, "unavailable", "Intake unavailable", "keys cannot be checked") from err
     logger.append_keys(producer=producer)
+    if route == requests.STATUS_ROUTE:
+        limit = deps.tunables.producer_requests_per_second["status"]
+        deps.throttle.admit(producer, "status", limit)
+        file_id = (event.path_parameters or {}).get("file_id", "")
+        return 200, json.dumps(deps.records.status(producer, file_id)), _json_headers()
     route_name, land_request = LANDING_ROUTES[route]
     deps.throttle.admit(
         producer, route_name, deps.tunables.producer_requests_per_second[route_name]
@@ -194,6 +215,7 @@ def _land(deps: IntakeDeps, request: _Request, key: str, body: bytes, content_ty
         raise Problem(
             503, "unavailable", "Intake unavailable", "the file could not be landed; retry"
         ) from err
+    deps.records.remember(request.producer, landed)
     metrics.add_metric(name="BytesLanded", unit=MetricUnit.Bytes, value=landed.size)
     logger.info("landed", key=key, file_id=landed.file_id, size=landed.size)
     return landed

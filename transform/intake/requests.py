@@ -18,7 +18,8 @@ from transform.payload_schemas import PayloadSchema, PayloadSchemaError, Payload
 FILES_ROUTE: Final = "POST /v1/files/{name+}"
 EVENTS_ROUTE: Final = "POST /v1/events"
 HEALTH_ROUTE: Final = "GET /v1/health"
-ROUTES: Final = (FILES_ROUTE, EVENTS_ROUTE, HEALTH_ROUTE)
+STATUS_ROUTE: Final = "GET /v1/files/{file_id}"
+ROUTES: Final = (FILES_ROUTE, EVENTS_ROUTE, HEALTH_ROUTE, STATUS_ROUTE)
 """Every route the intake serves, as API Gateway route keys: what Terraform deploys
 (apigateway.tf), the local stack serves and docs/intake-openapi.json documents."""
 MAX_NAME_BYTES: Final = 512
