@@ -67,6 +67,8 @@ def function_environment() -> Iterator[None]:
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "ERROR",
         "POWERTOOLS_METRICS_DISABLED": "true",  # EMF lines would drown the story
+        # The local profile: SeaweedFS answers plain HTTP, which the aws profile refuses.
+        environment.PROFILE: "local",
         environment.STAGING_BUCKET: STAGING,
         environment.IDEMPOTENCY_TABLE: TABLE,
         environment.FIREHOSE_STREAMS: ",".join(STREAMS),
@@ -76,6 +78,7 @@ def function_environment() -> Iterator[None]:
     values.setdefault("POWERTOOLS_METRICS_NAMESPACE", tunables.metrics_namespace)
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
+    load_tunables.cache_clear()  # read again, for the local profile
     try:
         yield
     finally:
