@@ -560,6 +560,16 @@ locals {
       ]
       stat = "Sum"
     },
+    {
+      title = "HTTPS intake"
+      metrics = [
+        ["AWS/ApiGateway", "Count", "ApiId", aws_apigatewayv2_api.intake.id, "Stage", "$default"],
+        [".", "4xx", ".", ".", ".", "."],
+        [".", "5xx", ".", ".", ".", "."],
+        [".", "Latency", ".", ".", ".", ".", { stat = "p99", yAxis = "right" }],
+      ]
+      stat = "Sum"
+    },
   ]
 }
 

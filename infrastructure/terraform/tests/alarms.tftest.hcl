@@ -149,7 +149,7 @@ run "every_alarm_with_its_threshold" {
   }
 
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 10
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.this.dashboard_body).widgets) == 11
     error_message = "The dashboard shows the pipeline."
   }
 }
