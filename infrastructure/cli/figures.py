@@ -32,6 +32,8 @@ PERCENTILES: Final = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 class Figures:
     files_landed: int = 0
     """Versions in the landing bucket (not delete markers): each version is a file to deliver."""
+    files_landed_by_api: int = 0
+    """Of those, the ones the HTTPS intake landed (under `<producer>/api/`)."""
     files_forwarded: int = 0
     """Versions the forwarder completed (its idempotency records): the same unit as landed."""
     windows_staged: int = 0
@@ -55,7 +57,8 @@ class Figures:
         )
         parked = f", {self.windows_parked} parked" if self.windows_parked else ""
         return (
-            f"versions landed {self.files_landed}, forwarded {self.files_forwarded} | "
+            f"versions landed {self.files_landed} ({self.files_landed_by_api} by API), "
+            f"forwarded {self.files_forwarded} | "
             f"windows staged {self.windows_staged} | delivered {self.windows_delivered} "
             f"({self.files_delivered} files, {self.archives_delivered} archives{parked}) | "
             f"ingest {self.ingest_depth} dlq {self.ingest_dlq_depth} | "
@@ -70,8 +73,10 @@ def seconds_text(value: int | None) -> str:
 
 def collect(target: Deployment) -> Figures:
     s3, sqs, dynamodb = target.client("s3"), target.client("sqs"), target.client("dynamodb")
+    landed, by_api = _count_versions(s3, target.landing_bucket)
     figures = Figures(
-        files_landed=_count_versions(s3, target.landing_bucket),
+        files_landed=landed,
+        files_landed_by_api=by_api,
         windows_staged=_count_objects(s3, target.staging_bucket, BUFFERS_PREFIX),
         files_forwarded=_count_completed(dynamodb, target.idempotency_table),
         ingest_depth=queue_depth(sqs, target.ingest_queue_url),
@@ -98,11 +103,20 @@ def _count_objects(s3: S3Client, bucket: str, prefix: str) -> int:
     return count
 
 
-def _count_versions(s3: S3Client, bucket: str) -> int:
-    count = 0
+def _count_versions(s3: S3Client, bucket: str) -> tuple[int, int]:
+    """Versions in `bucket`, and how many of them the HTTPS intake landed."""
+    count = by_api = 0
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-        count += len(page.get("Versions", []))
-    return count
+        versions = page.get("Versions", [])
+        count += len(versions)
+        by_api += sum(1 for v in versions if is_api_key(v["Key"]))
+    return count, by_api
+
+
+def is_api_key(key: str) -> bool:
+    """Whether the HTTPS intake landed `key`: `<producer>/api/files|events/…` (docs/intake.md)."""
+    parts = key.split("/", 3)
+    return len(parts) == 4 and parts[1] == "api" and parts[2] in {"files", "events"}
 
 
 def _count_completed(dynamodb: DynamoDBClient, table: str) -> int:

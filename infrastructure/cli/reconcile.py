@@ -27,6 +27,7 @@ from delivery.reconciling import (
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import minio_problem
+from infrastructure.cli.figures import is_api_key
 from infrastructure.cli.times import time_argument
 from infrastructure.tunables import load_tunables
 
@@ -134,6 +135,7 @@ def as_json(report: ReconcileReport, listed: list[FileReport]) -> dict[str, Any]
         "since": report.since.isoformat(),
         "until": report.until.isoformat(),
         "summary": {status.value: count for status, count in report.counts().items()},
+        "landed_by_api": sum(1 for file in report.files if is_api_key(file.key)),
         "ok": report.ok,
         "unreadable_manifests": list(report.unreadable_manifests),
         "files": [file.as_dict() for file in listed],
@@ -151,8 +153,10 @@ def summary(report: ReconcileReport) -> str:
     counts = ", ".join(
         f"{count} {status.value.replace('-', ' ')}" for status, count in report.counts().items()
     )
+    by_api = sum(1 for file in report.files if is_api_key(file.key))
     return (
-        f"reconciled {len(report.files)} files landed {_span(report.since, report.until)}: {counts}"
+        f"reconciled {len(report.files)} files landed {_span(report.since, report.until)} "
+        f"({by_api} by API): {counts}"
     )
 
 

@@ -67,12 +67,13 @@ def test_no_delivery_yet_shows_no_latency(provisioned: Deployment) -> None:
 def test_landed_and_forwarded_both_count_versions(provisioned: Deployment) -> None:
     target = provisioned
     s3, dynamodb = target.client("s3"), target.client("dynamodb")
-    # GIVEN one key landed three times and another once, then deleted (a delete marker), and
-    # every one of the four versions forwarded
+    # GIVEN one key landed three times and another once through the HTTPS intake, then deleted
+    # (a delete marker), and every one of the four versions forwarded
     for body in (b"1", b"2", b"3"):
         s3.put_object(Bucket=target.landing_bucket, Key="acme/daily.json", Body=body)
-    s3.put_object(Bucket=target.landing_bucket, Key="acme/once.json", Body=b"x")
-    s3.delete_object(Bucket=target.landing_bucket, Key="acme/once.json")
+    api_key = "acme/api/files/2026-12-06/once.json"
+    s3.put_object(Bucket=target.landing_bucket, Key=api_key, Body=b"x")
+    s3.delete_object(Bucket=target.landing_bucket, Key=api_key)
     for n in range(4):
         dynamodb.put_item(
             TableName=target.idempotency_table,
@@ -80,6 +81,7 @@ def test_landed_and_forwarded_both_count_versions(provisioned: Deployment) -> No
         )
     # WHEN the figures are collected
     found = figures.collect(target)
-    # THEN landed counts the four versions, as forwarded does, and the line says they are versions
-    assert (found.files_landed, found.files_forwarded) == (4, 4)
-    assert found.line().startswith("versions landed 4, forwarded 4 | ")
+    # THEN landed counts the four versions, as forwarded does, one of them by API, and the line
+    # says they are versions
+    assert (found.files_landed, found.files_landed_by_api, found.files_forwarded) == (4, 1, 4)
+    assert found.line().startswith("versions landed 4 (1 by API), forwarded 4 | ")
