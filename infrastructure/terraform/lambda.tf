@@ -1,4 +1,4 @@
-# The five functions (DESIGN §2), each with its log group, a published version and a `live`
+# The six functions (DESIGN §2), each with its log group, a published version and a `live`
 # alias that every trigger targets (DESIGN §7). Packages come from `make package`.
 
 resource "aws_cloudwatch_log_group" "lambda" {
