@@ -110,9 +110,11 @@ def test_runner_writes_json_and_its_section(
     assert set(json.loads((tmp_path / "bench.json").read_text())) == set(runner.SECTIONS["core"])
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "delivery_files_per_s_1k is limited" in text
-    # AND the quick run wrote a section of its own, leaving the full run's in place
-    full, _, quick = text.partition("<!-- bench-quick: begin -->")
-    assert "<!-- bench: begin -->" in full
+    # AND each run of one section wrote a section of its own, the quick one apart, so neither
+    # replaces a full run's figures
+    full, _, quick = text.partition("<!-- bench-quick-core: begin -->")
+    assert "<!-- bench-core: begin -->" in full
+    assert "<!-- bench: begin -->" not in text
     assert "Measured by `python -m infrastructure.bench --only core`" in full
     assert "Measured by `python -m infrastructure.bench --quick --only core`" in quick
 

@@ -23,6 +23,8 @@ from infrastructure import environment
 from infrastructure.local.provision.resources import create_ledger_table
 from infrastructure.tunables import TUNABLES_FILE, load_tunables
 from tests.conftest import LANDING, LEDGER_TABLE, REGION, load_event
+from tests.support import SerializedClient
+from transform import clients
 from transform.envelope import file_id
 from transform.intake import handler, producers, requests
 from transform.intake.health import PROBE_KEY
@@ -86,6 +88,10 @@ def intake(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv(environment.IDEMPOTENCY_TABLE, IDEMPOTENCY_TABLE)
     monkeypatch.setenv(environment.PRODUCERS_SECRET, PRODUCERS_SECRET)
     monkeypatch.setenv(environment.LEDGER_TABLE, LEDGER_TABLE)
+    # DynamoDB's one-call-at-a-time guarantee (a conditional write is atomic), which moto in
+    # process lacks: requests racing on one Idempotency-Key must meet DynamoDB, not moto's gaps.
+    serialized = SerializedClient(boto3.client("dynamodb", region_name=REGION))
+    monkeypatch.setattr(clients, "dynamodb", lambda: serialized)
     parameters.clear_caches()
     handler.dependencies.cache_clear()
     yield s3
