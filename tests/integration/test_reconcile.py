@@ -336,7 +336,16 @@ def test_cli_json_shape_and_exit_status(world: World, cli: Any) -> None:
     # THEN it exits 1 and says why, in one JSON object
     assert status == 1
     document = json.loads(out)
-    assert set(document) == {"since", "until", "summary", "ok", "unreadable_manifests", "files"}
+    assert set(document) == {
+        "since",
+        "until",
+        "summary",
+        "landed_by_api",
+        "ok",
+        "unreadable_manifests",
+        "files",
+    }
+    assert document["landed_by_api"] == 0
     assert document["ok"] is False
     assert document["summary"]["delivered"] == 1
     assert document["summary"]["delivered-twice"] == 1
