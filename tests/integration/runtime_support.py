@@ -30,15 +30,23 @@ def function(
 
 
 def wait_until(
-    condition: Callable[[], T | None], *, what: str, timeout: float = 60.0, every: float = 0.05
+    condition: Callable[[], T | None],
+    *,
+    what: str,
+    timeout: float = 60.0,
+    every: float = 0.05,
+    progress: Callable[[], str] | None = None,
 ) -> T:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds,
+    naming `what` was awaited and, when given, `progress()` — where things stood then."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+            where = f" ({progress()})" if progress is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{where}")
         time.sleep(every)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +106,15 @@ def staged_windows(gameday: Gameday) -> dict[str, datetime]:
     return windows
 
 
+def states_of(ledger: Ledger, windows: set[str]) -> str:
+    """How many of `windows` are in each ledger state ("unrecorded" for no item): what a
+    timed-out wait reports."""
+    records = ledger.get_windows(sorted(windows))
+    counts = Counter(r.state.value for r in records.values())
+    counts["unrecorded"] = len(windows) - len(records)
+    return ", ".join(f"{state} {n}" for state, n in sorted(counts.items()) if n)
+
+
 def all_delivered(ledger: Ledger, windows: set[str]) -> dict[str, WindowRecord] | None:
     records = ledger.get_windows(sorted(windows))
     final = (WindowState.DELIVERED, WindowState.EMPTY)
@@ -141,6 +151,7 @@ def test_long_outage_backlog_drained_by_the_schedule(gameday: Gameday) -> None:
             what=f"the {len(backlog)} backlog windows delivered",
             timeout=DRAIN_LIMIT_SECONDS,
             every=5,
+            progress=lambda: states_of(ledger, backlog),
         )
         staged = staged_windows(gameday)
     # ... and once the last files are in, every window is settled, none parked ...
@@ -149,6 +160,7 @@ def test_long_outage_backlog_drained_by_the_schedule(gameday: Gameday) -> None:
         what="every window staged since the outage delivered",
         timeout=DRAIN_LIMIT_SECONDS,
         every=5,
+        progress=lambda: states_of(ledger, set(staged_windows(gameday)) - before),
     )
     assert parked_windows(target) == []
     # ... and reconcile finds every file landed delivered once: nothing missing or doubled
