@@ -69,9 +69,23 @@ class ForwarderTunables:
 
 @dataclass(frozen=True)
 class PayloadSchemaRule:
+    """A payload type: files under `prefix` hold records of `schema` in `format`; their
+    records are the rows of `table` (see infrastructure/payload_tables.py)."""
+
     prefix: str
     schema: str
     format: str
+    table: str
+    csv_delimiter: str = ","
+    invalid: str | None = None
+    """"quarantine" or "report"; None: "report" for csv, "quarantine" otherwise."""
+
+    @property
+    def holds_back_invalid(self) -> bool:
+        """True when a body failing its schema is quarantined or excluded, not delivered."""
+        return (self.invalid or ("report" if self.format == "csv" else "quarantine")) == (
+            "quarantine"
+        )
 
     @property
     def schema_path(self) -> Path:
@@ -281,6 +295,11 @@ def _check_invariants(t: Tunables) -> None:
                 f"{where}: functions.{name}.resource_environment names unknown variables "
                 f"{sorted(unknown)}; known: {sorted(environment.RESOURCE_VARIABLES)}"
             )
+    tables = [rule.table for rule in t.processor.payload_schemas]
+    if len(set(tables)) != len(tables):
+        raise TunablesError(
+            f"{where}: processor.payload_schemas names a table twice: {sorted(tables)}"
+        )
     for rule in t.processor.payload_schemas:
         if not rule.schema_path.is_file():
             raise TunablesError(

@@ -1,10 +1,12 @@
-"""Optional payload schemas: Avro schemas that inline JSON / NDJSON bodies must satisfy.
+"""Payload schemas: Avro schemas that hold back JSON / NDJSON bodies failing them.
 
-`tunables.json` lists rules (`processor.payload_schemas`): a key prefix, an `.avsc` under
-`infrastructure/schemas/`, and a format. A file's rule is the one with the longest prefix its key
-starts with; keys outside every prefix are not checked. As for the envelope, values are checked
-with fastavro against the parsed JSON (untagged unions, not Avro's JSON encoding). The processor
-checks inline bodies; delivery checks `ref` bodies line by line with `check_lines`.
+`tunables.json` lists payload types (`processor.payload_schemas`): a key prefix, an `.avsc` under
+`infrastructure/schemas/`, a format and a table. A file's type is the one with the longest prefix
+its key starts with; keys outside every prefix are not checked, nor are types whose invalid
+records are only reported (`invalid: report`, every csv type): those files are delivered, and
+their failing records become invalid rows of the type's table. As for the envelope, values are
+checked with fastavro against the parsed JSON (untagged unions, not Avro's JSON encoding). The
+processor checks inline bodies; delivery checks `ref` bodies line by line with `check_lines`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from fastavro.validation import ValidationError, validate
 
 from infrastructure.tunables import PayloadSchemaRule, TunablesError
 
-PayloadFormat = Literal["json", "ndjson"]
-FORMATS: frozenset[str] = frozenset({"json", "ndjson"})
+PayloadFormat = Literal["json", "ndjson", "csv"]
+FORMATS: frozenset[str] = frozenset({"json", "ndjson", "csv"})
 MAX_REASONS = 5
 MAX_SHOWN_CHARS = 80
 
@@ -38,6 +40,8 @@ class PayloadSchema:
     format: PayloadFormat
     parsed: Any
     """fastavro's parsed schema: a dict for a record, a list or str for other top-level types."""
+    holds_back: bool = True
+    """False for a type whose invalid records are reported, not held back (see the module)."""
 
     def check(self, body: bytes | str) -> None:
         """Validate a whole body in this rule's format; PayloadSchemaError on the first fault."""
@@ -50,7 +54,15 @@ class PayloadSchema:
                     f"{self.schema}: {err}"
                 ) from err
         if self.format == "json":
-            self.check_value(body, where="body")
+            try:
+                value = json.loads(body)
+            except json.JSONDecodeError as err:
+                raise PayloadSchemaError(f"{self.schema}: body is not JSON: {err}") from err
+            if isinstance(value, list):  # an array of records
+                for number, item in enumerate(value, start=1):
+                    self.check_parsed(item, where=f"item {number}")
+            else:
+                self.check_parsed(value, where="body")
         else:
             self.check_lines(body.split("\n"))
 
@@ -118,9 +130,11 @@ class PayloadSchemas:
     """Longest prefix first, so the first match is the longest."""
 
     def for_key(self, key: str) -> PayloadSchema | None:
+        """The schema that holds back a body under `key` failing it, or None: no type, or a
+        type that only reports invalid records."""
         for rule in self.rules:
             if key.startswith(rule.prefix):
-                return rule
+                return rule if rule.holds_back else None
         return None
 
 
@@ -138,6 +152,11 @@ def load(rules: Sequence[PayloadSchemaRule]) -> PayloadSchemas:
                 f"processor.payload_schemas prefix {rule.prefix!r}: format {rule.format!r} "
                 f"is not one of {sorted(FORMATS)}"
             )
+        if rule.format == "csv" and rule.holds_back_invalid:
+            raise TunablesError(
+                f"processor.payload_schemas prefix {rule.prefix!r}: a csv type reports invalid "
+                f"rows (invalid: report); quarantine is for json and ndjson types"
+            )
         try:
             # A fresh named-types table per schema, so two payload schemas may reuse a name.
             parsed = fastavro.parse_schema(json.loads(rule.schema_path.read_text()))
@@ -152,6 +171,7 @@ def load(rules: Sequence[PayloadSchemaRule]) -> PayloadSchemas:
                 schema=rule.schema,
                 format=rule.format,  # type: ignore[arg-type]  # checked against FORMATS above
                 parsed=parsed,
+                holds_back=rule.holds_back_invalid,
             )
         )
     loaded.sort(key=lambda rule: len(rule.prefix), reverse=True)

@@ -390,12 +390,12 @@ def schema_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def poison_stack(
     tmp_path_factory: pytest.TempPathFactory, schema_file: Path
 ) -> Iterator[LocalStack]:
-    """A stack whose tunables check `readings/` against a schema of the test's (an absolute
+    """A stack whose tunables check `poison/` against a schema of the test's (an absolute
     path: a schema tried locally before it is shipped)."""
     schema_file.write_text(json.dumps(STRICT_SCHEMA))
     document = read_tunables_document()
     document["processor"]["payload_schemas"].append(
-        {"prefix": "readings/", "schema": str(schema_file), "format": "ndjson"}
+        {"prefix": "poison/", "schema": str(schema_file), "format": "ndjson", "table": "poison"}
     )
     tunables = tmp_path_factory.mktemp("tunables") / "tunables.json"
     tunables.write_text(json.dumps(document))
@@ -415,11 +415,11 @@ def test_poison_files_quarantined_schema_fixed_released_delivered(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SLUICE_ROOT", str(poison_stack.options.root))
-    gameday = Gameday(poison_stack, capsys, prefix="readings/")
+    gameday = Gameday(poison_stack, capsys, prefix="poison/")
     s3 = gameday.target.client("s3")
     # GIVEN readings that pass the schema, and readings in Fahrenheit that fail it
     for n in range(10):
-        key = f"readings/sensor-{n}.ndjson"
+        key = f"poison/sensor-{n}.ndjson"
         field_ = "celsius" if n % 2 else "fahrenheit"
         body = (json.dumps({"sensor": f"s{n}", field_: 20.5}) + "\n").encode()
         s3.put_object(Bucket=gameday.target.landing_bucket, Key=key, Body=body)

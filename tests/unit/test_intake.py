@@ -236,7 +236,14 @@ def order(n: int) -> dict[str, Any]:
 def test_ten_thousand_events_land_as_one_ndjson_file(intake: Any, tunables: Any) -> None:
     # GIVEN acme's events checked against the order schema
     tunables(
-        rules=[{"prefix": "acme/api/events/", "schema": "payloads/order.avsc", "format": "ndjson"}]
+        rules=[
+            {
+                "prefix": "acme/api/events/",
+                "schema": "payloads/order.avsc",
+                "format": "ndjson",
+                "table": "api_events",
+            }
+        ]
     )
     body = b"\n".join(json.dumps(order(n), indent=None).encode() for n in range(10_000))
     # WHEN 10,000 events are posted as NDJSON
@@ -259,7 +266,14 @@ def test_invalid_events_are_400_listing_every_fault_and_nothing_lands(
 ) -> None:
     # GIVEN the order schema, and a batch with three faulty events among good ones
     tunables(
-        rules=[{"prefix": "acme/api/events/", "schema": "payloads/order.avsc", "format": "ndjson"}],
+        rules=[
+            {
+                "prefix": "acme/api/events/",
+                "schema": "payloads/order.avsc",
+                "format": "ndjson",
+                "table": "api_events",
+            }
+        ],
         max_errors_reported=2,
     )
     lines = [json.dumps(order(1)), "{not json", json.dumps({**order(2), "currency": "XXX"}), "[1]"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ ORDER = b'{"order_id": "o-1", "amount_pence": 1250, "currency": "GBP"}'
 
 
 def order_rule(prefix: str = "orders/", fmt: str = "ndjson") -> PayloadSchemaRule:
-    return PayloadSchemaRule(prefix=prefix, schema="payloads/order.avsc", format=fmt)
+    return PayloadSchemaRule(
+        prefix=prefix, schema="payloads/order.avsc", format=fmt, table="orders"
+    )
 
 
 def test_packaged_tunables_load_the_order_rule() -> None:
@@ -50,10 +53,11 @@ def test_no_rules_checks_nothing() -> None:
     ("rules", "message"),
     [
         ([order_rule(), order_rule()], "twice"),
-        ([order_rule(fmt="csv")], "format"),
-        ([PayloadSchemaRule("x/", "payloads/none.avsc", "json")], "cannot load"),
+        ([order_rule(fmt="xml")], "format"),
+        ([replace(order_rule(fmt="csv"), invalid="quarantine")], "csv type reports"),
+        ([PayloadSchemaRule("x/", "payloads/none.avsc", "json", "x")], "cannot load"),
     ],
-    ids=["duplicate-prefix", "unknown-format", "missing-file"],
+    ids=["duplicate-prefix", "unknown-format", "csv-quarantine", "missing-file"],
 )
 def test_bad_rules_fail_the_cold_start(rules: list[PayloadSchemaRule], message: str) -> None:
     # GIVEN a rule set that cannot be applied unambiguously WHEN loaded THEN it is refused
@@ -65,7 +69,7 @@ def test_invalid_avro_schema_fails_the_cold_start(tmp_path: Path) -> None:
     # GIVEN a schema file naming an unknown type (an absolute path joins SCHEMAS_DIR as itself)
     bad = {"type": "record", "name": "X", "fields": [{"name": "a", "type": "Nope"}]}
     (tmp_path / "bad.avsc").write_text(json.dumps(bad))
-    rule = PayloadSchemaRule("x/", str(tmp_path / "bad.avsc"), "json")
+    rule = PayloadSchemaRule("x/", str(tmp_path / "bad.avsc"), "json", "x")
     # WHEN it is loaded THEN the error names the prefix
     with pytest.raises(TunablesError, match="'x/'"):
         payload_schemas.load([rule])
@@ -150,3 +154,29 @@ def test_json_format_accepts_one_value_with_whitespace() -> None:
     # GIVEN one order, pretty-printed with a trailing newline WHEN checked THEN it passes
     rule = payload_schemas.load([order_rule(fmt="json")]).rules[0]
     rule.check(json.dumps(json.loads(ORDER), indent=2) + "\n")
+
+
+def test_a_type_that_reports_invalid_records_holds_nothing_back() -> None:
+    # GIVEN a csv type and a json type whose invalid records are reported, under an ndjson type
+    schemas = payload_schemas.load(
+        [
+            order_rule("orders/"),
+            replace(order_rule("orders/csv/", "csv"), table="csv_orders"),
+            replace(order_rule("orders/lenient/", "json"), table="lenient", invalid="report"),
+        ]
+    )
+    # WHEN a key of each is looked up THEN only the ndjson type checks (and holds back) bodies
+    assert schemas.for_key("orders/a.ndjson") is not None
+    assert schemas.for_key("orders/csv/a.csv") is None
+    assert schemas.for_key("orders/lenient/a.json") is None
+
+
+def test_a_json_array_is_checked_item_by_item() -> None:
+    # GIVEN a json type WHEN an array with a bad second order is checked
+    rule = payload_schemas.load([order_rule(fmt="json")]).rules[0]
+    good = {"order_id": "a", "amount_pence": 1, "currency": "GBP", "note": None}
+    body = json.dumps([good, {**good, "currency": "JPY"}])
+    # THEN the error names the item
+    with pytest.raises(PayloadSchemaError, match="item 2"):
+        rule.check(body)
+    rule.check(json.dumps([good, good]))

@@ -400,7 +400,12 @@ def json_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tunables with an extra, longer rule: orders/single/ bodies are one JSON order each."""
     document = json.loads(TUNABLES_FILE.read_text())
     document["processor"]["payload_schemas"].append(
-        {"prefix": "orders/single/", "schema": "payloads/order.avsc", "format": "json"}
+        {
+            "prefix": "orders/single/",
+            "schema": "payloads/order.avsc",
+            "format": "json",
+            "table": "single_orders",
+        }
     )
     shutil.copy(TUNABLES_FILE.with_name("tunables.schema.json"), tmp_path)
     path = tmp_path / "tunables.json"

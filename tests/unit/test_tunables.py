@@ -524,10 +524,18 @@ def test_payload_schema_file_that_does_not_exist_is_named() -> None:
 
 def test_payload_schema_rule_resolves_under_the_schemas_directory() -> None:
     t = parse_tunables(read_tunables_document())
-    (rule,) = t.processor.payload_schemas
+    rule = t.processor.payload_schemas[0]
     assert rule.schema_path.name == "order.avsc"
     assert rule.schema_path.parent.name == "payloads"
-    assert rule.schema_path.is_file()
+    assert all(rule.schema_path.is_file() for rule in t.processor.payload_schemas)
+
+
+def test_two_payload_types_with_one_table_are_refused() -> None:
+    # GIVEN the shipped types with the second renamed to the first's table
+    document = edited(shipped(), "processor.payload_schemas.1.table", "orders")
+    # WHEN parsed THEN the clash is named
+    with pytest.raises(TunablesError, match="names a table twice"):
+        parse_tunables(document)
 
 
 # --------------------------------------------------------------------------- merge
