@@ -46,8 +46,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         (Path(__file__).resolve().parents[2] / "infrastructure" / "tunables.json").read_text()
     )
     # Redrive's waits are its own tunables, not the runtime's: scaled here by hand, as the
-    # runtime scales its schedule (every 5 min → every 5 s).
-    tunables["redrive"].update(min_age_seconds=2, jitter_seconds=1, unrecorded_grace_seconds=10)
+    # runtime scales its schedule (every 5 min → every 5 s). A window left CLAIMED (its
+    # invocation's on-failure record lost, as when a loaded moto times out the send) is
+    # re-invoked after 3 min — past the local stack's 120 s delivery timeout — not 30.
+    tunables["redrive"].update(
+        min_age_seconds=2, jitter_seconds=1, unrecorded_grace_seconds=10, claimed_stale_seconds=180
+    )
     tunables_file = root / "tunables.json"
     tunables_file.write_text(json.dumps(tunables))
     started = LocalStack(
