@@ -9,9 +9,10 @@
 5. Plan parts of at most `archive_max_input_bytes` of file bytes (a larger file alone) over
    the files it owns — the same parts on every attempt. For each part not verified earlier:
    read and hash its refs once, into local copies (persisting the exclusions found first),
-   build the `.tar.gz` from those copies into a hashed
-   spool, upload it under `_incoming/` with its checks, record it verified (rule 4a). Near the
-   invocation's deadline, stop after a part: WindowContinues.
+   write the part's payload table rows to the staging bucket (delivery.tables), build the
+   `.tar.gz` from those copies into a hashed spool, upload it under `_incoming/` with its
+   checks, record it verified (rule 4a). Near the invocation's deadline, stop after a part:
+   WindowContinues.
 6. Commit (delivery.commit): copy each part to its final key, then write the window manifest.
 7. Only then mark the window DELIVERED (rule 4), tag the staged object delivered, and report
    each file's end-to-end latency.
@@ -54,6 +55,7 @@ from delivery.ledger import ExclusionRecord, Ledger, PartRecord, WindowRecord, W
 from delivery.minio_access import MinioAccess
 from delivery.names import safe_member_names
 from delivery.refs import RefDigest, digest_ref, open_ref
+from delivery.tables import TableCounts, Tables, TableWriter, total
 from delivery.upload import (
     META_SHA256,
     SpoolWriter,
@@ -93,6 +95,8 @@ class DeliveryDeps:
     sleep: Callable[[float], None] = time.sleep
     corrupt: Callable[[BinaryIO], BinaryIO] | None = None
     """Chaos hook between Sluice's hashing and the minio client: set by the local runtime only."""
+    tables: Tables = field(default_factory=Tables)
+    """The payload tables delivery writes rows of (none: no rows written)."""
 
 
 @dataclass
@@ -106,6 +110,8 @@ class DeliveryReport:
     not_owned: int = 0
     repeated: int = 0
     latencies_ms: list[int] = field(default_factory=list)
+    table_rows: dict[str, TableCounts] = field(default_factory=dict)
+    """Rows this invocation wrote to each payload table (parts verified earlier not counted)."""
 
 
 class WindowContinues(Exception):  # an outcome, not a failure: see the handler
@@ -221,12 +227,20 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
             name.window_id, staged_key, [_to_record(x) for x in owned_bad], _plan(deps.tunables)
         )
         bodies = InlineBodies(spooled)
+        # The tables read inline bodies on a pass of their own: the archive's pass cannot go back.
+        table_bodies = InlineBodies(spooled)
         try:
             built = _build_parts(
-                _Window(name, staged_key, owned, record, Path(tmp)), bodies, deps, lease, deadline
+                _Window(name, staged_key, staging_bucket, owned, record, Path(tmp)),
+                _Bodies(bodies, table_bodies),
+                deps,
+                lease,
+                deadline,
             )
         finally:
             bodies.close()
+            table_bodies.close()
+    report.table_rows = total(part.table_rows for part in built)
     if not deadline.allows_another():
         raise WindowContinues(name.window_id, len(built), len(built))
     with deadline.unit():
@@ -253,6 +267,7 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
 class _Window:
     name: WindowName
     staged_key: str
+    staging_bucket: str
     owned: list[WindowEntry]
     record: WindowRecord
     workdir: Path
@@ -266,6 +281,17 @@ class _BuiltPart:
     files: list[dict[str, Any]]
     entries: list[WindowEntry]
     final_key: str
+    table_rows: dict[str, TableCounts] = field(default_factory=dict)
+    """Rows written to each payload table while building it (empty for a part verified
+    earlier)."""
+
+
+@dataclass(frozen=True)
+class _Bodies:
+    """The window's inline bodies, read forward: one pass for the archives, one for the tables."""
+
+    archive: InlineBodies
+    tables: InlineBodies
 
 
 def _truncated(staged_key: str, reason: str) -> Exclusion:
@@ -391,7 +417,7 @@ def plan_parts(members: Sequence[WindowEntry], max_input_bytes: int) -> list[lis
 
 def _build_parts(
     window: _Window,
-    bodies: InlineBodies,
+    bodies: _Bodies,
     deps: DeliveryDeps,
     lease: WindowLease,
     deadline: _Deadline,
@@ -418,17 +444,43 @@ def _build_parts(
             continue
         candidates = [entry for entry in part_entries if entry.file_id not in excluded]
         if not candidates:
+            # Empty table objects, in case an attempt wrote rows before the exclusions were found.
+            _write_tables(window, number, part_entries, [], bodies, deps, lease, {})
             continue
         if not deadline.allows_another():
             raise WindowContinues(window.name.window_id, len(built), len(planned))
         with deadline.unit(), _ref_copies() as copies:
             part, newly_excluded = _build_part(
-                window, (number, len(planned)), candidates, names, bodies, deps, lease, plan, copies
+                window,
+                (number, len(planned)),
+                (part_entries, candidates),
+                names,
+                bodies,
+                deps,
+                lease,
+                plan,
+                copies,
             )
         excluded |= newly_excluded
         if part is not None:
             built.append(replace(part, final_key=final_key))
     return built
+
+
+@contextmanager
+def _open_body(
+    entry: WindowEntry, copies: dict[str, Path], deps: DeliveryDeps, inline: InlineBodies
+) -> Iterator[BinaryIO]:
+    """A file's body: its ref's local copy, else the ref read from S3 (one too big to copy),
+    else its inline body from the window (`inline`: one reader per pass over the window)."""
+    if entry.file_id in copies:
+        with copies[entry.file_id].open("rb") as copy:
+            yield copy
+    elif entry.is_ref:
+        with open_ref(deps.s3, entry) as stream:
+            yield stream
+    else:
+        yield io.BytesIO(inline.body(entry.line_number))
 
 
 @contextmanager
@@ -445,18 +497,20 @@ def _ref_copies() -> Iterator[dict[str, Path]]:
 def _build_part(  # noqa: PLR0917  # one part's whole context
     window: _Window,
     position: tuple[int, int],
-    candidates: Sequence[WindowEntry],
+    files_of: tuple[Sequence[WindowEntry], Sequence[WindowEntry]],
     names: dict[str, str],
-    bodies: InlineBodies,
+    bodies: _Bodies,
     deps: DeliveryDeps,
     lease: WindowLease,
     plan: dict[str, int],
     copies: dict[str, Path],
 ) -> tuple[_BuiltPart | None, set[str]]:
     """Read the part's refs once into `copies`, hashing them (persisting the exclusions found
-    before any byte is uploaded, so a retry builds the same part), then build the archive from
-    those copies, upload and verify it under `_incoming/`."""
+    before any byte is uploaded, so a retry builds the same part), write the part's payload
+    table rows, then build the archive from those copies, upload and verify it under
+    `_incoming/`. `files_of` is the part's files as planned, and those not excluded before."""
     number, parts = position
+    planned, candidates = files_of
     digests, found = _digest_refs(
         candidates, deps, window.workdir, copies, plan["archive_max_input_bytes"]
     )
@@ -465,20 +519,14 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
         deps.ledger.add_exclusions(window.name.window_id, [_to_record(x) for x in found])
     excluded = {x.file_id for x in found}
     members = [entry for entry in candidates if entry.file_id not in excluded]
+    # Before the archive goes to MinIO, so analysts see the rows whatever MinIO's state; after
+    # the exclusions are persisted, so every attempt writes rows of the same files.
+    table_rows = _write_tables(window, number, planned, members, bodies, deps, lease, copies)
     if not members:
         return None, excluded
 
-    @contextmanager
-    def open_body(file: ArchiveFile) -> Iterator[BinaryIO]:
-        entry = by_id[file.file_id]
-        if entry.file_id in copies:
-            with copies[entry.file_id].open("rb") as copy:
-                yield copy
-        elif entry.is_ref:
-            with open_ref(deps.s3, entry) as stream:
-                yield stream
-        else:
-            yield io.BytesIO(bodies.body(entry.line_number))
+    def open_body(file: ArchiveFile) -> contextlib.AbstractContextManager[BinaryIO]:
+        return _open_body(by_id[file.file_id], copies, deps, bodies.archive)
 
     by_id = {entry.file_id: entry for entry in members}
     files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
@@ -529,7 +577,38 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
         files=len(files),
     )
     entries: list[dict[str, Any]] = json.loads(manifest)["files"]
-    return _BuiltPart(record, entries, members, key), excluded
+    return _BuiltPart(record, entries, members, key, table_rows), excluded
+
+
+def _write_tables(  # noqa: PLR0917  # one part's whole context
+    window: _Window,
+    number: int,
+    planned: Sequence[WindowEntry],
+    members: Sequence[WindowEntry],
+    bodies: _Bodies,
+    deps: DeliveryDeps,
+    lease: WindowLease,
+    copies: dict[str, Path],
+) -> dict[str, TableCounts]:
+    """The part's table objects (delivery.tables), the bodies read from the refs' local copies,
+    the window's inline bodies, or S3 for a ref too big to copy."""
+
+    def open_body(entry: WindowEntry) -> contextlib.AbstractContextManager[BinaryIO]:
+        return _open_body(entry, copies, deps, bodies.tables)
+
+    writer = TableWriter(
+        deps.tables,
+        deps.s3,
+        window.staging_bucket,
+        max_json_bytes=deps.tunables.max_json_validation_bytes,
+        attempts=deps.tunables.upload_attempts,
+        backoff_base=deps.tunables.retry_backoff_base_seconds,
+        backoff_cap=deps.tunables.retry_backoff_cap_seconds,
+        sleep=deps.sleep,
+    )
+    return writer.write_part(
+        window.name, number, planned, members, open_body, window.workdir, check=lease.check
+    )
 
 
 def _digest_refs(
