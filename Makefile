@@ -23,8 +23,8 @@ TF_DIR := infrastructure/terraform
 TF := TF_DATA_DIR=$(CURDIR)/build/terraform/$(ENV) terraform -chdir=$(TF_DIR)
 TF_VARS := -var-file=env/$(ENV).tfvars -var=lambda_architecture=$(ARCH)
 
-.PHONY: help install lock lock-check run load test test-slow tf-check lint demo package tf-init plan deploy \
-	destroy smoke clean bench bench-e2e
+.PHONY: help install lock lock-check run load test test-slow tf-check tables lint demo package tf-init plan \
+	deploy destroy smoke clean bench bench-e2e browser
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,9 +53,17 @@ test: $(STAMP) ## Unit and in-process tests, and the Terraform's offline checks;
 	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS)
 	$(TF_DIR)/check.sh
 
-test-slow: $(STAMP) ## Tests that start servers or need long clocks; < 35 min
+test-slow: $(STAMP) browser ## Tests that start servers or need long clocks; < 35 min
 	$(BIN)/pytest -m "slow and not alone" -n $(PYTEST_WORKERS)
 	$(BIN)/pytest -m "slow and alone"
+
+# The daily report's page is checked in a real browser (tests/slow/test_report_browser.py):
+# Debian's Chromium and its driver, installed with apt-get when missing (root, or sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: ## Chromium for the report's browser test: apt-get install chromium chromium-driver when missing
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; }
 
 bench: $(STAMP) ## Benchmarks against the machine's limits and rclone (QUICK=1: < 2 min); build/bench.json, docs/BENCHMARKS.md
 	$(BIN)/python -m infrastructure.bench $(if $(QUICK),--quick,)
@@ -66,6 +74,9 @@ bench-e2e: $(STAMP) ## The local stack at production buffering, 10 then 100 file
 tf-check: ## Terraform only: fmt, init (offline mirror), validate, mocked `terraform test`
 	$(TF_DIR)/check.sh
 
+tables: $(STAMP) ## Regenerate the payload tables' Glue columns (schemas/payload_tables.json) from their Avro schemas
+	$(BIN)/python -m infrastructure.glue_tables
+
 lint: $(STAMP) ## ruff (style, bugs) and mypy (strict types)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -74,8 +85,12 @@ lint: $(STAMP) ## ruff (style, bugs) and mypy (strict types)
 demo: $(STAMP) ## Sample files through every function into SeaweedFS as MinIO, in process
 	$(BIN)/python -m infrastructure.local.stack.demo
 
+# LAMBDA_PYTHON: the python3.12 (Lambda's runtime) that compiles the zips' bytecode; by default
+# $SLUICE_LAMBDA_PYTHON, else python3.12 on PATH, the system's or pyenv's.
+LAMBDA_PYTHON ?=
 package: $(STAMP) ## Deterministic Lambda zips for python3.12 on ARCH=x86_64|arm64 in build/lambda
-	$(BIN)/python -m infrastructure.packaging --arch $(ARCH) --out build/lambda
+	$(BIN)/python -m infrastructure.packaging --arch $(ARCH) --out build/lambda \
+	  $(if $(LAMBDA_PYTHON),--python $(LAMBDA_PYTHON),)
 
 tf-init:
 	@test -n "$(TF_STATE_BUCKET)" || { echo "make: set TF_STATE_BUCKET=<state bucket> (see README: Deploy to AWS)" >&2; exit 2; }

@@ -94,7 +94,7 @@ class IngestIndex:
         since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
         found = []
         for hour in _hour_partitions(since, until):
-            for item in self._hour(hour):
+            for item in self.hour_items(hour):
                 landed_ms = int(item["landed_at_ms"]["N"])
                 key = item["object_key"]["S"]
                 if not since_ms <= landed_ms < until_ms or not key.startswith(prefix):
@@ -112,7 +112,8 @@ class IngestIndex:
                 )
         return found
 
-    def _hour(self, hour: str) -> Iterator[dict[str, Any]]:
+    def hour_items(self, hour: str) -> Iterator[dict[str, Any]]:
+        """The raw index items of one partition (`YYYY-MM-DDTHH`), page by page."""
         paginator = self.dynamodb.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table,

@@ -3,7 +3,9 @@
 Thin: builds the adapters once per cold start, runs `delivery.redriving.redrive`, then (MinIO
 answering) the hourly reconcile (`delivery.hourly_reconcile`), then the daily inventory check's
 next few data files (`delivery.inventory`), and publishes what they did: the age of the oldest
-undelivered window, `FilesMissing`, the inventory check's lag and `FilesUnannounced`.
+undelivered window, `FilesMissing`, the inventory check's lag and `FilesUnannounced`. Its MinIO
+probe and redrives are also logged by day in the ledger (`delivery.redrive_log`), for the
+daily report.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from delivery.invocation import invoke_delivery
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
 from delivery.reconciling import IngestIndex, ReconcileSources
+from delivery.redrive_log import RedriveLog
 from delivery.redriving import Health, RedriveDeps, RedriveReport, check_health, redrive
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env
@@ -33,7 +36,7 @@ from transform import clients
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = Tracer(patch_modules=clients.TRACED_MODULES)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Dependencies:
     archive_prefix: str
     reconcile_max_versions: int
     inventory: InventoryDeps
+    probe_interval_cap_ms: int
+    """A failed probe counts at most this much time as MinIO unavailable (two periods)."""
 
     def reconcile_hour(self, now: datetime) -> HourlyOutcome:
         """The hourly reconcile, its MinIO reads through the secret's client."""
@@ -93,8 +98,14 @@ def dependencies() -> Dependencies:
         destination_buffer_seconds=tunables.firehose.destination_buffer_seconds,
         file_extension=tunables.firehose.file_extension,
         markers=HourMarkers(minio, tunables.delivery.archive_prefix),
+        log=RedriveLog(
+            clients.dynamodb(),
+            required_env(environment.LEDGER_TABLE),
+            tunables.delivery.ledger_ttl_seconds,
+        ),
     )
     return Dependencies(
+        probe_interval_cap_ms=2 * tunables.redrive.schedule_minutes * 60_000,
         redrive=redrive_deps,
         minio=minio,
         landing_bucket=required_env(environment.LANDING_BUCKET),
@@ -124,6 +135,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     health = check_health(deps.redrive)
     publish_health(health)
     metrics.flush_metrics()  # sent now: the alarms on these treat missing data as breaching
+    log_probe(deps, health)
     report = redrive(deps.redrive, health=health)
     publish(report, health)
     hourly = None
@@ -147,6 +159,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "reconcile": None if hourly is None else hourly.result_key if hourly.ran else "done before",
         "inventory": None if inventory is None else inventory.__dict__,
     }
+
+
+def log_probe(deps: Dependencies, health: Health) -> None:
+    """The probe into the day's log (the daily report's MinIO figure); redrive goes on without."""
+    log = deps.redrive.log
+    if log is None:
+        return
+    try:
+        log.record_probe(health.minio_healthy, max_interval_ms=deps.probe_interval_cap_ms)
+    except Exception:  # the report then says the day's figure is incomplete; redrive's work is not
+        logger.exception("MinIO probe not logged")
+        metrics.add_metric(name="RedriveLogFailed", unit=MetricUnit.Count, value=1)
 
 
 def run_inventory_check(deps: InventoryDeps) -> InventoryOutcome | None:

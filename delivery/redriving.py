@@ -37,9 +37,11 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from delivery.hour_markers import Hour, HourMarkers, is_closed
 from delivery.ledger import Ledger, WindowRecord, WindowState
+from delivery.redrive_log import RedriveLog
 from delivery.window import WindowKeyError, window_name
 from infrastructure.tunables import RedriveTunables
 
@@ -76,6 +78,8 @@ ENVIRONMENT_ERRORS: Final = frozenset(
         "KMSThrottlingException",
         "EndpointConnectionError",
         "SlowDown",
+        # The staging bucket kept refusing a payload table's rows (delivery.tables)
+        "TableStoreUnavailable",
         # Another invocation of the window held its lease (delivery.lease)
         "WindowBusy",
         "LeaseLost",
@@ -105,6 +109,8 @@ class RedriveDeps:
     jitter: Callable[[], float] = random.random
     markers: HourMarkers | None = None
     """None: no hour markers (tests of the rest)."""
+    log: RedriveLog | None = None
+    """Where each run's redrives are added up by day, for the daily report; None: nowhere."""
 
 
 @dataclass
@@ -172,7 +178,24 @@ def redrive(
     else:
         logger.warning("MinIO does not take writes; DLQ left for the next run")
     _sweep_staging(deps, report, budget if report.minio_healthy else 0, dry_run)
+    if not dry_run and deps.log is not None:
+        _log_run(deps.log, report)
     return report
+
+
+def _log_run(log: RedriveLog, report: RedriveReport) -> None:
+    """The run's redrives into the day's log; the redrives are done whether or not it is."""
+    try:
+        log.record_run(
+            {
+                "dlq_redriven": report.dlq_redriven,
+                "environment_redriven": report.environment_redriven,
+                "reinvoked": report.unrecorded_redriven + report.stale_redriven,
+                "parked": len(report.parked),
+            }
+        )
+    except (ClientError, BotoCoreError):
+        logger.exception("redrives not logged; the daily report will count fewer")
 
 
 def _drain_dlq(deps: RedriveDeps, report: RedriveReport, budget: int, dry_run: bool) -> int:

@@ -47,6 +47,19 @@ INGEST_QUEUE_URL: Final = "SLUICE_INGEST_QUEUE_URL"
 PRODUCERS_SECRET: Final = "SLUICE_PRODUCERS_SECRET"  # noqa: S105  # a variable name, not a secret
 """Secrets Manager secret (name or ARN) holding the sha256 of each producer's API keys."""
 
+INGEST_DLQ_URL: Final = "SLUICE_INGEST_DLQ_URL"
+"""The ingest queue's DLQ; the daily report says how many messages it holds."""
+
+REQUEUE_DLQ_URL: Final = "SLUICE_REQUEUE_DLQ_URL"
+"""Requeue's on-failure destination; the daily report says how many messages it holds."""
+
+REPORT_TOPIC_ARN: Final = "SLUICE_REPORT_TOPIC_ARN"
+"""SNS topic the daily report publishes its verdict and text to."""
+
+DEPLOYMENT: Final = "SLUICE_DEPLOYMENT"
+"""The deployment's name prefix (`<name_prefix>-<environment>`, locally `sluice-local`): what
+the daily report calls it, and the prefix of its CloudWatch alarms' names."""
+
 RESOURCE_VARIABLES: Final = frozenset(
     {
         LANDING_BUCKET,
@@ -59,6 +72,10 @@ RESOURCE_VARIABLES: Final = frozenset(
         DELIVERY_FUNCTION,
         INGEST_QUEUE_URL,
         PRODUCERS_SECRET,
+        INGEST_DLQ_URL,
+        REQUEUE_DLQ_URL,
+        REPORT_TOPIC_ARN,
+        DEPLOYMENT,
     }
 )
 """The names `resource_environment` in tunables.json may list."""

@@ -17,9 +17,14 @@ function runs the same code with the same dependencies and differs only in its h
   see infrastructure/lock.py), every file checked against its hash, installed by uv for CPython
   3.12 on manylinux_2_28 (or older) of the target machine, binary wheels only, environment
   markers evaluated for that Python and machine rather than the one running the build.
-- Not: `__pycache__`, `*.pyc` (Lambda compiles on import), or the `bin/` console scripts an
-  installer writes, whose `#!` line names the interpreter that ran the build (no function runs
-  them).
+- Bytecode for every module, compiled by the runtime's own Python version (see
+  `runtime_python`) into `__pycache__/<name>.cpython-312.pyc`, where that interpreter looks.
+  Lambda's /var/task is read-only, so without it every cold start compiles every module it
+  imports (botocore, Powertools, Sluice) in memory and throws the result away. The `.pyc` files
+  are `unchecked-hash`: they name no source mtime (the zip's are all 1980) and the interpreter
+  does not re-read the source to check them. Not: the build's own `__pycache__` or `*.pyc`
+  (an installer's, for the wrong version), or the `bin/` console scripts an installer writes,
+  whose `#!` line names the interpreter that ran the build (no function runs them).
 
 boto3 and botocore are packaged, pinned by the lock, although the python3.12 runtime
 ships its own. AWS's Lambda best practices ask for it ("to have full control of the dependencies
@@ -31,8 +36,10 @@ botocore, so the two are best shipped as a tested pair. The cost is about 17 MB 
 
 Deterministic: the same code and the same wheels give the same bytes — entries sorted, every
 timestamp 1980-01-01 00:00, permissions 0644 (0755 for directories and executables), no extra
-fields or comments, one compression level. (Deflate's output depends on the zlib build, so
-"same" means the same machine image.)
+fields or comments, one compression level, bytecode compiled with a fixed hash seed (set
+constants are written in hash order) by one process in file order, under the path Lambda
+unpacks to. (Deflate's output depends on the zlib build and bytecode on the interpreter's
+patch release, so "same" means the same machine image.)
 
 Downloaded wheels are kept in uv's cache under `<cache>` (default build/package-cache). A build
 first installs from the cache alone (`--offline`): fast, and offline once the cache holds the
@@ -51,6 +58,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -70,6 +78,14 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 
 PYTHON_VERSION: Final = "3.12"
 """The runtime in lambda.tf (python3.12)."""
+
+PYTHON_ENV: Final = "SLUICE_LAMBDA_PYTHON"
+"""Names the runtime's interpreter when `runtime_python` would not find it (`--python` too)."""
+
+TASK_ROOT: Final = "/var/task"
+"""Where Lambda unpacks the zip (LAMBDA_TASK_ROOT): the source path the bytecode records. The
+interpreter replaces it with the real path when it loads a `.pyc`, so only tools reading the
+files themselves see it."""
 
 ARCHITECTURES: Final = {
     "x86_64": "x86_64-manylinux_2_28",
@@ -93,6 +109,7 @@ CODE_PACKAGES: Final = ("transform", "delivery")
 INFRASTRUCTURE_FILES: Final = (
     "__init__.py",
     "environment.py",
+    "payload_tables.py",
     "tunables.py",
     "tunables.json",
     "tunables.schema.json",
@@ -148,12 +165,15 @@ def build_packages(
     *,
     refresh: bool = False,
     root: Path = ROOT,
+    python: str | None = None,
 ) -> list[Package]:
-    """Build every function's zip into `out`; raises PackagingError naming what failed."""
+    """Build every function's zip into `out`, its bytecode compiled by `python` (default:
+    `runtime_python()`); raises PackagingError naming what failed."""
     if arch not in ARCHITECTURES:
         raise PackagingError(
             f"unknown architecture {arch!r}; expected one of {list(ARCHITECTURES)}"
         )
+    interpreter = runtime_python(python)
     handlers = functions(root)
     requirements = root / REQUIREMENTS
     if not requirements.is_file():
@@ -167,6 +187,7 @@ def build_packages(
         _clean(tree)
         _copy_code(root, tree)
         _check_handlers(handlers, tree)
+        _compile(tree, interpreter)
         unzipped = _unzipped_size(tree)
         _say(f"tree: {_megabytes(unzipped)} unzipped")
         if unzipped > MAX_UNZIPPED_BYTES:
@@ -317,6 +338,85 @@ def _check_handlers(handlers: dict[str, str], tree: Path) -> None:
             )
 
 
+def runtime_python(configured: str | None = None) -> str:
+    """The Lambda runtime's Python version (PYTHON_VERSION) on this machine: `configured`, else
+    $SLUICE_LAMBDA_PYTHON, else the first that runs of python3.12 on PATH, the system's, and
+    pyenv's. Raises PackagingError naming what it tried: bytecode of another version would be
+    ignored (wrong cache tag) or refused (wrong magic number) by the runtime."""
+    name = f"python{PYTHON_VERSION}"
+    chosen = configured or os.environ.get(PYTHON_ENV)
+    if chosen:
+        candidates = [chosen]
+    else:
+        candidates = [found for found in [shutil.which(name)] if found]
+        candidates += [f"/usr/bin/{name}", f"/usr/local/bin/{name}"]
+        pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+        candidates += sorted(
+            str(path) for path in pyenv_root.glob(f"versions/{PYTHON_VERSION}*/bin/{name}")
+        )
+    for candidate in candidates:
+        if _python_version(candidate) == PYTHON_VERSION:
+            return candidate
+    if chosen:
+        raise PackagingError(
+            f"{chosen} (from {'--python' if configured else '$' + PYTHON_ENV}) is not a working "
+            f"Python {PYTHON_VERSION}, the Lambda runtime's version ({name} in lambda.tf) that "
+            "must compile the packaged bytecode"
+        )
+    raise PackagingError(
+        f"no {name} interpreter found (tried {', '.join(candidates)}); the packaged bytecode "
+        f"must be compiled by the Lambda runtime's version: install Python {PYTHON_VERSION} "
+        f"(apt, `pyenv install {PYTHON_VERSION}`) or name it with ${PYTHON_ENV} or "
+        "`make package LAMBDA_PYTHON=…`"
+    )
+
+
+def _python_version(interpreter: str) -> str | None:
+    """`major.minor` of `interpreter`, or None when it does not run."""
+    try:
+        result = subprocess.run(  # noqa: S603  # probing a named interpreter, fixed argv, no shell
+            [interpreter, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+COMPILE: Final = """
+import compileall, py_compile, sys
+ok = compileall.compile_dir(
+    sys.argv[1],
+    ddir=sys.argv[2],
+    quiet=1,
+    workers=1,
+    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+)
+sys.exit(0 if ok else 1)
+"""
+"""Run by the runtime's interpreter. One worker: every file compiled in the same order in one
+process, so nothing about the process (what it compiled before) can differ between builds."""
+
+
+def _compile(tree: Path, interpreter: str) -> None:
+    """Bytecode for every module in `tree`, by the runtime's version, as the docstring says."""
+    started = time.monotonic()
+    result = subprocess.run(  # noqa: S603  # the runtime interpreter, a fixed script, no shell
+        [interpreter, "-S", "-s", "-c", COMPILE, str(tree), TASK_ROOT],
+        # Not -I/-E: they would ignore PYTHONHASHSEED. A fixed seed orders set and frozenset
+        # constants the same way in every build; nothing else of this environment is kept.
+        env={"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    _check_installer(result, f"compiling the bytecode with {interpreter}")
+    _say(f"compiled the bytecode with {interpreter} in {time.monotonic() - started:.1f} s")
+
+
 def _entries(tree: Path) -> list[tuple[str, Path]]:
     """Every folder (`name/`) and file under tree, sorted by its name in the zip."""
     return sorted(
@@ -378,13 +478,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "lambda")
     parser.add_argument("--cache", type=Path, default=ROOT / "build" / "package-cache")
     parser.add_argument(
+        "--python",
+        help=f"the Lambda runtime's interpreter (python{PYTHON_VERSION}) that compiles the "
+        f"bytecode (default: ${PYTHON_ENV}, else found on PATH, the system or pyenv)",
+    )
+    parser.add_argument(
         "--refresh",
         action="store_true",
         help="ask the index first, not the cache (the versions are the lock's either way)",
     )
     args = parser.parse_args(argv)
     try:
-        build_packages(args.arch, args.out, args.cache.resolve(), refresh=args.refresh)
+        build_packages(
+            args.arch, args.out, args.cache.resolve(), refresh=args.refresh, python=args.python
+        )
     except PackagingError as error:
         print(f"[package] FAILED: {error}", file=sys.stderr, flush=True)
         return 1

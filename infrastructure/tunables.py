@@ -153,6 +153,20 @@ class RedriveTunables:
 
 
 @dataclass(frozen=True)
+class ReportTunables:
+    """The daily report (delivery/report.py, docs/report.md)."""
+
+    schedule_hour_utc: int
+    schedule_minute: int
+    days_back: int
+    """The scheduled run reports the UTC day this many days before its own."""
+    slo_p95_seconds: int
+    slo_p999_seconds: int
+    top_producers: int
+    retention_days: int
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     handler: str
     memory_mb: int
@@ -175,6 +189,7 @@ class Tunables:
     delivery: DeliveryTunables
     redrive: RedriveTunables
     intake: IntakeTunables
+    report: ReportTunables
     functions: dict[str, FunctionSpec]
 
 
@@ -231,6 +246,7 @@ def parse_tunables(document: dict[str, Any], profile: str = DEFAULT_PROFILE) -> 
         delivery=DeliveryTunables(**resolved["delivery"]),
         redrive=RedriveTunables(**resolved["redrive"]),
         intake=IntakeTunables(**resolved["intake"]),
+        report=ReportTunables(**resolved["report"]),
         functions={
             name: FunctionSpec(
                 handler=spec["handler"],
@@ -287,6 +303,12 @@ def _check_invariants(t: Tunables) -> None:
         raise TunablesError(
             f"{where}: delivery.retry_backoff_cap_seconds is below "
             f"delivery.retry_backoff_base_seconds"
+        )
+    if t.report.slo_p999_seconds < t.report.slo_p95_seconds:
+        raise TunablesError(
+            f"{where}: report.slo_p999_seconds ({t.report.slo_p999_seconds}) is below "
+            f"report.slo_p95_seconds ({t.report.slo_p95_seconds}): 99.9% of files cannot be "
+            "faster than 95% of them"
         )
     for name, spec in t.functions.items():
         unknown = set(spec.resource_environment) - environment.RESOURCE_VARIABLES

@@ -64,7 +64,7 @@ def _fresh_caches() -> Iterator[None]:
     each test is a cold start."""
     # Imported here, not at the top: handler modules create Powertools objects from the
     # environment that pytest_configure sets first.
-    from delivery import handler, redrive  # noqa: PLC0415  # see above
+    from delivery import handler, redrive, report  # noqa: PLC0415  # see above
     from transform import forwarder, processor, requeue  # noqa: PLC0415  # see above
 
     def forget() -> None:
@@ -75,6 +75,7 @@ def _fresh_caches() -> Iterator[None]:
         requeue.dependencies.cache_clear()
         handler.dependencies.cache_clear()
         redrive.dependencies.cache_clear()
+        report.dependencies.cache_clear()
 
     forget()
     yield
@@ -167,6 +168,14 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> Any:
             environment.INGEST_QUEUE_URL: (
                 f"https://sqs.{REGION}.amazonaws.com/123456789012/{INGEST_QUEUE_NAME}"
             ),
+            environment.INGEST_DLQ_URL: (
+                f"https://sqs.{REGION}.amazonaws.com/123456789012/{INGEST_QUEUE_NAME}-dlq"
+            ),
+            environment.REQUEUE_DLQ_URL: (
+                f"https://sqs.{REGION}.amazonaws.com/123456789012/sluice-requeue-dlq-test"
+            ),
+            environment.REPORT_TOPIC_ARN: f"arn:aws:sns:{REGION}:123456789012:sluice-reports-test",
+            environment.DEPLOYMENT: "sluice-test",
         }
         for name in spec.resource_environment:
             monkeypatch.setenv(name, bindings[name])

@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from infrastructure import environment
@@ -27,7 +26,7 @@ from transform.idempotency import IdempotencyStore
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = Tracer(patch_modules=clients.TRACED_MODULES)
 
 METRIC_NAMES: Final = {
     "files_forwarded": "FilesForwarded",
@@ -68,8 +67,9 @@ def dependencies() -> ForwarderDeps:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    sqs_event = SQSEvent(event)
-    messages = [(record.message_id, record.body) for record in sqs_event.records]
+    # The event read as the dict it is: Powertools' SQSEvent would import every one of its
+    # event classes at cold start for two fields.
+    messages = [(record["messageId"], record["body"]) for record in event["Records"]]
     metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(messages))
     report = forward_batch(messages, dependencies(), context.get_remaining_time_in_millis())
     publish(report, len(messages))

@@ -4,7 +4,8 @@ For one batch (DESIGN §4, §4a):
 1. parse every message (malformed ones fail alone; test events and deletes are acknowledged);
 2. resolve each created object's exact version and so its file_id, reading with bounded
    concurrency; files over `max_file_bytes` and versions gone for good are quarantined with
-   their reason (acknowledged: retrying cannot help, and the reason file keeps them visible);
+   their reason (acknowledged: retrying cannot help, and the reason file keeps them visible)
+   and recorded HELD in the index of landed files (the daily report counts them by day);
 3. drop repeats of a file_id within the batch, claim each file in the idempotency table (a file
    already COMPLETED is a duplicate event; one IN_PROGRESS elsewhere makes its message retry);
 4. build each envelope: inline (utf8/base64) up to the inline limit, else a `ref`;
@@ -176,7 +177,10 @@ def _resolve(
             try:
                 return message_id, event, resolve_version_id(deps.s3, event), ""
             except VersionGone as err:
-                _quarantine_gone(deps, event, event.version_id or f"etag:{event.etag}", str(err))
+                version = event.version_id or f"etag:{event.etag}"
+                _quarantine_gone(deps, event, version, str(err))
+                if event.replay_id is None:
+                    _record_held(deps, file_id(event.bucket, event.key, version), event, version)
                 return message_id, event, None, "gone"
         except (ClientError, BotoCoreError) as err:
             return message_id, event, None, f"cannot resolve the version: {err}"
@@ -208,6 +212,8 @@ def _prepare(file: _File, deps: ForwarderDeps, holds_until_ms: int) -> _Prepared
     try:
         if event.size > deps.tunables.max_file_bytes:
             _quarantine_too_large(deps, file)
+            if file.landed is not None:
+                deps.store.record_held(file.file_id, file.landed, "too-large")
             return _Prepared(file, quarantined="too_large")
         claim = deps.store.claim(file.claim_key, holds_until_ms, file.landed)
         if claim is Claim.BUSY:
@@ -219,6 +225,8 @@ def _prepare(file: _File, deps: ForwarderDeps, holds_until_ms: int) -> _Prepared
         except VersionGone as err:
             deps.store.release([file.claim_key])
             _quarantine_gone(deps, event, file.version_id, str(err))
+            if file.landed is not None:
+                deps.store.record_held(file.file_id, file.landed, "version-gone")
             return _Prepared(file, quarantined="versions_gone")
         except Exception:
             deps.store.release([file.claim_key])
@@ -331,6 +339,12 @@ def _quarantine_gone(deps: ForwarderDeps, event: ObjectCreated, version: str, de
             size=event.size,
         ),
     )
+
+
+def _record_held(deps: ForwarderDeps, fid: str, event: ObjectCreated, version: str) -> None:
+    """The ingest index's record of a version gone before it could be resolved."""
+    landed = LandedFile(event.key, version, event.size, event.etag or "", event.event_time_ms)
+    deps.store.record_held(fid, landed, "version-gone")
 
 
 def _log_retry(message_ids: str, event: ObjectCreated, reason: str) -> None:

@@ -8,8 +8,11 @@ a duplicate in Firehose, which delivery drops (rule 1), never a loss.
 
 A record of a landed version (not of a replay) also says what landed and when: the S3 event's
 time as `landed_hour` (`YYYY-MM-DDTHH`, UTC) and `landed_at_ms`, and the version's key, id, size
-and ETag. `landed_hour` is the key of the table's index `landed-hour`, from which reconcile reads
-the files that landed in an hour without listing the landing bucket's history.
+and ETag. `landed_hour` is the key of the table's index `landed-hour`, from which reconcile and
+the daily report read the files that landed in an hour without listing the landing bucket's
+history. A file the forwarder holds back without claiming it (too large, its version gone) gets
+a HELD record with its `held_reason`, so that the index lists it too; HELD is no claim: a later
+claim of the same id takes its place.
 
 Powertools' `idempotent_function` keys one call to one record; here one PutRecordBatch call
 completes many records, so the same record layout (id, status, expiration,
@@ -38,6 +41,9 @@ IDEMPOTENCY_KEY: Final = "id"
 IDEMPOTENCY_TTL_ATTRIBUTE: Final = "expiration"
 IN_PROGRESS: Final = "IN_PROGRESS"
 COMPLETED: Final = "COMPLETED"
+HELD: Final = "HELD"
+"""Not a claim: a landed file the forwarder quarantined (its reason file says why)."""
+HELD_REASON: Final = "held_reason"
 BATCH_WRITE_LIMIT: Final = 25
 BATCH_WRITE_ATTEMPTS: Final = 5
 LANDED_INDEX: Final = "landed-hour"
@@ -107,10 +113,10 @@ class IdempotencyStore:
                     "in_progress_expiration": {"N": str(holds_until_ms)},
                     **(landed.attributes() if landed else {}),
                 },
-                # Free if absent, expired (TTL deletion lags by up to days), or an IN_PROGRESS
-                # whose holder's invocation has ended.
+                # Free if absent, expired (TTL deletion lags by up to days), an IN_PROGRESS
+                # whose holder's invocation has ended, or only a HELD record (no claim).
                 ConditionExpression=(
-                    "attribute_not_exists(#id) OR #exp < :now "
+                    "attribute_not_exists(#id) OR #exp < :now OR #status = :held "
                     "OR (#status = :in_progress AND in_progress_expiration < :now_ms)"
                 ),
                 ExpressionAttributeNames={
@@ -122,6 +128,7 @@ class IdempotencyStore:
                     ":now": {"N": str(int(now))},
                     ":now_ms": {"N": str(int(now * 1000))},
                     ":in_progress": {"S": IN_PROGRESS},
+                    ":held": {"S": HELD},
                 },
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -151,6 +158,29 @@ class IdempotencyStore:
             }
             requests.append({"PutRequest": {"Item": item}})
         return self._batch_write(requests)
+
+    def record_held(self, file_id: str, landed: LandedFile, reason: str) -> None:
+        """Put a HELD record of a landed file the forwarder quarantined without claiming it, so
+        the index of landed files lists it. Never over a claim (a file claimed or sent before
+        its version went away keeps its record), and best effort: the reason file is what holds
+        the file back; a failed write is logged, and the file goes unlisted by the index."""
+        try:
+            self._dynamodb.put_item(
+                TableName=self._table,
+                Item={
+                    IDEMPOTENCY_KEY: {"S": file_id},
+                    "status": {"S": HELD},
+                    HELD_REASON: {"S": reason},
+                    IDEMPOTENCY_TTL_ATTRIBUTE: {"N": str(int(self._clock()) + self._ttl_seconds)},
+                    **landed.attributes(),
+                },
+                ConditionExpression="attribute_not_exists(#id) OR #status = :held",
+                ExpressionAttributeNames={"#id": IDEMPOTENCY_KEY, "#status": "status"},
+                ExpressionAttributeValues={":held": {"S": HELD}},
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                logger.warning("held file not recorded", file_id=file_id, error=str(err))
 
     def release(self, file_ids: Iterable[str]) -> list[str]:
         """Remove claims whose send failed, so a redelivery sends them again."""

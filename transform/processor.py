@@ -25,7 +25,7 @@ from transform.processing import ProcessorConfig, Rejection
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = Tracer(patch_modules=clients.TRACED_MODULES)
 
 REASON_WRITERS: Final = 16
 """Reason files are written in parallel: a batch of thousands of bad small files would otherwise

@@ -9,7 +9,9 @@ timed is Sluice's CPU work, not a network.
 Figures (issue 7): 10,000 x 1 KiB inline files against a naive delivery of the same window;
 600 x 100 KiB refs against the per-byte reference (gzip + sha256 of the same payload bytes,
 same run); one 64 MiB ref. Each is the best of N runs after a warm-up, wall time by
-`perf_counter`, with the CPU time of that run in the note.
+`perf_counter`, with the CPU time of that run in the note. Issue 17 adds the payload tables
+(infrastructure/bench/typed.py): records written to a table per CPU second, CSV and NDJSON, and
+a window of typed files delivered with and without its table rules.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from infrastructure.bench.results import Figure, progress
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from delivery.tables import Tables
+    from delivery.window import WindowEntry
+
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -55,11 +60,19 @@ class Sizes:
     large_bytes: int
     repeats: int
     large_repeats: int
+    table_records: int
+    """Records of each of CSV and NDJSON for `tables_records_per_s` (files of TABLE_FILE_ROWS)."""
 
 
-FULL: Final = Sizes(10_000, KiB, 600, 100 * KiB, 64 * MiB, repeats=5, large_repeats=3)
-QUICK: Final = Sizes(2_000, KiB, 150, 100 * KiB, 16 * MiB, repeats=3, large_repeats=2)
-TINY: Final = Sizes(20, KiB, 4, 100 * KiB, 256 * KiB, repeats=1, large_repeats=1)
+FULL: Final = Sizes(
+    10_000, KiB, 600, 100 * KiB, 64 * MiB, repeats=5, large_repeats=3, table_records=200_000
+)
+QUICK: Final = Sizes(
+    2_000, KiB, 150, 100 * KiB, 16 * MiB, repeats=3, large_repeats=2, table_records=40_000
+)
+TINY: Final = Sizes(
+    20, KiB, 4, 100 * KiB, 256 * KiB, repeats=1, large_repeats=1, table_records=2 * 100
+)
 """For tests: the figure names, not the numbers."""
 
 
@@ -115,14 +128,18 @@ class Window:
 def make_window(path: Path, payload: Payload, count: int, size: int, *, ref: bool) -> Window:
     """`count` files of `size` bytes as the processor stages them: enriched envelopes, one a
     line, gzip. Inline bodies ride in the envelope; refs stay in `Window.refs`."""
+    files = [(f"acme/2025/11/24/orders-{n:06d}.json", payload.take(size)) for n in range(count)]
+    return make_window_of(path, files, ref=ref)
+
+
+def make_window_of(path: Path, files: list[tuple[str, bytes]], *, ref: bool) -> Window:
+    """A staged window of these (key, body) files, as `make_window`."""
     from transform.envelope import Envelope, file_id  # noqa: PLC0415  # sections import lazily
 
     lines = []
     refs: dict[tuple[str, str], bytes] = {}
-    for n in range(count):
-        key = f"acme/2025/11/24/orders-{n:06d}.json"
+    for n, (key, body) in enumerate(files):
         version = f"v{n:06d}.bench"
-        body = payload.take(size)
         fields: dict[str, Any] = {
             "file_id": file_id(_LANDING, key, version),
             "bucket": _LANDING,
@@ -140,7 +157,7 @@ def make_window(path: Path, payload: Payload, count: int, size: int, *, ref: boo
         # The processor's enrichment, spliced as it splices it (transform.processing.enrich).
         lines.append(wire[:-1] + b',"firehose_arrival_ms":%d,"content_kind":"json"}\n' % _EVENT_MS)
     path.write_bytes(gzip.compress(b"".join(lines), compresslevel=GZIP_LEVEL, mtime=0))
-    return Window(path, count, count * size, refs)
+    return Window(path, len(files), sum(len(body) for _, body in files), refs)
 
 
 class _MemoryS3:
@@ -168,8 +185,11 @@ class Built:
     """The spooled archive, when kept."""
 
 
-def deliver(window: Window, workdir: Path, *, keep: bool = False) -> Built:
-    """What `delivering.deliver_window` does to one window between claiming and uploading."""
+def deliver(
+    window: Window, workdir: Path, *, keep: bool = False, tables: Tables | None = None
+) -> Built:
+    """What `delivering.deliver_window` does to one window between claiming and uploading;
+    with `tables`, the part's payload table rows too (before the archive, as delivery does)."""
     from delivery import archive  # noqa: PLC0415  # sections import lazily
     from delivery.archive import ArchiveFile  # noqa: PLC0415
     from delivery.delivering import archive_file  # noqa: PLC0415
@@ -203,6 +223,8 @@ def deliver(window: Window, workdir: Path, *, keep: bool = False) -> Built:
     files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
     by_id = {entry.file_id: entry for entry in members}
     manifest = archive.manifest("bench", _STAGED_KEY, 1, 1, files, parsed.bad_lines)
+    if tables is not None:
+        _write_tables(tables, window, members, s3, workdir, settings.max_json_validation_bytes)
     bodies = InlineBodies(window.path)
 
     @contextmanager
@@ -234,6 +256,33 @@ def deliver(window: Window, workdir: Path, *, keep: bool = False) -> Built:
         spooled.remove()
     path = spooled.path if keep else None
     return Built(spooled.length, spooled.sha256, spooled.expected_etag, len(files), path)
+
+
+def _write_tables(  # noqa: PLR0917  # the window's context, passed whole
+    tables: Tables,
+    window: Window,
+    members: list[WindowEntry],
+    s3: S3Client,
+    workdir: Path,
+    max_json_bytes: int,
+) -> None:
+    """The tables' own pass over the inline bodies, refs read again, as delivery does."""
+    from delivery.refs import open_ref  # noqa: PLC0415  # sections import lazily
+    from delivery.window import InlineBodies  # noqa: PLC0415
+    from infrastructure.bench.typed import write_tables  # noqa: PLC0415
+
+    bodies = InlineBodies(window.path)
+
+    def body(entry: WindowEntry) -> BinaryIO:
+        if entry.is_ref:
+            with open_ref(s3, entry) as stream:
+                return io.BytesIO(stream.read())
+        return io.BytesIO(bodies.body(entry.line_number))
+
+    try:
+        write_tables(tables, members, body, workdir, max_json_bytes)
+    finally:
+        bodies.close()
 
 
 def deflate_floor(built: Built, repeats: int) -> Timing:
@@ -413,6 +462,8 @@ def measure(sizes: Sizes, workdir: Path, *, reduced: bool = True) -> list[Figure
     large_rate = large.payload_bytes / MB / sluice_large.wall
     (workdir / "naive.tar.gz").unlink(missing_ok=True)
 
+    tables = measure_tables(sizes, workdir)
+
     return [
         Figure(
             name="delivery_files_per_s_1k",
@@ -423,7 +474,9 @@ def measure(sizes: Sizes, workdir: Path, *, reduced: bool = True) -> list[Figure
             goal=">= 3x naive",
             met=sluice_rate >= 3 * naive_rate,
             reference=f"naive: {naive_rate:,.0f} files/s ({sluice_rate / naive_rate:.2f}x)",
-            note=_cpu(sluice_small) + (limit if sluice_rate < 3 * naive_rate else ""),
+            note=_cpu(sluice_small)
+            + (limit if sluice_rate < 3 * naive_rate else "")
+            + f"; {tables.delivery_cost}",
         ),
         Figure(
             name="naive_files_per_s_1k",
@@ -467,4 +520,111 @@ def measure(sizes: Sizes, workdir: Path, *, reduced: bool = True) -> list[Figure
             reference=f"reference (100 KiB files): {reference_rate:,.1f} MB/s",
             note=_cpu(sluice_large),
         ),
+        tables.figure(less),
     ]
+
+
+# --- payload tables ----------------------------------------------------------------------------
+
+TABLE_FILE_ROWS: Final = 100
+"""Records a file for `tables_records_per_s`: per-file work (a reader, its source columns) is
+in the figure, as it is in delivery."""
+TYPED_CSV_ROWS: Final = 20
+TYPED_NDJSON_ROWS: Final = 12
+"""Records a typed file of about 1 KiB, for the with/without comparison of delivery."""
+
+
+@dataclass(frozen=True)
+class TablesMeasured:
+    csv_rate: float
+    ndjson_rate: float
+    csv_cpu: Timing
+    ndjson_cpu: Timing
+    typed_files: int
+    with_tables: float
+    without_tables: float
+
+    @property
+    def delivery_cost(self) -> str:
+        extra = self.without_tables / self.with_tables - 1
+        return (
+            f"a window of {self.typed_files:,} typed ~1 KiB files (CSV, NDJSON): "
+            f"{self.with_tables:,.0f} files per CPU second writing their payload tables, "
+            f"{self.without_tables:,.0f} without (the tables take {extra:.0%} more CPU)"
+        )
+
+    def figure(self, less: str) -> Figure:
+        return Figure(
+            name="tables_records_per_s",
+            value=round(min(self.csv_rate, self.ndjson_rate)),
+            unit="records/s",
+            what="records written to a payload table per CPU second (parse, convert, validate "
+            "with fastavro, format the JSON line, gzip), the slower of CSV meter readings and "
+            f"NDJSON orders, files of {TABLE_FILE_ROWS} records{less}",
+            reference=f"csv {self.csv_rate:,.0f}/s, ndjson {self.ndjson_rate:,.0f}/s; "
+            + self.delivery_cost,
+            note=f"csv: {_cpu(self.csv_cpu)}; ndjson: {_cpu(self.ndjson_cpu)}",
+        )
+
+
+def measure_tables(sizes: Sizes, workdir: Path) -> TablesMeasured:
+    """`tables_records_per_s`, and a window of typed files delivered with and without its
+    payload tables."""
+    from infrastructure.bench import typed  # noqa: PLC0415  # sections import lazily
+    from infrastructure.tunables import load_tunables  # noqa: PLC0415
+
+    tables = typed.shipped_tables()
+    max_json = load_tunables().delivery.max_json_validation_bytes
+    rates: dict[str, tuple[float, Timing]] = {}
+    for kind in ("csv", "ndjson"):
+        progress(f"core: {sizes.table_records:,} {kind} records into their payload table")
+        files = typed.typed_files(kind, sizes.table_records // TABLE_FILE_ROWS, TABLE_FILE_ROWS)
+        members = [_entry(n, key, len(body)) for n, (key, body) in enumerate(files)]
+        bodies = {entry.file_id: body for entry, (_, body) in zip(members, files, strict=True)}
+
+        def write(members: list[WindowEntry] = members, bodies: dict[str, bytes] = bodies) -> None:
+            typed.write_tables(
+                tables, members, lambda e: io.BytesIO(bodies[e.file_id]), workdir, max_json
+            )
+
+        timing = best_of(sizes.repeats, write)
+        rates[kind] = (len(files) * TABLE_FILE_ROWS / timing.cpu, timing)
+    count = sizes.small_files
+    progress(f"core: {count:,} typed files, delivered with then without their tables")
+    window = make_window_of(
+        workdir / "typed.json.gz",
+        typed.typed_files("csv", count // 2, TYPED_CSV_ROWS)
+        + typed.typed_files("ndjson", count - count // 2, TYPED_NDJSON_ROWS),
+        ref=False,
+    )
+    # Compared by CPU time, as tables_records_per_s: the ratio is the point, and wall time on a
+    # loaded machine says more about the load.
+    with_tables = best_of(sizes.repeats, lambda: deliver(window, workdir, tables=tables))
+    without = best_of(sizes.repeats, lambda: deliver(window, workdir))
+    return TablesMeasured(
+        csv_rate=rates["csv"][0],
+        ndjson_rate=rates["ndjson"][0],
+        csv_cpu=rates["csv"][1],
+        ndjson_cpu=rates["ndjson"][1],
+        typed_files=count,
+        with_tables=count / with_tables.cpu,
+        without_tables=count / without.cpu,
+    )
+
+
+def _entry(number: int, key: str, size: int) -> WindowEntry:
+    from delivery.window import WindowEntry  # noqa: PLC0415  # sections import lazily
+    from transform.envelope import file_id  # noqa: PLC0415
+
+    version = f"v{number:06d}.bench"
+    return WindowEntry(
+        line_number=number + 1,
+        file_id=file_id(_LANDING, key, version),
+        bucket=_LANDING,
+        key=key,
+        version_id=version,
+        size=size,
+        event_time_ms=_EVENT_MS + number,
+        encoding="utf8",
+        body_sha256=None,
+    )

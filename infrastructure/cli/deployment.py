@@ -80,7 +80,11 @@ class Deployment:
     """The HTTPS intake's secret of producers' key hashes; empty: a deployment without one."""
 
     def tunables(self) -> Tunables:
-        return parse_tunables(read_tunables_document(), self.profile)
+        """The deployment's tunables: its profile of tunables.json, or of the file
+        `SLUICE_TUNABLES_PATH` names (a stack started with another one, as its functions see)."""
+        override = os.environ.get(environment.TUNABLES_PATH)
+        document = read_tunables_document(Path(override) if override else None)
+        return parse_tunables(document, self.profile)
 
     def client(self, service: str) -> Any:
         arguments: dict[str, Any] = {"region_name": self.region}

@@ -19,6 +19,7 @@ from delivery.ledger import WINDOW_PREFIX, WindowState
 from infrastructure.cli.deployment import Deployment
 from infrastructure.queues import queue_depth
 from transform.idempotency import COMPLETED
+from transform.intake.requests import is_api_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -111,12 +112,6 @@ def _count_versions(s3: S3Client, bucket: str) -> tuple[int, int]:
         count += len(versions)
         by_api += sum(1 for v in versions if is_api_key(v["Key"]))
     return count, by_api
-
-
-def is_api_key(key: str) -> bool:
-    """Whether the HTTPS intake landed `key`: `<producer>/api/files|events/…` (docs/intake.md)."""
-    parts = key.split("/", 3)
-    return len(parts) == 4 and parts[1] == "api" and parts[2] in {"files", "events"}
 
 
 def _count_completed(dynamodb: DynamoDBClient, table: str) -> int:

@@ -7,7 +7,10 @@
     sluice smoke [--local | --env ENV]                           a sample file through, verified
     sluice status [--local | --env ENV] [--json]                 what is where, and how late
     sluice reconcile [--since T] [--until T] [--all] [--json]    each landed file: where it is
+    sluice report [--date D] [--format txt|json|html] [--out PATH]  the daily report of a UTC day
     sluice trace s3://BUCKET/KEY[?versionId=V] [--json]          one file's story, stage by stage
+    sluice query NAME [VALUE...] | --sql SQL | --list [--env ENV] [--json | --csv]
+                                                                 Athena's named queries, locally too
     sluice pause|resume forwarder|delivery [--local | --env ENV]  stop/restart a stage, nothing lost
     sluice chaos minio-down|throttle|duplicate-events|crash|corrupt-upload|status|clear
                                                                  gameday chaos, local stack only
@@ -42,9 +45,11 @@ from infrastructure.cli import (
     pause,
     producer,
     quarantine,
+    query,
     reconcile,
     redrive,
     replay,
+    report,
     smoke,
     status,
     trace,
@@ -54,7 +59,9 @@ from infrastructure.cli.errors import explain
 
 OPERATIONS: tuple[ModuleType, ...] = (
     reconcile,
+    report,
     trace,
+    query,
     redrive,
     replay,
     quarantine,
@@ -154,9 +161,10 @@ def parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "load",
         help="write a realistic mix of files at a rate, then report what arrived in MinIO",
-        description="Land files (JSON, CSV, NDJSON orders, binary, a few large ones; awkward "
-        "keys) at --rate for --seconds, wait for them in MinIO, and report arrivals, losses, "
-        "duplicates and latency percentiles. Exit status 1 if any file is missing or doubled.",
+        description="Land files (JSON, CSV, the payload types' NDJSON orders, CSV readings and "
+        "JSON profiles, binary, a few large ones; awkward keys) at --rate for --seconds, wait "
+        "for them in MinIO, and report arrivals, losses, duplicates and latency percentiles. "
+        "Exit status 1 if any file is missing or doubled.",
     )
     generate.add_argument("--rate", type=float, default=10.0, help="files per second (10)")
     generate.add_argument("--seconds", type=float, default=60.0, help="how long to send (60)")

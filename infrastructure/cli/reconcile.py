@@ -27,9 +27,9 @@ from delivery.reconciling import (
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import minio_problem
-from infrastructure.cli.figures import is_api_key
 from infrastructure.cli.times import time_argument
 from infrastructure.tunables import load_tunables
+from transform.intake.requests import is_api_key
 
 DEFAULT_RANGE: Final = timedelta(hours=1)
 

@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from delivery.hour_markers import Hour, HourMarkers
 from delivery.ledger import Ledger, WindowState
+from delivery.redrive_log import RedriveLog
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
 from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment
@@ -206,6 +207,9 @@ def redrive_deps(target: Deployment) -> RedriveDeps:
         destination_buffer_seconds=tunables.firehose.destination_buffer_seconds,
         file_extension=tunables.firehose.file_extension,
         markers=HourMarkers(target.minio_caller(), tunables.delivery.archive_prefix),
+        log=RedriveLog(
+            target.client("dynamodb"), target.ledger_table, tunables.delivery.ledger_ttl_seconds
+        ),
     )
 
 

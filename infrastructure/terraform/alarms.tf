@@ -369,6 +369,19 @@ locals {
       threshold   = 48 * 3600
       periods     = 1
     }
+    # The report runs once a day (report.tf) and publishes ReportRuns once it has stored and
+    # mailed the day: a day and two hours without one is a report missed, not a late one.
+    "report-not-running" = {
+      description = "No daily report was made in 26 hours (its schedule disabled, the function failing, throttled or timing out): nobody is told what came in, what went out and what is wrong."
+      runbook     = "report-not-running"
+      namespace   = local.namespace
+      metric      = "ReportRuns"
+      dimensions  = { service = local.service["report"] }
+      statistic   = "Sum"
+      comparison  = "LessThanThreshold"
+      threshold   = 1
+      periods     = 1
+    }
     "files-unannounced" = {
       description = "The daily inventory check found landed versions the forwarder never saw (their S3 event was lost) and announced them again on the ingest queue."
       runbook     = "files-unannounced"
@@ -398,6 +411,7 @@ locals {
     "reconcile-not-running" = 7200
     "inventory-check-late"  = 3600
     "files-unannounced"     = 3600
+    "report-not-running"    = 26 * 3600
   }
 
   # Metrics that must keep coming: redrive sends RedriveRuns, MinioHealthy and the oldest age as
@@ -413,6 +427,7 @@ locals {
     "redrive-not-running",
     "reconcile-not-running",
     "inventory-check-late",
+    "report-not-running",
   ])
 
   # The per-stream quota alarms (firehose_bytes_quota below) share one runbook.

@@ -7,6 +7,10 @@ locals {
   staging_arn = aws_s3_bucket.this["staging"].arn
   stream_arns = [for name in local.stream_names : "arn:${local.partition}:firehose:${local.region}:${local.account_id}:deliverystream/${name}"]
 
+  # The payload tables' objects (infrastructure/payload_tables.py TABLES_PREFIX): delivery
+  # writes them, Athena reads them (glue_athena.tf), they expire with the staging retention.
+  tables_prefix = "tables/"
+
   # Reason files of held-back files and records (transform/quarantine.py).
   quarantine_objects = "${local.staging_arn}/quarantine/reasons/*"
 
@@ -57,6 +61,7 @@ data "aws_iam_policy_document" "lambda" {
       delivery  = data.aws_iam_policy_document.delivery.json
       redrive   = data.aws_iam_policy_document.redrive.json
       intake    = data.aws_iam_policy_document.intake.json
+      report    = data.aws_iam_policy_document.report.json
     }[each.key],
   ]
 }
@@ -184,13 +189,21 @@ data "aws_iam_policy_document" "requeue" {
   }
 }
 
-# delivery/handler.py: download the window, read `ref` bodies by version, tag the window
-# delivered, the ledger, the MinIO secret, on-failure destination.
+# delivery/handler.py: download the window, read `ref` bodies by version, write the payload
+# tables' rows, tag the window delivered, the ledger, the MinIO secret, on-failure destination.
 data "aws_iam_policy_document" "delivery" {
   statement {
     sid       = "ReadStagedWindows"
     actions   = ["s3:GetObject"]
     resources = ["${local.staging_arn}/buffers/*"]
+  }
+
+  # The rows of the window's files, one object per payload table and window part under
+  # tables/<table>/ (infrastructure/payload_tables.py), written before the archive goes to MinIO.
+  statement {
+    sid       = "WriteTableRows"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.staging_arn}/${local.tables_prefix}*"]
   }
 
   statement {

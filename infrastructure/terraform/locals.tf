@@ -6,6 +6,7 @@ locals {
   firehose = local.tunables.firehose
   delivery = local.tunables.delivery
   redrive  = local.tunables.redrive
+  report   = local.tunables.report
 
   region     = coalesce(var.region, local.tunables.region)
   account_id = data.aws_caller_identity.current.account_id
@@ -89,6 +90,10 @@ locals {
     SLUICE_DELIVERY_FUNCTION = local.alias_arns["delivery"]
     SLUICE_INGEST_QUEUE_URL  = aws_sqs_queue.ingest.url
     SLUICE_PRODUCERS_SECRET  = local.names.producers_secret
+    SLUICE_INGEST_DLQ_URL    = aws_sqs_queue.ingest_dlq.url
+    SLUICE_REQUEUE_DLQ_URL   = aws_sqs_queue.requeue_dlq.url
+    SLUICE_REPORT_TOPIC_ARN  = aws_sns_topic.reports.arn
+    SLUICE_DEPLOYMENT        = local.prefix
   }
 
   optional_environment = {

@@ -4,7 +4,7 @@ output "landing_bucket" {
 }
 
 output "staging_bucket" {
-  description = "Bucket Firehose stages windows in (buffers/, errors/) and reason files are written to (quarantine/); S3 Inventory writes the landing bucket's reports under inventory/."
+  description = "Bucket Firehose stages windows in (buffers/, errors/), delivery writes the payload tables' rows to (tables/<table>/) and reason files are written to (quarantine/); S3 Inventory writes the landing bucket's reports under inventory/."
   value       = aws_s3_bucket.this["staging"].bucket
 }
 
@@ -94,8 +94,18 @@ output "dashboard_name" {
 }
 
 output "glue_database" {
-  description = "Glue database holding the buffers and errors tables."
+  description = "Glue database holding the buffers and errors tables and one table per payload type."
   value       = aws_glue_catalog_database.this.name
+}
+
+output "payload_tables" {
+  description = "The payload tables (Glue table names) and, for each, the landing prefix whose files fill it (docs/tables.md)."
+  value       = { for name, table in local.payload_tables : aws_glue_catalog_table.this[name].name => table.prefix }
+}
+
+output "named_queries" {
+  description = "Names of the Athena named queries, operational and per payload table, that `sluice query --env` runs."
+  value       = sort([for query in aws_athena_named_query.this : query.name])
 }
 
 output "athena_workgroup" {
@@ -124,4 +134,14 @@ output "intake_url" {
 output "producers_secret" {
   description = "The secret holding the sha256 of each intake producer's keys (`sluice producer add` puts them)."
   value       = aws_secretsmanager_secret.producers.name
+}
+
+output "report_topic_arn" {
+  description = "SNS topic the daily report publishes to: its verdict as the subject, the text report as the body (docs/report.md)."
+  value       = aws_sns_topic.reports.arn
+}
+
+output "reports_location" {
+  description = "Where the daily reports are kept: <day>.json, .txt and .html, for report.retention_days."
+  value       = "s3://${aws_s3_bucket.this["staging"].bucket}/${local.reports_prefix}"
 }

@@ -1,6 +1,6 @@
 # Three buckets: landing (producers write here), staging (Firehose's windows, errors and
-# quarantine reasons, the landing bucket's S3 Inventory reports; Athena reads it) and athena
-# (query results). Common settings first.
+# quarantine reasons, the payload tables' rows, the landing bucket's S3 Inventory reports; Athena
+# reads it) and athena (query results). Common settings first.
 
 locals {
   buckets = {
@@ -487,6 +487,40 @@ resource "aws_s3_bucket_lifecycle_configuration" "staging" {
     }
   }
 
+  # The payload tables' rows (glue_athena.tf, docs/tables.md) are derived data, not needed to
+  # deliver anything: they expire on time, staging_retention_days after delivery wrote them,
+  # whether or not their window has reached MinIO yet; a rewritten object's previous version a
+  # day later, then its delete marker.
+  rule {
+    id     = "expire-table-rows"
+    status = "Enabled"
+
+    filter {
+      prefix = local.tables_prefix
+    }
+
+    expiration {
+      days = local.delivery.staging_retention_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  rule {
+    id     = "remove-expired-table-delete-markers"
+    status = "Enabled"
+
+    filter {
+      prefix = local.tables_prefix
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
   # The landing bucket's S3 Inventory reports (inventory.tf): one a day, of which redrive reads
   # only the newest. Kept a week, then gone for good (the bucket is versioned: the expired
   # version a day later, its delete marker after it), so the listing of report folders stays
@@ -514,6 +548,39 @@ resource "aws_s3_bucket_lifecycle_configuration" "staging" {
 
     filter {
       prefix = "${local.inventory_prefix}/"
+    }
+
+    expiration {
+      expired_object_delete_marker = true
+    }
+  }
+
+  # The daily reports (report.tf, docs/report.md): kept report.retention_days (400: a day can be
+  # set beside the same day a year before), then gone for good; a rerun's previous version a
+  # day after it was replaced, then its delete marker.
+  rule {
+    id     = "expire-daily-reports"
+    status = "Enabled"
+
+    filter {
+      prefix = local.reports_prefix
+    }
+
+    expiration {
+      days = local.report.retention_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  rule {
+    id     = "remove-expired-report-delete-markers"
+    status = "Enabled"
+
+    filter {
+      prefix = local.reports_prefix
     }
 
     expiration {

@@ -49,7 +49,7 @@ data "aws_iam_policy_document" "scheduler_assume" {
 
 resource "aws_iam_role" "scheduler" {
   name               = "${local.prefix}-scheduler"
-  description        = "Sluice ${var.environment}: EventBridge Scheduler invokes redrive"
+  description        = "Sluice ${var.environment}: EventBridge Scheduler invokes redrive and the daily report"
   assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
 }
 
@@ -58,6 +58,13 @@ data "aws_iam_policy_document" "scheduler" {
     sid       = "InvokeRedrive"
     actions   = ["lambda:InvokeFunction"]
     resources = [aws_lambda_alias.this["redrive"].arn]
+  }
+
+  # The daily report's schedule (report.tf).
+  statement {
+    sid       = "InvokeReport"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_alias.this["report"].arn]
   }
 }
 

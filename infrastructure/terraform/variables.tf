@@ -70,8 +70,8 @@ variable "function_overrides" {
   nullable = false
 
   validation {
-    condition     = alltrue([for name in keys(var.function_overrides) : contains(["forwarder", "processor", "requeue", "delivery", "redrive"], name)])
-    error_message = "function_overrides keys must be among forwarder, processor, requeue, delivery, redrive."
+    condition     = alltrue([for name in keys(var.function_overrides) : contains(["forwarder", "processor", "requeue", "delivery", "redrive", "report"], name)])
+    error_message = "function_overrides keys must be among forwarder, processor, requeue, delivery, redrive, report."
   }
 
   validation {
@@ -101,8 +101,8 @@ variable "live_routing" {
   nullable = false
 
   validation {
-    condition     = alltrue([for name in keys(var.live_routing) : contains(["forwarder", "processor", "requeue", "delivery", "redrive"], name)])
-    error_message = "live_routing keys must be among forwarder, processor, requeue, delivery, redrive."
+    condition     = alltrue([for name in keys(var.live_routing) : contains(["forwarder", "processor", "requeue", "delivery", "redrive", "report"], name)])
+    error_message = "live_routing keys must be among forwarder, processor, requeue, delivery, redrive, report."
   }
 
   validation {
@@ -353,6 +353,17 @@ variable "alarm_email" {
   validation {
     condition     = var.alarm_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
     error_message = "alarm_email must be an e-mail address."
+  }
+}
+
+variable "report_email" {
+  description = "E-mail address subscribed to the daily report's topic (the verdict as the subject, the text report as the body; the subscription must be confirmed); null: no subscription."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.report_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.report_email))
+    error_message = "report_email must be an e-mail address."
   }
 }
 

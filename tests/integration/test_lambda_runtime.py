@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,10 @@ RESOURCES = {
     environment.DELIVERY_FUNCTION: "delivery:live",
     environment.INGEST_QUEUE_URL: "http://127.0.0.1:1/123456789012/ingest",
     environment.PRODUCERS_SECRET: "sluice/intake-producers",
+    environment.INGEST_DLQ_URL: "http://127.0.0.1:1/123456789012/ingest-dlq",
+    environment.REQUEUE_DLQ_URL: "http://127.0.0.1:1/123456789012/requeue-dlq",
+    environment.REPORT_TOPIC_ARN: "arn:aws:sns:eu-west-2:123456789012:reports",
+    environment.DEPLOYMENT: "sluice-local",
 }
 
 
@@ -854,6 +859,26 @@ def test_schedule_invokes_asynchronously_with_a_scheduled_event(
         assert event["resources"] == [schedule.rule_arn]
         assert event["region"] == REGION
     assert len({event["id"] for event in events}) == len(events)
+
+
+@pytest.mark.slow
+def test_the_report_schedule_runs_once_a_scaled_day_for_the_day_so_far(
+    start_runtime: Callable[..., LambdaRuntime], tmp_path: Path
+) -> None:
+    # GIVEN the report function scheduled at a time scale where a day lasts one second
+    path = tmp_path / "events"
+    runtime = start_runtime(
+        function("report", "records", env={"RECORD_PATH": str(path)}), time_scale=86_400
+    )
+    schedule = Schedule.for_report(runtime).start()
+    assert (schedule.every_seconds, schedule.period_seconds) == (86_400, 1)
+    # WHEN two (scaled) days have passed
+    wait_until(lambda: len(_log.read(path)) >= 2, what="2 events")
+    # THEN each event is the Scheduler's input: its time, and the day so far (days_back 0)
+    for event in _log.read(path):
+        assert set(event) == {"scheduled_time", "days_back"}
+        assert event["days_back"] == 0
+        assert datetime.fromisoformat(event["scheduled_time"].replace("Z", "+00:00"))
 
 
 @pytest.mark.slow

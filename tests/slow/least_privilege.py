@@ -36,6 +36,8 @@ IAM_PREFIX: Final = {
     "secretsmanager": "secretsmanager",
     "lambda": "lambda",
     "kms": "kms",
+    "sns": "sns",
+    "cloudwatch": "cloudwatch",
 }
 TRANSACTION_ITEM_ACTIONS: Final = {
     "Put": "dynamodb:PutItem",

@@ -1,5 +1,6 @@
-"""The Lambda packages `make package` builds: repeatable, importable on python3.12, built for the
-right machine, inside Lambda's limits, and carrying only what the functions need.
+"""The Lambda packages `make package` builds: repeatable, importable on python3.12 from their
+own bytecode, built for the right machine, inside Lambda's limits, and carrying only what the
+functions need.
 
 The locked wheels are cached under build/package-cache (gitignored): the first run downloads
 them, later runs build offline.
@@ -9,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,14 +20,18 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
+from infrastructure.bench import functions as bench_functions
 from infrastructure.packaging import (
     MAX_UNZIPPED_BYTES,
     MAX_ZIPPED_BYTES,
+    PYTHON_VERSION,
     ROOT,
     ZIP_DATE,
+    PackagingError,
     build_packages,
     functions,
     locked_versions,
+    runtime_python,
 )
 
 pytestmark = pytest.mark.slow
@@ -62,34 +65,20 @@ def sha256(path: Path) -> str:
 
 
 def python312() -> str:
-    """A Python 3.12 interpreter on this machine: PATH, the system's, or pyenv's."""
-    candidates = [found for found in [shutil.which("python3.12")] if found]
-    candidates += ["/usr/bin/python3.12", "/usr/local/bin/python3.12"]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(str(p) for p in pyenv_root.glob("versions/3.12*/bin/python3.12"))
-    for candidate in candidates:
-        try:
-            result = subprocess.run(  # noqa: S603  # probing a fixed list of interpreters, no shell
-                [candidate, "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=60,
-            )
-        except OSError:
-            continue
-        if result.returncode == 0 and result.stdout.strip() == "(3, 12)":
-            return candidate
-    pytest.fail(
-        "no working Python 3.12 interpreter found (tried "
-        f"{', '.join(candidates)}); the packages target Lambda's python3.12 and are imported "
-        "with it here: install python3.12 (apt, pyenv install 3.12) or put it on PATH"
-    )
+    """The Lambda runtime's Python (3.12) on this machine, as packaging finds it."""
+    try:
+        return runtime_python()
+    except PackagingError as error:
+        pytest.fail(str(error))
 
 
 IMPORT_CHECK = """
-import importlib, json, sys
+import hashlib, importlib, json, pathlib, sys
 package, module_name = sys.argv[1], sys.argv[2]
+def bytecode():
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in pathlib.Path(package).rglob("*.pyc")}
+before = bytecode()
 sys.path.insert(0, package)
 module = importlib.import_module(module_name)
 # the compiled extensions, which some packages would silently replace with pure Python
@@ -106,6 +95,10 @@ print(json.dumps({
     "handler": callable(getattr(module, "lambda_handler", None)),
     "path": sys.path,
     "origins": {name: importlib.import_module(name).__file__ for name in names},
+    "cached": module.__cached__,
+    # bytecode the interpreter did not accept (another version's magic number, a stale
+    # source hash) would have been compiled again and written over it, or beside it
+    "bytecode_unchanged": bytecode() == before,
 }))
 """
 
@@ -185,10 +178,13 @@ def test_the_x86_64_package_imports_each_handler_on_python312(
         check=False,
     )
 
-    # THEN it imports, has lambda_handler, and everything came from the package
+    # THEN it imports, has lambda_handler, and everything came from the package, the bytecode
+    # included: the packaged .pyc files were used as they are
     assert result.returncode == 0, f"{handler} does not import:\n{result.stderr}"
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["version"] == [3, 12]
+    assert Path(report["cached"]).is_relative_to(package), report["cached"]
+    assert report["bytecode_unchanged"], "the packaged bytecode was compiled again on import"
     assert report["handler"], f"{module} has no callable lambda_handler"
     assert not [p for p in report["path"] if "-packages" in p], report["path"]
     for name, origin in report["origins"].items():
@@ -281,6 +277,7 @@ RUNTIME_INFRASTRUCTURE = {
     "infrastructure/",
     "infrastructure/__init__.py",
     "infrastructure/environment.py",
+    "infrastructure/payload_tables.py",
     "infrastructure/tunables.py",
     "infrastructure/tunables.json",
     "infrastructure/tunables.schema.json",
@@ -311,9 +308,63 @@ def test_packages_fit_lambda_limits_and_carry_only_function_code(build: Build, a
         assert path.stat().st_size <= MAX_ZIPPED_BYTES, (name, path.stat().st_size)
         assert sum(info.file_size for info in infos) <= MAX_UNZIPPED_BYTES, name
 
-        # AND it holds the handler and the tunables, but no local stand-ins, CLI, Terraform,
-        # tests or compiled bytecode
+        # AND it holds the handler and the tunables (and their bytecode), but no local
+        # stand-ins, CLI, Terraform or tests
         assert FUNCTIONS[name].rpartition(".")[0].replace(".", "/") + ".py" in names
-        assert {n for n in names if n.startswith("infrastructure/")} == RUNTIME_INFRASTRUCTURE
+        assert {
+            n for n in names if n.startswith("infrastructure/") and "__pycache__/" not in n
+        } == RUNTIME_INFRASTRUCTURE
         assert not [n for n in names if n.startswith(("tests/", "bin/"))]
-        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+CACHE_TAG = "cpython-" + PYTHON_VERSION.replace(".", "")
+PYC_MAGIC = {"3.11": 3495, "3.12": 3531}
+"""The first bytecode magic number of each version's final releases (importlib.util.MAGIC_NUMBER
+of that version): what the runtime's interpreter checks before it uses a .pyc."""
+UNCHECKED_HASH = 0b01
+"""PEP 552 flags: bit 0 set, the .pyc carries a source hash instead of an mtime; bit 1 clear,
+the interpreter does not check it against the source (CHECKED_HASH sets both)."""
+
+
+def test_the_package_carries_unchecked_hash_bytecode_of_the_runtime_version(build: Build) -> None:
+    # GIVEN a package (x86_64: the bytecode does not depend on the machine)
+    with zipfile.ZipFile(build("x86_64") / "delivery.zip") as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+
+        # WHEN its modules and bytecode files are read
+        sources = [n for n in infos if n.endswith(".py")]
+        compiled = [n for n in infos if n.endswith(".pyc")]
+        headers = {n: archive.read(infos[n])[:16] for n in compiled}
+
+    # THEN every module has exactly one .pyc where the runtime's interpreter looks for it ...
+    expected = {
+        f"{path.rpartition('/')[0]}/__pycache__/".lstrip("/")
+        + f"{path.rpartition('/')[2][:-3]}.{CACHE_TAG}.pyc"
+        for path in sources
+    }
+    assert len(sources) > 500, "botocore, boto3, Powertools and Sluice are in the package"
+    assert set(compiled) == expected, sorted(set(compiled) ^ expected)[:10]
+
+    # ... with that version's magic number and the unchecked-hash flags (no mtime in them)
+    magic = PYC_MAGIC[PYTHON_VERSION].to_bytes(2, "little") + b"\r\n"
+    assert {header[:4] for header in headers.values()} == {magic}
+    assert {int.from_bytes(header[4:8], "little") for header in headers.values()} == {
+        UNCHECKED_HASH
+    }
+
+
+def test_the_cold_start_bench_imports_every_handler_from_its_zip(
+    build: Build, tmp_path: Path
+) -> None:
+    # GIVEN the packages for this machine, as the cold-start bench would build them
+    packages = build(bench_functions.host_architecture())
+
+    # WHEN the bench measures each handler's import from its unpacked zip (one run each)
+    figure = bench_functions.measure_cold_start(bench_functions.TINY, "", tmp_path, packages)
+
+    # THEN every function's handler module is in the figure (the times are the bench's business)
+    modules = {handler.rpartition(".")[0] for handler in FUNCTIONS.values()}
+    assert figure.name == "cold_start_ms_max"
+    assert figure.value > 0
+    assert all(f"{module} " in figure.reference for module in modules), figure.reference
+    assert not list(tmp_path.glob("task-*")), "each unpacked zip is removed after its runs"

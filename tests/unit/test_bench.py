@@ -34,7 +34,15 @@ def test_the_core_bench_builds_the_same_archive_every_time(tmp_path: Path) -> No
     assert (first.sha256, first.etag, first.files) == (second.sha256, second.etag, 5)
 
 
-def test_functions_section_produces_its_figures(tmp_path: Path) -> None:
+def test_functions_section_produces_its_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the cold start stubbed: it builds the Lambda packages, which the slow tests cover
+    # (tests/slow/test_packaging.py)
+    def cold_start(sizes: functions.Sizes, reduced: str, workdir: Path) -> Figure:
+        return Figure("cold_start_ms_max", 1.0, "ms", "stub")
+
+    monkeypatch.setattr(functions, "measure_cold_start", cold_start)
     figures = functions.measure(functions.TINY, tmp_path)
     runner.check_names("functions", figures)
     by_name = {figure.name: figure for figure in figures}
@@ -74,21 +82,29 @@ def test_import_time_of_a_module_not_imported_is_an_error() -> None:
 
 
 def test_cold_start_is_measured_in_the_environment_lambda_gives(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # GIVEN a developer's shell pointing boto3 at a local endpoint, tracing off
+    # GIVEN a developer's shell pointing boto3 at a local endpoint, tracing off, a virtualenv
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    # WHEN the delivery function's cold-start environment is built
-    env = functions.cold_start_env("delivery")
+    monkeypatch.setenv("VIRTUAL_ENV", "/somewhere/.venv")
+    monkeypatch.setenv("PYTHONSTARTUP", "/somewhere/startup.py")
+    # WHEN the delivery function's cold-start environment is built for its unpacked zip
+    env = functions.cold_start_env("delivery", tmp_path)
     # THEN it has Lambda's runtime variables (the X-Ray SDK samples locally in Lambda), its
-    # configured ones, tracing on as deployed, and no endpoint
-    assert env["LAMBDA_TASK_ROOT"]
+    # configured ones, tracing on as deployed, the zip as its code, and nothing of this shell's
+    # but PATH: no endpoint, no virtualenv, no Python variable of the developer's
+    assert env["LAMBDA_TASK_ROOT"] == str(tmp_path)
+    assert env["PYTHONPATH"] == str(tmp_path)
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "sluice-bench-delivery"
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
     assert env["_HANDLER"] == "delivery.handler.lambda_handler"
     assert env["POWERTOOLS_SERVICE_NAME"] == "delivery"
     assert "POWERTOOLS_TRACE_DISABLED" not in env
     assert not [name for name in env if name.startswith("AWS_ENDPOINT_URL")]
+    assert "VIRTUAL_ENV" not in env
+    assert "PYTHONSTARTUP" not in env
 
 
 def test_runner_writes_json_and_its_section(

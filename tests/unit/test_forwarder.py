@@ -35,7 +35,7 @@ from tests.support import (
 from transform import clients, forwarder, processor
 from transform.envelope import body_bytes, decode, file_id
 from transform.forwarding import stream_for
-from transform.idempotency import LANDED_INDEX, landed_hour
+from transform.idempotency import LANDED_INDEX, LandedFile, landed_hour
 from transform.s3_events import replay_notification
 
 MAX_FILE_BYTES = 200_000  # small, so a "too large" file is cheap to upload here
@@ -319,6 +319,59 @@ def test_landed_files_are_indexed_by_hour_and_replays_are_not(
         (r["s3"]["object"]["key"], r["s3"]["object"]["versionId"], "7") for r in records
     )
     assert all(i["status"]["S"] == "COMPLETED" for i in items)
+
+
+def indexed_item(record: dict[str, Any]) -> dict[str, Any]:
+    """The index of landed files' item for the hour of `record`'s S3 event, by its key."""
+    event_time = record["eventTime"]
+    hour = landed_hour(datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp())
+    items = boto3.client("dynamodb", region_name=REGION).query(
+        TableName=IDEMPOTENCY_TABLE,
+        IndexName=LANDED_INDEX,
+        KeyConditionExpression="landed_hour = :h",
+        ExpressionAttributeValues={":h": {"S": hour}},
+    )["Items"]
+    [item] = [i for i in items if i["object_key"]["S"] == record["s3"]["object"]["key"]]
+    return item
+
+
+def test_files_held_back_unclaimed_are_indexed_as_held(
+    firehose: InProcessFirehose, s3: Any
+) -> None:
+    # GIVEN a file over max_file_bytes and a version deleted for good before it was forwarded
+    big = put_and_notify(s3, LANDING, "acme/held-big.bin", b"x" * (MAX_FILE_BYTES + 1))
+    gone = put_and_notify(s3, LANDING, "acme/held-gone.json", b"{}")
+    s3.delete_object(
+        Bucket=LANDING, Key="acme/held-gone.json", VersionId=gone["s3"]["object"]["versionId"]
+    )
+    # WHEN they are forwarded
+    assert failed_ids(invoke(sqs_event(notification(big), notification(gone)))) == set()
+    # THEN the index of landed files lists both, HELD with the reason (the daily report counts
+    # them by the day they landed), though neither was claimed nor sent
+    held = {r["s3"]["object"]["key"]: indexed_item(r) for r in (big, gone)}
+    assert {key: item["status"]["S"] for key, item in held.items()} == {
+        "acme/held-big.bin": "HELD",
+        "acme/held-gone.json": "HELD",
+    }
+    assert held["acme/held-big.bin"]["held_reason"]["S"] == "too-large"
+    assert held["acme/held-gone.json"]["held_reason"]["S"] == "version-gone"
+    assert held["acme/held-big.bin"]["size"]["N"] == str(MAX_FILE_BYTES + 1)
+    assert staged(firehose, s3) == []
+
+
+def test_a_held_record_is_no_claim(firehose: InProcessFirehose, s3: Any) -> None:
+    # GIVEN a HELD record for a file (as if an earlier event found its version gone)
+    record = put_and_notify(s3, LANDING, "acme/held-then-sent.json", b'{"n":3}')
+    version = record["s3"]["object"]["versionId"]
+    fid = file_id(LANDING, "acme/held-then-sent.json", version)
+    store = forwarder.dependencies().store
+    store.record_held(fid, LandedFile("acme/held-then-sent.json", version, 7, "", 0), "too-large")
+    assert idempotency_status(fid) == "HELD"
+    # WHEN an event for it is forwarded
+    assert failed_ids(invoke(sqs_event(notification(record)))) == set()
+    # THEN it is claimed and sent like any other: HELD never blocks a claim
+    assert [e["file_id"] for e in staged(firehose, s3)] == [fid]
+    assert idempotency_status(fid) == "COMPLETED"
 
 
 def test_forced_replay_gets_a_file_id_of_its_own(firehose: InProcessFirehose, s3: Any) -> None:

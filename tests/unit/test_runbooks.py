@@ -118,7 +118,7 @@ def test_every_alarm_kind_has_a_runbook_and_every_runbook_an_alarm() -> None:
     expected = alarm_runbooks()
     present = {path.stem for path in runbook_files()}
     # THEN they are the same: per-function kinds, per-stream Firehose kinds, the rest per alarm
-    assert len(expected) == 38
+    assert len(expected) == 41
     assert {"delivery-errors", "forwarder-throttles", "firehose-bytes-quota"} <= expected
     assert present - expected == set(), "runbooks no alarm names"
     assert expected - present == set(), "alarms without a runbook file"

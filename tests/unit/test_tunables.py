@@ -123,6 +123,7 @@ def test_shipped_aws_values_match_the_design() -> None:
         "delivery": "delivery.handler.lambda_handler",
         "redrive": "delivery.redrive.lambda_handler",
         "intake": "transform.intake.handler.lambda_handler",
+        "report": "delivery.report.lambda_handler",
     }
 
 
@@ -435,6 +436,21 @@ def test_visibility_timeout_too_short_is_named() -> None:
     assert "ingest.visibility_timeout_seconds is 180" in message
     assert "functions.forwarder.timeout_seconds" in message
     assert "= 181" in message
+
+
+def test_a_p999_objective_below_the_p95_one_is_named() -> None:
+    # GIVEN the report's objectives the wrong way round
+    document = edited(shipped(), "report.slo_p999_seconds", 119)
+    # THEN the error names both
+    with pytest.raises(TunablesError, match=r"report\.slo_p999_seconds \(119\).*report\.slo_p95"):
+        parse_tunables(document)
+
+
+def test_the_report_runs_each_morning_for_the_day_before() -> None:
+    # GIVEN the shipped file THEN the report's schedule and objective are the and seed's
+    report = parse_tunables(read_tunables_document()).report
+    assert (report.schedule_hour_utc, report.schedule_minute, report.days_back) == (8, 0, 1)
+    assert (report.slo_p95_seconds, report.slo_p999_seconds) == (120, 180)
 
 
 def test_visibility_timeout_exactly_at_the_invariant_is_accepted() -> None:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = Tracer(patch_modules=clients.TRACED_MODULES)
 
 IDEMPOTENCY_HEADER: Final = "idempotency-key"
 MAX_IDEMPOTENCY_KEY_CHARS: Final = 255

@@ -42,6 +42,12 @@ def events_key(producer: str, request_id: str, now: datetime) -> str:
     return f"{producer}/api/events/{now.astimezone(UTC):%Y-%m-%d}/{request_id}.ndjson"
 
 
+def is_api_key(key: str) -> bool:
+    """Whether the intake landed `key`: `<producer>/api/files|events/…` (docs/intake.md)."""
+    parts = key.split("/", 3)
+    return len(parts) == 4 and parts[1] == "api" and parts[2] in {"files", "events"}
+
+
 def check_name(name: str) -> str:
     """`name` if it can be a key's last part under the producer's prefix; else a 400 naming
     every fault (a path that climbs out, an empty part, control characters, too long)."""

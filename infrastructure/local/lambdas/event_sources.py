@@ -484,7 +484,8 @@ def scheduled_event(rule_arn: str, region: str) -> dict[str, Any]:
 
 class Schedule(RuntimeLoop):
     """An EventBridge `rate(...)` rule invoking a function asynchronously every period (scaled);
-    the first invocation one period after `start()`."""
+    the first invocation one period after `start()`. With `payload`, the event is what it
+    returns at each firing, as EventBridge Scheduler sends a target's input."""
 
     def __init__(
         self,
@@ -494,6 +495,7 @@ class Schedule(RuntimeLoop):
         time_scale: float | None = None,
         *,
         rule_name: str | None = None,
+        payload: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         if function not in runtime.functions:
             raise ValueError(f"no function named {function!r}")
@@ -508,6 +510,7 @@ class Schedule(RuntimeLoop):
         rule = rule_name or f"{function}-schedule"
         self.rule_arn = f"arn:aws:events:{runtime.region}:{ACCOUNT_ID}:rule/{rule}"
         self.request_ids: list[str] = []
+        self._payload = payload
 
     @classmethod
     def for_redrive(
@@ -521,6 +524,25 @@ class Schedule(RuntimeLoop):
         """The redrive schedule as Terraform sets it: `rate(schedule_minutes minutes)`."""
         return cls(runtime, function, redrive.schedule_minutes * 60, time_scale)
 
+    @classmethod
+    def for_report(
+        cls,
+        runtime: LambdaRuntime,
+        time_scale: float | None = None,
+        *,
+        function: str = "report",
+    ) -> Schedule:
+        """The daily report: once a (scaled) day. Terraform's schedule runs at
+        `report.schedule_hour_utc` and reports the day before; a local stack's scaled day passes
+        within one real day, so each run here reports the real UTC day so far (`days_back` 0),
+        as `sluice report` does, and the event carries its time as the Scheduler's does."""
+
+        def payload() -> dict[str, Any]:
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {"scheduled_time": now, "days_back": 0}
+
+        return cls(runtime, function, 86_400, time_scale, payload=payload)
+
     @property
     def fired(self) -> int:
         return len(self.request_ids)
@@ -528,7 +550,11 @@ class Schedule(RuntimeLoop):
     def _run(self) -> None:
         while not self._stopping.wait(self.period_seconds):
             try:
-                event = scheduled_event(self.rule_arn, self.runtime.region)
+                event = (
+                    self._payload()
+                    if self._payload is not None
+                    else scheduled_event(self.rule_arn, self.runtime.region)
+                )
                 self.request_ids.append(self.runtime.invoke_async(self.function, event))
             except RuntimeStoppedError:
                 return

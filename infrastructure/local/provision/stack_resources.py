@@ -35,6 +35,10 @@ class StackNames:
     minio_secret: str
     producers_secret: str
     streams: tuple[str, ...]
+    report_topic: str = ""
+    deployment: str = ""
+    """The name prefix, as Terraform's `<name_prefix>-<environment>`: what the report calls the
+    deployment."""
 
     @classmethod
     def for_prefix(cls, prefix: str, stream_count: int) -> StackNames:
@@ -52,6 +56,8 @@ class StackNames:
             minio_secret=f"{prefix}/minio",
             producers_secret=f"{prefix}/intake-producers",
             streams=tuple(f"{prefix}-{index}" for index in range(stream_count)),
+            report_topic=f"{prefix}-reports",
+            deployment=prefix,
         )
 
 
@@ -64,6 +70,8 @@ class StackResources:
     requeue_dlq_url: str
     buffers_events_url: str
     errors_events_url: str
+    report_topic_arn: str = ""
+    """The daily report's SNS topic (moto's SNS); empty when none was created."""
 
     def function_bindings(self, delivery_function: str) -> dict[str, str]:
         """Values of every `resource_environment` variable, as Terraform binds them."""
@@ -78,6 +86,10 @@ class StackResources:
             environment.DELIVERY_FUNCTION: delivery_function,
             environment.INGEST_QUEUE_URL: self.ingest_queue_url,
             environment.PRODUCERS_SECRET: self.names.producers_secret,
+            environment.INGEST_DLQ_URL: self.ingest_dlq_url,
+            environment.REQUEUE_DLQ_URL: self.requeue_dlq_url,
+            environment.REPORT_TOPIC_ARN: self.report_topic_arn,
+            environment.DEPLOYMENT: self.names.deployment,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,9 +106,11 @@ def provision_stack(
     tunables: Tunables,
     minio_secret: dict[str, Any],
     producers_secret: str = '{"producers": {}}',  # noqa: S107  # key hashes, and no key yet
+    sns: Any = None,
 ) -> StackResources:
     """Create every resource; returns the URLs the stack file and the runtime need.
-    `producers_secret`: the intake's producers and their key hashes (transform/intake)."""
+    `producers_secret`: the intake's producers and their key hashes (transform/intake); `sns`
+    (a client, no type stubs installed): where the daily report's topic is made, if given."""
     ingest = tunables.ingest
     resources.create_bucket(s3, names.landing_bucket, tunables.region, versioned=True)
     resources.create_bucket(s3, names.staging_bucket, tunables.region, versioned=True)
@@ -125,7 +139,11 @@ def provision_stack(
     resources.create_ledger_table(dynamodb, names.ledger_table)
     secrets.create_secret(Name=names.minio_secret, SecretString=json.dumps(minio_secret))
     secrets.create_secret(Name=names.producers_secret, SecretString=producers_secret)
+    topic_arn = ""
+    if sns is not None and names.report_topic:
+        topic_arn = str(sns.create_topic(Name=names.report_topic)["TopicArn"])
     return StackResources(
+        report_topic_arn=topic_arn,
         names=names,
         ingest_queue_url=ingest_url,
         ingest_dlq_url=ingest_dlq_url,

@@ -189,6 +189,7 @@ class LocalStack:
             names=names,
             tunables=tunables,
             producers_secret=producers.with_key(None, DEMO_PRODUCER, demo_digest),
+            sns=self._client("sns"),
             minio_secret={
                 "endpoint": delivery_minio,
                 "access_key": minio.access_key,
@@ -266,6 +267,7 @@ class LocalStack:
             )
         ]
         Schedule.for_redrive(runtime, tunables.redrive).start()
+        Schedule.for_report(runtime).start()
         self._inventory = DailyReports(
             self._client("s3"),
             names.landing_bucket,
@@ -301,6 +303,7 @@ class LocalStack:
             intake_endpoint=self._intake_api.endpoint,
             producers_secret=names.producers_secret,
             demo_producer_key=demo_key,
+            report_topic_arn=resources.report_topic_arn,
         )
         self.file.write(stack_path(options.root))
 

@@ -84,6 +84,8 @@ class StackFile:
     redrive reach MinIO through it, so `sluice chaos minio-down` cuts them off. `minio` above
     stays the direct address, so that tests and `sluice put/load` read archives whatever the
     chaos. None: no proxy (a real MinIO over TLS is reached directly)."""
+    report_topic_arn: str | None = None
+    """The daily report's SNS topic (moto's SNS); None in stack files written before it."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

@@ -38,6 +38,8 @@ run "every_alarm_with_its_threshold" {
       "redrive-throttles"   = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
       "intake-errors"       = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
       "intake-throttles"    = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
+      "report-errors"       = "AWS/Lambda Errors Sum GreaterThanThreshold 0"
+      "report-throttles"    = "AWS/Lambda Throttles Sum GreaterThanThreshold 0"
       "intake-5xx"          = "AWS/ApiGateway 5xx Sum GreaterThanThreshold 0"
 
       "sluice-prod-0-data-freshness"      = "AWS/Firehose DeliveryToS3.DataFreshness Maximum GreaterThanThreshold 300"
@@ -63,6 +65,7 @@ run "every_alarm_with_its_threshold" {
       "files-missing"             = "Sluice FilesMissing Maximum GreaterThanThreshold 0"
       "inventory-check-late"      = "Sluice InventoryCheckLag Maximum GreaterThanThreshold 172800"
       "files-unannounced"         = "Sluice FilesUnannounced Sum GreaterThanThreshold 0"
+      "report-not-running"        = "Sluice ReportRuns Sum LessThanThreshold 1"
     }
     error_message = "Each alarm must watch its metric with its statistic, comparison and threshold."
   }
@@ -98,6 +101,7 @@ run "every_alarm_with_its_threshold" {
       "reconcile-not-running" = "7200 x 1, 1 to alarm"
       "inventory-check-late"  = "3600 x 1, 1 to alarm"
       "files-unannounced"     = "3600 x 1, 1 to alarm"
+      "report-not-running"    = "93600 x 1, 1 to alarm"
     }
     error_message = "Hourly metrics and the inventory check's are watched over the hour, RedriveRuns over 15 minutes, ReconcileRuns over 2 hours; the others at 5 minutes."
   }
@@ -116,13 +120,14 @@ run "every_alarm_with_its_threshold" {
   assert {
     condition = toset([for key, a in aws_cloudwatch_metric_alarm.this : key if a.treat_missing_data == "breaching"]) == toset([
       "oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running", "inventory-check-late",
+      "report-not-running",
     ])
     error_message = "Missing data breaches exactly for the metrics that must keep coming."
   }
 
   assert {
     condition = alltrue(concat(
-      [for key, a in aws_cloudwatch_metric_alarm.this : a.treat_missing_data == "notBreaching" if !contains(["oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running", "inventory-check-late"], key)],
+      [for key, a in aws_cloudwatch_metric_alarm.this : a.treat_missing_data == "notBreaching" if !contains(["oldest-undelivered-window", "minio-unwritable", "redrive-not-running", "reconcile-not-running", "inventory-check-late", "report-not-running"], key)],
       [for a in aws_cloudwatch_metric_alarm.firehose_bytes_quota : a.treat_missing_data == "notBreaching"],
     ))
     error_message = "Alarms on metrics published only when there is something to say treat missing data as not breaching."
@@ -206,15 +211,15 @@ run "every_alarm_has_its_runbook" {
 
   assert {
     condition = toset(values(output.alarm_runbooks)) == toset(concat(
-      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive", "intake"] : "${name}-errors.md"],
-      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive", "intake"] : "${name}-throttles.md"],
+      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive", "intake", "report"] : "${name}-errors.md"],
+      [for name in ["forwarder", "processor", "requeue", "delivery", "redrive", "intake", "report"] : "${name}-throttles.md"],
       ["firehose-data-freshness.md", "firehose-throttled-records.md", "firehose-processing-failures.md", "firehose-bytes-quota.md"],
       [for key in [
         "ingest-oldest-message", "ingest-depth", "ingest-dlq-not-empty", "delivery-dlq-not-empty", "requeue-dlq-not-empty",
         "delivery-latency-p99", "oldest-undelivered-window", "windows-parked", "minio-unwritable", "files-excluded",
         "requeue-exhausted", "versions-gone", "files-too-large", "records-quarantined", "files-missing",
         "redrive-not-running", "reconcile-skipped", "reconcile-not-running", "inventory-check-late", "files-unannounced",
-        "newer-envelopes", "intake-5xx",
+        "newer-envelopes", "intake-5xx", "report-not-running",
       ] : "${key}.md"],
     ))
     error_message = "One runbook per alarm kind: per function and kind, per Firehose alarm kind, else per alarm."

@@ -27,6 +27,7 @@ run "functions_triggers_and_roles" {
       delivery  = "delivery.handler.lambda_handler 1024 900 10240"
       redrive   = "delivery.redrive.lambda_handler 512 300 512"
       intake    = "transform.intake.handler.lambda_handler 512 29 512"
+      report    = "delivery.report.lambda_handler 1024 900 512"
     }
     error_message = "Handler, memory, timeout and ephemeral storage must be those of tunables.json."
   }
@@ -53,7 +54,7 @@ run "functions_triggers_and_roles" {
   }
 
   assert {
-    condition     = toset([for r in aws_iam_role.lambda : r.name]) == toset([for f in aws_lambda_function.this : f.function_name]) && length(aws_iam_role_policy.lambda) == 6
+    condition     = toset([for r in aws_iam_role.lambda : r.name]) == toset([for f in aws_lambda_function.this : f.function_name]) && length(aws_iam_role_policy.lambda) == 7
     error_message = "One role per function."
   }
 
@@ -105,6 +106,7 @@ run "functions_triggers_and_roles" {
       delivery  = -1
       redrive   = 1
       intake    = -1
+      report    = -1
     }
     error_message = "Redrive reserves a concurrency of 1; the others are unreserved by default."
   }
@@ -183,6 +185,13 @@ run "functions_triggers_and_roles" {
       contains(s.actions, "s3:GetObjectVersion") && s.resources == toset(["${aws_s3_bucket.this["landing"].arn}/*"])
     )])
     error_message = "Delivery reads ref bodies by version: s3:GetObjectVersion."
+  }
+
+  assert {
+    condition = [for s in data.aws_iam_policy_document.delivery.statement : s.resources if contains(s.actions, "s3:PutObject")] == [
+      toset(["${aws_s3_bucket.this["staging"].arn}/tables/*"]),
+    ]
+    error_message = "Delivery writes objects only under staging's tables/ (the payload tables' rows)."
   }
 
   assert {

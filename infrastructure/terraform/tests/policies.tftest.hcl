@@ -60,6 +60,7 @@ run "policies_are_assembled_and_attached" {
         delivery  = data.aws_iam_policy_document.delivery.json
         redrive   = data.aws_iam_policy_document.redrive.json
         intake    = data.aws_iam_policy_document.intake.json
+        report    = data.aws_iam_policy_document.report.json
       }[name])
     )])
     error_message = "Each function's role carries its own document plus the common one."

@@ -96,15 +96,34 @@ run "buckets_policies_lifecycle_and_notifications" {
 
   assert {
     # A rule with an expiration either filters on the delivered tag, only removes delete markers,
-    # or is limited to S3 Inventory's reports under inventory/ (inventory.tf).
+    # or is limited to S3 Inventory's reports under inventory/ (inventory.tf), to the payload
+    # tables' rows under tables/ (derived data, glue_athena.tf) or to the daily reports under
+    # reports/daily/ (report.tf).
     condition = alltrue([for r in aws_s3_bucket_lifecycle_configuration.staging.rule : (
       length(r.expiration) == 0 ? true : (
         length(flatten([for f in r.filter : [for a in f.and : a if length(coalesce(a.tags, {})) > 0]])) > 0 ? true :
-        [for f in r.filter : f.prefix] == ["inventory/"] ? true :
+        contains([["inventory/"], ["tables/"], ["reports/daily/"]], [for f in r.filter : f.prefix]) ? true :
         alltrue([for e in r.expiration : e.expired_object_delete_marker == true])
       )
     )])
-    error_message = "No rule may expire untagged (undelivered) staging objects; only inventory/ reports expire on time."
+    error_message = "No rule may expire untagged (undelivered) staging objects; only inventory/ reports, tables/ rows and reports/daily/ expire on time."
+  }
+
+  assert {
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.staging.rule : (
+      [for f in r.filter : f.prefix] == ["tables/"] &&
+      [for e in r.expiration : e.days] == [30] &&
+      [for n in r.noncurrent_version_expiration : n.noncurrent_days] == [1]
+    ) if r.id == "expire-table-rows"] == [true]
+    error_message = "The payload tables' rows expire after staging_retention_days (30), a rewritten object's previous version a day later."
+  }
+
+  assert {
+    condition = [for r in aws_s3_bucket_lifecycle_configuration.staging.rule : (
+      [for f in r.filter : f.prefix] == ["tables/"] &&
+      [for e in r.expiration : e.expired_object_delete_marker] == [true]
+    ) if r.id == "remove-expired-table-delete-markers"] == [true]
+    error_message = "The expired rows' delete markers are removed."
   }
 
   # --- notifications target live aliases

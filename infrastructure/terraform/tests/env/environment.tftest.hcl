@@ -22,7 +22,7 @@ run "environment_file_builds_the_stack" {
   }
 
   assert {
-    condition     = length(aws_lambda_function.this) == 6 && length(aws_kinesis_firehose_delivery_stream.this) == 2 && length(aws_dynamodb_table.this) == 2
+    condition     = length(aws_lambda_function.this) == 7 && length(aws_kinesis_firehose_delivery_stream.this) == 2 && length(aws_dynamodb_table.this) == 2
     error_message = "Every environment deploys the whole pipeline."
   }
 
