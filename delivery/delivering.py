@@ -218,7 +218,9 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
             repeated=parsed.repeated,
         )
         if not owned and not owned_bad:
-            deps.ledger.mark_empty(name.window_id, staged_key)
+            deps.ledger.mark_empty(
+                name.window_id, staged_key, duplicates=report.not_owned + report.repeated
+            )
             _reopen_hour(deps, name)
             _tag_delivered(deps, staging_bucket, staged_key)
             report.outcome = "empty"
@@ -254,6 +256,7 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
         report.parts,
         file_count=len(members),
         latency=LatencyHistogram.of(report.latencies_ms),
+        duplicates=report.not_owned + report.repeated,
     )
     _remove_incoming(deps, name.window_id)
     _reopen_hour(deps, name)

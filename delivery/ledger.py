@@ -166,6 +166,9 @@ class WindowRecord:
     exclusion_chunks: int = 0
     verified_parts: dict[int, PartRecord] = field(default_factory=dict)
     """Parts verified in MinIO's incoming area, not yet committed, by part number."""
+    duplicate_files: int | None = None
+    """Files of the staged window it did not deliver because another window owns them or the
+    window repeats them (Firehose's duplicates), set when it settles; None before."""
 
 
 class LedgerError(Exception):
@@ -599,9 +602,11 @@ class Ledger:
         parts: Sequence[PartRecord],
         file_count: int,
         latency: LatencyHistogram | None = None,
+        duplicates: int = 0,
     ) -> None:
         """DELIVERED with its verified parts (rule 4); from CLAIMED, or PARKED (see module doc).
-        `latency` is kept from the first delivery only, like `delivered_at_ms`.
+        `latency` is kept from the first delivery only, like `delivered_at_ms`, and so is
+        `duplicates` (the window's `duplicate_files`).
 
         On a DELIVERED window: the same parts and count are a no-op; the same bytes uploaded
         again (a rebuild after the object went missing from MinIO: every field equal but the
@@ -609,7 +614,12 @@ class Ledger:
         """
         histogram = latency or LatencyHistogram()
         old = self._set_delivered(
-            window_id, parts, file_count, histogram, WindowState.CLAIMED, WindowState.PARKED
+            window_id,
+            parts,
+            (file_count, duplicates),
+            histogram,
+            WindowState.CLAIMED,
+            WindowState.PARKED,
         )
         if old is None:
             self._expire_chunks(window_id)
@@ -624,7 +634,7 @@ class Ledger:
             )
         if recorded.parts != tuple(parts):  # same bytes, uploaded again: record the new versions
             again = self._set_delivered(
-                window_id, parts, file_count, histogram, WindowState.DELIVERED
+                window_id, parts, (file_count, duplicates), histogram, WindowState.DELIVERED
             )
             if again is not None:
                 raise WindowStateError(window_id, "mark DELIVERED", _state_of(again))
@@ -633,10 +643,12 @@ class Ledger:
         self,
         window_id: str,
         parts: Sequence[PartRecord],
-        file_count: int,
+        counts: tuple[int, int],
         latency: LatencyHistogram,
         *from_states: WindowState,
     ) -> dict[str, Any] | None:
+        """`counts`: the files delivered, and the duplicates the window did not deliver."""
+        file_count, duplicates = counts
         # DynamoDB refuses expression values the expressions do not use: one per state.
         states = {f":from{n}": {"S": state.value} for n, state in enumerate(from_states)}
         return self._conditional_update(
@@ -646,6 +658,7 @@ class Ledger:
                 "SET #state = :delivered, parts = :parts, file_count = :count, "
                 "delivered_at_ms = if_not_exists(delivered_at_ms, :now), updated_at_ms = :now, "
                 "latency_ms = if_not_exists(latency_ms, :latency), "
+                "duplicate_files = if_not_exists(duplicate_files, :dups), "
                 "verified_parts = :no_parts, "
                 "#exp = :exp REMOVE parked_reason, #pending, #since"
             ),
@@ -656,13 +669,15 @@ class Ledger:
                 ":parts": _serializer.serialize([asdict(part) for part in parts]),
                 ":count": {"N": str(file_count)},
                 ":latency": _serializer.serialize(latency.to_item()),
+                ":dups": {"N": str(duplicates)},
                 ":no_parts": {"M": {}},
                 **self._times(self._clock()),
             },
         )
 
-    def mark_empty(self, window_id: str, staged_key: str) -> None:
+    def mark_empty(self, window_id: str, staged_key: str, duplicates: int = 0) -> None:
         """EMPTY: the window owns no file and writes no object (rule 5). Idempotent.
+        `duplicates`: its files other windows own (kept from the first call).
 
         Creates the record if absent; refused only for a DELIVERED window.
         """
@@ -671,6 +686,7 @@ class Ledger:
             update=(
                 "SET #state = :empty, staged_key = if_not_exists(staged_key, :key), "
                 "redrive_count = if_not_exists(redrive_count, :zero), file_count = :zero, "
+                "duplicate_files = if_not_exists(duplicate_files, :dups), "
                 "updated_at_ms = :now, #exp = :exp REMOVE parked_reason, #pending, #since"
             ),
             condition="attribute_not_exists(pk) OR #state <> :delivered",
@@ -679,6 +695,7 @@ class Ledger:
                 ":delivered": {"S": WindowState.DELIVERED},
                 ":key": {"S": staged_key},
                 ":zero": {"N": "0"},
+                ":dups": {"N": str(duplicates)},
                 **self._times(self._clock()),
             },
         )
@@ -1023,6 +1040,7 @@ def _window_record(item: Mapping[str, Any]) -> WindowRecord:
         verified_parts={
             int(number): _part(part) for number, part in (plain.get("verified_parts") or {}).items()
         },
+        duplicate_files=_optional_int(plain.get("duplicate_files")),
     )
 
 

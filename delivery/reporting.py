@@ -691,6 +691,24 @@ def _busiest_minute(found: _Day) -> dict[str, Any] | None:
     return {"minute": f"{at:%H:%M}", "files": count, "bytes": found.minute_bytes[minute]}
 
 
+def _firehose_duplicates(found: _Day) -> dict[str, Any]:
+    """Copies of files the day's settled windows did not deliver (another window owns them, or
+    the window repeats them): each window's ledger record keeps its count when it settles."""
+    settled = [
+        record
+        for window in found.staged
+        if (record := found.records.get(window.window_id)) is not None
+        and record.state in {WindowState.DELIVERED, WindowState.EMPTY}
+    ]
+    unrecorded = sum(1 for record in settled if record.duplicate_files is None)
+    if unrecorded:
+        return unknown(
+            f"{unrecorded} of the day's {len(settled)} settled windows were settled by a delivery "
+            "that did not record its duplicates"
+        )
+    return {"value": sum(record.duplicate_files or 0 for record in settled)}
+
+
 def _operations_section(
     sources: ReportSources, found: _Day, now: datetime, complete: bool
 ) -> dict[str, Any]:
@@ -706,10 +724,7 @@ def _operations_section(
         "firehose_quota_headroom": sources.operations.firehose_headroom(found.start, found.until),
         "duplicates_absorbed": {
             "sqs_redeliveries": sources.operations.duplicate_events(found.start, found.until),
-            "firehose_duplicates": unknown(
-                "delivery drops a file another window owns and counts it only in its "
-                "'window handled' log line (not_owned); no store keeps the count"
-            ),
+            "firehose_duplicates": _firehose_duplicates(found),
             "empty_windows": sum(
                 1
                 for window in found.staged

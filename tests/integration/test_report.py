@@ -341,6 +341,8 @@ def test_every_figure_of_a_known_day(day: Day, validate: Any) -> None:
         "value": {"from_dlq": 3, "of_which_environment": 2, "reinvoked": 1, "parked": 0}
     }
     assert operations["duplicates_absorbed"]["empty_windows"] == 1
+    # ... the second copy of good[0], recorded by the window that dropped it
+    assert operations["duplicates_absorbed"]["firehose_duplicates"] == {"value": 1}
     for name in ("alarms_fired", "firehose_quota_headroom"):
         assert operations[name]["value"] is None
         assert operations[name]["unknown"]

@@ -366,6 +366,12 @@ def test_a_known_day_reported_figure_by_figure(
     assert windows["files_archived"] == sum(len(m["files"]) for m in delivered_windows.values())
     assert windows["archived_file_bytes"] == file_bytes
     assert document["operations"]["duplicates_absorbed"]["empty_windows"] == len(empty)
+    # ... Firehose's duplicates: each window's lines less the files its manifest placed
+    placed_by = {w: len(m["files"]) + len(m["excluded"]) for w, m in truth.manifests.items()}
+    duplicates = sum(len(ids) - placed_by.get(w, 0) for w, ids in staged.items())
+    assert document["operations"]["duplicates_absorbed"]["firehose_duplicates"] == {
+        "value": duplicates
+    }
     # ... latency: from each manifest's time in MinIO and its files' S3 event times
     latencies = [
         truth.modified[w].timestamp() - f["event_time_ms"] / 1000

@@ -527,6 +527,20 @@ def test_the_first_deliverys_latency_is_kept(ledger: Ledger) -> None:
     assert record.latency.counts == {62_000: 2, 76_000: 1}
 
 
+def test_a_settled_window_keeps_the_duplicates_it_dropped(ledger: Ledger) -> None:
+    # GIVEN a window delivered dropping 2 copies, and one found empty dropping 3; a third begun
+    ledger.begin("w1", "buffers/w1.json.gz", [])
+    ledger.mark_delivered("w1", [part()], file_count=3, duplicates=2)
+    ledger.mark_empty("w2", "buffers/w2.json.gz", duplicates=3)
+    ledger.begin("w3", "buffers/w3.json.gz", [])
+    # WHEN retries settle the first two again
+    ledger.mark_delivered("w1", [part()], file_count=3, duplicates=2)
+    ledger.mark_empty("w2", "buffers/w2.json.gz", duplicates=3)
+    # THEN each keeps its count; the window not settled has none yet
+    records = ledger.get_windows(["w1", "w2", "w3"])
+    assert {w: r.duplicate_files for w, r in records.items()} == {"w1": 2, "w2": 3, "w3": None}
+
+
 def test_the_same_bytes_uploaded_again_record_the_new_version(ledger: Ledger) -> None:
     # GIVEN a delivered window whose object went missing from MinIO and was uploaded again
     ledger.begin("w1", "buffers/w1.json.gz", [])
