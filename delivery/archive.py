@@ -3,8 +3,9 @@
 The same plan gives the same bytes (DESIGN §4a rule 3), whoever builds it, whenever, in any
 time zone and under any umask. What fixes every byte:
 
-- gzip: header mtime 0, no file name, the given level; `GzipFile` writes OS = 255 and the level's
-  XFL byte, both constant.
+- gzip: header mtime 0, no file name, the given codec and level (`GZIP_CODECS`: ISA-L's
+  `igzip`, or zlib's `GzipFile`); both write OS = 255 and a constant XFL byte. The two codecs
+  deflate the same bytes differently, so the codec is part of the plan like the level.
 - tar: PAX format (`tarfile.PAX_FORMAT`). `MANIFEST.json` is the first member, then the files
   in the given (window) order. Regular files only: no directory entries (extractors create
   parent directories themselves, and an entry per directory would be one more thing to order).
@@ -35,7 +36,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final, Protocol
 
+from isal import igzip
+
 from delivery.names import MANIFEST_NAME
+from infrastructure.tunables import GZIP_CODECS
 
 FORMAT_VERSION: Final = 1
 OWNER: Final = "sluice"
@@ -181,6 +185,7 @@ def write_archive(
     files: Sequence[ArchiveFile],
     open_body: Callable[[ArchiveFile], AbstractContextManager[BinaryIO]],
     *,
+    gzip_codec: str = "zlib",
     gzip_level: int = 6,
     chunk_bytes: int = 1 << 20,
 ) -> None:
@@ -194,9 +199,7 @@ def write_archive(
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
     sink = _Sink(out)
-    compressed = gzip.GzipFile(
-        filename="", mode="wb", fileobj=sink, compresslevel=gzip_level, mtime=0
-    )
+    compressed = gzip_writer(sink, gzip_codec, gzip_level)
     try:
         tar = _TarWriter(compressed)
         first_mtime = _mtime(files[0]) if files else 0
@@ -213,6 +216,19 @@ def write_archive(
     finally:
         compressed.close()
     out.flush()
+
+
+def gzip_writer(out: Writable, codec: str, level: int) -> gzip.GzipFile:
+    """A gzip stream into `out` by `codec` at `level`: no file name, mtime 0 (reproducible)."""
+    if level not in GZIP_CODECS.get(codec, ()):
+        known = ", ".join(f"{name} {r.start}-{r.stop - 1}" for name, r in GZIP_CODECS.items())
+        raise ValueError(f"gzip codec {codec!r} level {level}: the codecs and levels are {known}")
+    if codec == "isal":
+        # isal's igzip.py is not annotated (its C modules are)
+        return igzip.IGzipFile(  # type: ignore[no-untyped-call]
+            filename="", mode="wb", fileobj=out, compresslevel=level, mtime=0
+        )
+    return gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=level, mtime=0)
 
 
 def _mtime(file: ArchiveFile) -> int:
@@ -306,8 +322,10 @@ class _TarWriter:
         self._write(_header(name, len(data), mtime) + data + _padding(len(data)))
 
     def add_body(self, file: ArchiveFile, body: BinaryIO, chunk_bytes: int) -> None:
-        """Copy exactly `file.size` bytes, hashing them; BodyMismatch if they are not the plan."""
-        self._write(_header(file.member_name, file.size, _mtime(file)))
+        """Copy exactly `file.size` bytes, hashing them; BodyMismatch if they are not the plan.
+        The header rides with the first chunk and the padding with the last: a small file is
+        one write (and checked before any of it is written)."""
+        pending = _header(file.member_name, file.size, _mtime(file))
         digest = hashlib.sha256()
         remaining = file.size
         while remaining:
@@ -318,15 +336,19 @@ class _TarWriter:
             if len(chunk) > remaining:  # a stream that ignores the size asked for
                 break
             digest.update(chunk)
-            self._write(chunk)
             remaining -= len(chunk)
+            if remaining:
+                self._write(pending + chunk)
+                pending = b""
+            else:
+                pending += chunk
         if remaining or body.read(1):
             got = f"more than {file.size} bytes"
             raise BodyMismatch(file.file_id, file.key, f"{file.size} bytes", got)
         if digest.hexdigest() != file.sha256:
             expected, got = f"sha256 {file.sha256}", f"sha256 {digest.hexdigest()}"
             raise BodyMismatch(file.file_id, file.key, expected, got)
-        self._write(_padding(file.size))
+        self._write(pending + _padding(file.size))
 
     def finish(self) -> None:
         """End-of-archive: two zero blocks, then zeros to a whole record, as `tarfile` does."""

@@ -51,7 +51,14 @@ from delivery.commit import (
 from delivery.hour_markers import Hour
 from delivery.latency import LatencyHistogram
 from delivery.lease import WindowLease
-from delivery.ledger import ExclusionRecord, Ledger, PartRecord, WindowRecord, WindowState
+from delivery.ledger import (
+    ExclusionRecord,
+    Ledger,
+    PartRecord,
+    Plan,
+    WindowRecord,
+    WindowState,
+)
 from delivery.minio_access import MinioAccess
 from delivery.names import safe_member_names
 from delivery.refs import RefDigest, digest_ref, open_ref
@@ -433,7 +440,7 @@ def _build_parts(
     """
     plan = window.record.plan or _plan(deps.tunables)
     names = safe_member_names([(entry.file_id, entry.key) for entry in window.owned])
-    planned = plan_parts(window.owned, plan["archive_max_input_bytes"])
+    planned = plan_parts(window.owned, int(plan["archive_max_input_bytes"]))
     excluded = {x.file_id for x in window.record.exclusions}
     entries = {entry.file_id: entry for entry in window.owned}
     built: list[_BuiltPart] = []
@@ -505,7 +512,7 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     bodies: _Bodies,
     deps: DeliveryDeps,
     lease: WindowLease,
-    plan: dict[str, int],
+    plan: Plan,
     copies: dict[str, Path],
 ) -> tuple[_BuiltPart | None, set[str]]:
     """Read the part's refs once into `copies`, hashing them (persisting the exclusions found
@@ -515,7 +522,7 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     number, parts = position
     planned, candidates = files_of
     digests, found = _digest_refs(
-        candidates, deps, window.workdir, copies, plan["archive_max_input_bytes"]
+        candidates, deps, window.workdir, copies, int(plan["archive_max_input_bytes"])
     )
     if found:
         lease.check()
@@ -537,7 +544,9 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     prefix = deps.tunables.archive_prefix
     key = incoming_key(prefix, window.name.window_id, number)
     writer = SpoolWriter(
-        dir=window.workdir, min_part_size=plan["min_part_size_bytes"], max_parts=plan["max_parts"]
+        dir=window.workdir,
+        min_part_size=int(plan["min_part_size_bytes"]),
+        max_parts=int(plan["max_parts"]),
     )
     with writer:
         archive.write_archive(
@@ -545,7 +554,8 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
             manifest,
             files,
             open_body,
-            gzip_level=plan["gzip_level"],
+            gzip_codec=str(plan.get("gzip_codec", "zlib")),  # zlib: a plan persisted before
+            gzip_level=int(plan["gzip_level"]),
             chunk_bytes=deps.tunables.read_chunk_bytes,
         )
     for path in copies.values():
@@ -761,10 +771,11 @@ def _remove_incoming(deps: DeliveryDeps, window_id: str) -> None:
         logger.warning("incoming parts not removed", prefix=prefix, error=str(err))
 
 
-def _plan(tunables: DeliveryTunables) -> dict[str, int]:
+def _plan(tunables: DeliveryTunables) -> Plan:
     """What decides an archive's bytes besides the window itself (persisted at `begin`)."""
     return {
         "archive_max_input_bytes": tunables.archive_max_input_bytes,
+        "gzip_codec": tunables.gzip_codec,
         "gzip_level": tunables.gzip_level,
         "min_part_size_bytes": tunables.min_part_size_bytes,
         "max_parts": tunables.max_parts,

@@ -62,6 +62,8 @@ PENDING_SINCE: Final = "pending_since_ms"
 """The sparse index of windows not yet final (Terraform: dynamodb.tf; locally:
 infrastructure/local/provision/resources.py)."""
 QUERY_PAGE_LIMIT: Final = 100
+Plan = dict[str, int | str]
+"""A window's archive settings, by tunable name (`WindowRecord.plan`)."""
 FILE_PREFIX: Final = "FILE#"
 WINDOW_PREFIX: Final = "WIN#"
 LEASE_PREFIX: Final = "LEASE#"
@@ -157,9 +159,9 @@ class WindowRecord:
     delivered_at_ms: int | None
     parked_reason: str | None
     file_count: int
-    plan: dict[str, int] = field(default_factory=dict)
-    """The archive settings of the first attempt (part cap, gzip level, part size, max parts):
-    every retry builds with them, so a deploy between attempts cannot change the bytes."""
+    plan: Plan = field(default_factory=dict)
+    """The archive settings of the first attempt (part cap, gzip codec and level, part size, max
+    parts): every retry builds with them, so a deploy between attempts cannot change the bytes."""
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     """End-to-end latency of the window's files at its first delivery (empty before)."""
     exclusion_count: int = 0
@@ -419,7 +421,7 @@ class Ledger:
         window_id: str,
         staged_key: str,
         exclusions: Sequence[ExclusionRecord],
-        plan: Mapping[str, int] | None = None,
+        plan: Plan | None = None,
     ) -> WindowRecord:
         """The window's record, created in CLAIMED with `exclusions` if absent.
 
@@ -1033,7 +1035,10 @@ def _window_record(item: Mapping[str, Any]) -> WindowRecord:
         delivered_at_ms=_optional_int(plain.get("delivered_at_ms")),
         parked_reason=plain.get("parked_reason"),
         file_count=int(plain.get("file_count", 0)),
-        plan={str(k): int(v) for k, v in (plain.get("plan") or {}).items()},
+        plan={
+            str(k): v if isinstance(v, str) else int(v)
+            for k, v in (plain.get("plan") or {}).items()
+        },
         latency=LatencyHistogram.from_item(plain.get("latency_ms") or {}),
         exclusion_count=int(plain.get("exclusion_count", len(plain.get("exclusions", [])))),
         exclusion_chunks=int(plain.get("exclusion_chunks", 0)),

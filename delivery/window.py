@@ -16,7 +16,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import orjson
+from isal import igzip, isal_zlib
 
 from delivery.archive import Exclusion
 from transform import envelope
@@ -90,12 +93,16 @@ def spool_window(s3: S3Client, bucket: str, key: str, path: Path) -> Path:
     return path
 
 
+_ISAL_ERROR: Final = cast("type[Exception]", isal_zlib.error)
+"""ISA-L's inflate error (its stub declares an instance, not the class it is)."""
+
+
 def parse_window(path: Path) -> ParsedWindow:
     """First pass: each file's metadata, repeats dropped, bad lines excluded with a reason."""
     try:
         parsed = ParsedWindow()
         _parse_lines(path, parsed, set())
-    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+    except (EOFError, zlib.error, _ISAL_ERROR, gzip.BadGzipFile) as err:
         # Cut short: keep its whole lines as a valid gzip file in its place (both passes read
         # that), and say where it ended.
         kept = _salvage(path)
@@ -219,8 +226,10 @@ def _named_id(line: bytes) -> str | None:
 
 def _lines(path: Path) -> io.BufferedReader:
     """The window's decompressed lines (`\n`-terminated, as iterating `GzipFile` gives them),
-    read 1 MiB at a time: `GzipFile`'s own 8 KiB buffer costs a Python-level read per 8 KiB."""
-    return io.BufferedReader(gzip.open(path, "rb"), buffer_size=_READ_BUFFER)
+    read 1 MiB at a time: `GzipFile`'s own 8 KiB buffer costs a Python-level read per 8 KiB.
+    ISA-L's inflate (the same stream, ~2x faster than zlib's), as the archive's deflate."""
+    opened = igzip.open(path, "rb")  # type: ignore[no-untyped-call]  # igzip.py is not annotated
+    return io.BufferedReader(opened, buffer_size=_READ_BUFFER)
 
 
 _READ_BUFFER: Final = 1 << 20
@@ -241,8 +250,19 @@ class InlineBodies:
     def body(self, line_number: int) -> bytes:
         for number, line in self._lines:
             if number == line_number:
-                return envelope.decode_body(envelope.loads(line))
+                return envelope.decode_body(_parsed_again(line))
         raise LookupError(f"line {line_number} is not in the window (or was already read)")
 
     def close(self) -> None:
         self._file.close()
+
+
+def _parsed_again(line: bytes) -> dict[str, Any]:
+    """A line the first pass parsed and checked: `decode_body` reads only its body fields,
+    which orjson parses as `json` does (`envelope.loads`' float check is about numbers), so
+    `envelope.loads` is needed only for what orjson refuses and `json` accepts."""
+    try:
+        record: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        record = envelope.loads(line)
+    return record

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import fastjsonschema
 
@@ -25,6 +25,12 @@ SCHEMA_FILE = Path(__file__).with_name("tunables.schema.json")
 SCHEMAS_DIR = Path(__file__).with_name("schemas")
 
 DEFAULT_PROFILE = "aws"
+
+
+GZIP_CODECS: Final = {"isal": range(4), "zlib": range(1, 10)}
+"""The deflate implementations an archive can be written with (`delivery.gzip_codec`), and the
+levels each takes. ISA-L's level 2 deflates ~10x faster than zlib's level 6 for ~10 % more bytes
+(docs/BENCHMARKS.md); any gzip reader reads either."""
 
 
 class TunablesError(ValueError):
@@ -108,6 +114,7 @@ class DeliveryTunables:
     archive_max_input_bytes: int
     min_part_size_bytes: int
     max_parts: int
+    gzip_codec: str
     gzip_level: int
     upload_attempts: int
     retry_backoff_base_seconds: float
@@ -291,19 +298,7 @@ def _check_invariants(t: Tunables) -> None:
             f"{where}: forwarder.put_retry_budget_seconds ({t.forwarder.put_retry_budget_seconds}) "
             f"must be below functions.forwarder.timeout_seconds ({forwarder_timeout})"
         )
-    firehose_day = 24 * 3600
-    needed_ledger_ttl = needed_ttl + firehose_day + t.delivery.dlq_retention_seconds
-    if t.delivery.ledger_ttl_seconds < needed_ledger_ttl:
-        raise TunablesError(
-            f"{where}: delivery.ledger_ttl_seconds is {t.delivery.ledger_ttl_seconds}, must be at "
-            f"least ingest retention + ingest DLQ retention + Firehose's 24 h + delivery DLQ "
-            f"retention = {needed_ledger_ttl}, or a late duplicate could be delivered twice"
-        )
-    if t.delivery.retry_backoff_cap_seconds < t.delivery.retry_backoff_base_seconds:
-        raise TunablesError(
-            f"{where}: delivery.retry_backoff_cap_seconds is below "
-            f"delivery.retry_backoff_base_seconds"
-        )
+    _check_delivery(t, needed_ttl, where)
     if t.report.slo_p999_seconds < t.report.slo_p95_seconds:
         raise TunablesError(
             f"{where}: report.slo_p999_seconds ({t.report.slo_p999_seconds}) is below "
@@ -328,6 +323,29 @@ def _check_invariants(t: Tunables) -> None:
                 f"{where}: processor.payload_schemas prefix {rule.prefix!r} names schema "
                 f"{rule.schema!r}, which is not a file under {SCHEMAS_DIR}"
             )
+
+
+def _check_delivery(t: Tunables, ingest_ttl: int, where: str) -> None:
+    """Delivery's relations: its ledger outlives every duplicate, its backoff and gzip levels."""
+    firehose_day = 24 * 3600
+    needed_ledger_ttl = ingest_ttl + firehose_day + t.delivery.dlq_retention_seconds
+    if t.delivery.ledger_ttl_seconds < needed_ledger_ttl:
+        raise TunablesError(
+            f"{where}: delivery.ledger_ttl_seconds is {t.delivery.ledger_ttl_seconds}, must be at "
+            f"least ingest retention + ingest DLQ retention + Firehose's 24 h + delivery DLQ "
+            f"retention = {needed_ledger_ttl}, or a late duplicate could be delivered twice"
+        )
+    if t.delivery.retry_backoff_cap_seconds < t.delivery.retry_backoff_base_seconds:
+        raise TunablesError(
+            f"{where}: delivery.retry_backoff_cap_seconds is below "
+            f"delivery.retry_backoff_base_seconds"
+        )
+    levels = GZIP_CODECS[t.delivery.gzip_codec]
+    if t.delivery.gzip_level not in levels:
+        raise TunablesError(
+            f"{where}: delivery.gzip_level is {t.delivery.gzip_level}; gzip codec "
+            f"{t.delivery.gzip_codec!r} takes levels {levels.start}-{levels.stop - 1}"
+        )
 
 
 def read_tunables_document(path: Path | None = None) -> dict[str, Any]:

@@ -29,6 +29,9 @@ SECTIONS: Final = {
         "delivery_mb_per_s_100k",
         "reference_mb_per_s_100k",
         "delivery_mb_per_s_64m",
+        "delivery_cpu_s_per_staged_mb",
+        "limit_cpu_s_per_staged_mb",
+        "delivery_vs_limit",
         "tables_records_per_s",
     ),
     "functions": (
@@ -60,6 +63,8 @@ GOALS: Final = {
     "burst window is archived in seconds.",
     "delivery_mb_per_s_100k": "Past the per-file cost, delivery should run near the speed of "
     "the work it cannot avoid (deflate and sha256 of every byte): at least half of it.",
+    "delivery_vs_limit": "Delivery's CPU per staged MB should be within 2x of the work no "
+    "delivery of those bytes can skip (inflate, deflate, sha256 once each, fastest codec shipped).",
     "processor_records_per_s": "A 3 MB Firehose batch must be answered well inside the "
     "processor's timeout, and the processor must never be what throttles a stream.",
     "forwarder_envelope_cpu_ms_per_file": "The forwarder's own work per file must be small "

@@ -385,6 +385,29 @@ def test_a_window_killed_after_its_first_part_uploads_each_part_once(
     assert [p["key"] for p in window["parts"]] == sorted(archives(minio, stack.bucket))
 
 
+def test_a_retry_after_a_deploy_that_changes_the_gzip_codec_builds_with_the_first_codec(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch, tunables_path: Any
+) -> None:
+    # GIVEN a window of three parts whose first attempt, with zlib level 6, verifies part one
+    tunables_path(archive_max_input_bytes=1024 * 1024, gzip_codec="zlib", gzip_level=6)
+    bodies = {f"acme/z{i}.bin": bytes([i]) * 700_000 for i in range(3)}
+    key = stage(s3, [upload(s3, k, b) for k, b in bodies.items()])
+    _uploads_killed_after(monkeypatch, allowed=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        deliver(key)
+    # WHEN ISA-L is deployed before the retry
+    tunables_path(archive_max_input_bytes=1024 * 1024, gzip_codec="isal", gzip_level=2)
+    handler.dependencies.cache_clear()
+    monkeypatch.setattr(delivering, "upload_verified", real_upload_verified)
+    assert deliver(key)["windows"][0]["outcome"] == "delivered"
+    # THEN every part is the bytes zlib level 6 gives its tar stream (the persisted plan won)
+    assert ledger().get_window(window_id(key)).plan["gzip_codec"] == "zlib"
+    for name in archives(minio, stack.bucket):
+        data = minio.get_object(stack.bucket, name).read()
+        assert gzip.compress(gzip.decompress(data), compresslevel=6, mtime=0)[10:] == data[10:]
+    assert dict(delivered(minio, stack.bucket)) == bodies
+
+
 def _counting(uploaded: list[str]) -> Any:
     """Delivery's part uploads, recorded by key."""
 

@@ -23,7 +23,12 @@ def test_core_section_produces_its_figures(tmp_path: Path) -> None:
     assert {f.name for f in figures if f.met is not None} == {
         "delivery_files_per_s_1k",
         "delivery_mb_per_s_100k",
+        "delivery_vs_limit",
     }
+    # ... and the faster deflate's cost in bytes beside its speed
+    [files_1k] = [f for f in figures if f.name == "delivery_files_per_s_1k"]
+    assert "compression" in files_1k.reference
+    assert "zlib level 6" in files_1k.reference
 
 
 def test_the_core_bench_builds_the_same_archive_every_time(tmp_path: Path) -> None:

@@ -515,3 +515,45 @@ def test_random_bodies_round_trip_through_the_wire() -> None:
 
     # AND both encodings were exercised
     assert seen == {"utf8", "base64"}
+
+
+def _plain_record(**overrides: Any) -> dict[str, Any]:
+    record = Envelope.inline(b'{"a":1}', **fields()).to_dict()
+    record.update(firehose_arrival_ms=1_714_521_602_000, content_kind="json", requeue_attempts=1)
+    record.update(overrides)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, True),
+        ({"sequencer": None, "etag": None}, True),
+        ({"size": True}, False),  # a bool is an int to Python, not to Avro
+        ({"size": 1.0}, False),
+        ({"requeue_attempts": 2**31}, False),  # past Avro's int
+        ({"event_time_ms": 2**63}, False),  # past Avro's long
+        ({"body_encoding": "gzip"}, False),
+        ({"content_kind": "xml"}, False),
+        ({"key": None}, False),  # required, not nullable
+        ({"key": b"k"}, False),
+        ({"surplus": 1}, False),
+    ],
+)
+def test_the_fast_check_accepts_only_what_fastavro_accepts(
+    change: dict[str, Any], expected: bool
+) -> None:
+    # GIVEN an envelope as the processor enriches it, with one field changed
+    from fastavro.validation import validate  # noqa: PLC0415  # the oracle, this test only
+
+    from transform.envelope import PARSED_SCHEMA, _plainly_valid  # noqa: PLC0415
+
+    record = _plain_record(**change)
+    # WHEN the fast check judges it THEN it agrees with fastavro, and a record it accepts is
+    # one fastavro accepts: the fast path never lets through what the schema refuses
+    assert _plainly_valid(record) is expected
+    if expected:
+        assert validate(record, PARSED_SCHEMA, raise_errors=False)
+    # ... and a required field missing is never plainly valid
+    del record["bucket"]
+    assert not _plainly_valid(record)

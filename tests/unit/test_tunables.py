@@ -446,6 +446,17 @@ def test_a_p999_objective_below_the_p95_one_is_named() -> None:
         parse_tunables(document)
 
 
+@pytest.mark.parametrize(("codec", "level"), [("isal", 6), ("zlib", 0)])
+def test_a_gzip_level_outside_its_codecs_range_is_named(codec: str, level: int) -> None:
+    # GIVEN a level the codec does not take (ISA-L 0-3, zlib 1-9)
+    document = edited(edited(shipped(), "delivery.gzip_codec", codec), "delivery.gzip_level", level)
+    # THEN the error names the level and the codec's range
+    with pytest.raises(
+        TunablesError, match=rf"delivery\.gzip_level is {level}; gzip codec '{codec}'"
+    ):
+        parse_tunables(document)
+
+
 def test_the_report_runs_each_morning_for_the_day_before() -> None:
     # GIVEN the shipped file THEN the report's schedule and objective are the and seed's
     report = parse_tunables(read_tunables_document()).report
