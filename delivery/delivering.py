@@ -477,20 +477,17 @@ def _build_parts(
     return built
 
 
-@contextmanager
 def _open_body(
     entry: WindowEntry, copies: dict[str, Path], deps: DeliveryDeps, inline: InlineBodies
-) -> Iterator[BinaryIO]:
+) -> contextlib.AbstractContextManager[BinaryIO]:
     """A file's body: its ref's local copy, else the ref read from S3 (one too big to copy),
-    else its inline body from the window (`inline`: one reader per pass over the window)."""
+    else its inline body from the window (`inline`: one reader per pass over the window).
+    Each is its own context manager: no generator per file (most files are small)."""
     if entry.file_id in copies:
-        with copies[entry.file_id].open("rb") as copy:
-            yield copy
-    elif entry.is_ref:
-        with open_ref(deps.s3, entry) as stream:
-            yield stream
-    else:
-        yield io.BytesIO(inline.body(entry.line_number))
+        return copies[entry.file_id].open("rb")
+    if entry.is_ref:
+        return open_ref(deps.s3, entry)
+    return io.BytesIO(inline.body(entry.line_number))
 
 
 @contextmanager

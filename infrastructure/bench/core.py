@@ -26,8 +26,8 @@ import random
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
@@ -230,14 +230,9 @@ def deliver(
         _write_tables(tables, window, members, s3, workdir, settings.max_json_validation_bytes)
     bodies = InlineBodies(window.path)
 
-    @contextmanager
-    def open_body(file: ArchiveFile) -> Iterator[BinaryIO]:
+    def open_body(file: ArchiveFile) -> AbstractContextManager[BinaryIO]:
         entry = by_id[file.file_id]
-        if entry.is_ref:
-            with open_ref(s3, entry) as stream:
-                yield stream
-        else:
-            yield io.BytesIO(bodies.body(entry.line_number))
+        return open_ref(s3, entry) if entry.is_ref else io.BytesIO(bodies.body(entry.line_number))
 
     try:
         writer = SpoolWriter(
