@@ -93,7 +93,14 @@ def listening(endpoint: str) -> bool:
 
 
 def endpoints(file: StackFile) -> list[str]:
-    return [file.aws_endpoint, file.firehose_endpoint, file.lambda_endpoint, file.minio.endpoint]
+    assert file.dynamodb_endpoint is not None
+    return [
+        file.aws_endpoint,
+        file.dynamodb_endpoint,
+        file.firehose_endpoint,
+        file.lambda_endpoint,
+        file.minio.endpoint,
+    ]
 
 
 def delivered_files(file: StackFile) -> list[tuple[str, bytes, dict[str, Any]]]:
