@@ -36,6 +36,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final, Protocol
 
+import orjson
 from isal import igzip
 
 from delivery.names import MANIFEST_NAME
@@ -116,8 +117,8 @@ def manifest(  # noqa: PLR0917  # the agreed API: the plan's fields, positionall
 ) -> bytes:
     """`MANIFEST.json`: compact JSON, sorted keys, UTF-8 (not \\u-escaped), ending in a newline.
 
-    Compact because `json` only uses its C encoder without `indent` (a 10,000-file manifest:
-    ~3x faster); `jq .` makes it readable. Files and exclusions keep the order given (window
+    Compact because that is fastest to write (a 10,000-file manifest); `jq .` makes it
+    readable. Files and exclusions keep the order given (window
     order, and the persisted exclusions' order).
     """
     if not 1 <= part <= parts:
@@ -135,10 +136,15 @@ def manifest(  # noqa: PLR0917  # the agreed API: the plan's fields, positionall
         "files": [_file_entry(file) for file in files],
         "excluded": [_exclusion_entry(exclusion) for exclusion in exclusions],
     }
-    text = json.dumps(
-        document, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
-    return (text + "\n").encode()
+    try:
+        # orjson writes these bytes ~5x faster: compact, keys sorted, UTF-8 unescaped, as below
+        # (tests/unit/test_archive.py checks the two agree); what it refuses, `json` decides.
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        text = json.dumps(
+            document, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        )
+        return (text + "\n").encode()
 
 
 def _file_entry(file: ArchiveFile) -> dict[str, Any]:

@@ -227,6 +227,22 @@ def test_manifest_is_canonical_utf8_json() -> None:
     assert "ü/€.txt".encode() in data
 
 
+def test_manifest_bytes_are_jsons_canonical_form_for_any_key() -> None:
+    # GIVEN keys of every ASCII control character, DEL, line and paragraph separators, a BOM,
+    # astral and CJK characters: what an encoder might escape differently
+    tricky = [chr(c) for c in [*range(0x20), 0x22, 0x5C, 0x7F, 0x80, 0x2028, 0x2029, 0xFEFF]]
+    tricky += ["\U0001f600", "中", "é", "/"]
+    files, _ = plan([(f"k{n}/{char}x{char}", b"x") for n, char in enumerate(tricky)])
+    exclusions = [Exclusion("e" * 64, "k\x01", None, "unparseable-line", "line 1: \u2028\x7f")]
+    # WHEN the manifest is made
+    data = manifest(WINDOW, STAGED, 1, 1, files, exclusions)
+    # THEN it is byte for byte what `json` writes canonically (the format's definition)
+    canonical = json.dumps(
+        json.loads(data), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    assert data == canonical.encode() + b"\n"
+
+
 @pytest.mark.parametrize(("part", "parts"), [(0, 1), (2, 1), (1, 0)])
 def test_manifest_refuses_a_part_outside_the_parts(part: int, parts: int) -> None:
     # GIVEN a part number outside 1..parts
