@@ -235,20 +235,17 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
         record = deps.ledger.begin(
             name.window_id, staged_key, [_to_record(x) for x in owned_bad], _plan(deps.tunables)
         )
-        bodies = InlineBodies(spooled)
-        # The tables read inline bodies on a pass of their own: the archive's pass cannot go back.
-        table_bodies = InlineBodies(spooled)
+        bodies = InlineBodies(parsed)
         try:
             built = _build_parts(
                 _Window(name, staged_key, staging_bucket, owned, record, Path(tmp)),
-                _Bodies(bodies, table_bodies),
+                _Bodies(archive=bodies, tables=bodies),
                 deps,
                 lease,
                 deadline,
             )
         finally:
             bodies.close()
-            table_bodies.close()
     report.table_rows = total(part.table_rows for part in built)
     if not deadline.allows_another():
         raise WindowContinues(name.window_id, len(built), len(built))
@@ -298,7 +295,8 @@ class _BuiltPart:
 
 @dataclass(frozen=True)
 class _Bodies:
-    """The window's inline bodies, read forward: one pass for the archives, one for the tables."""
+    """The window's inline bodies, for the archives' pass and the tables' (one reader can
+    serve both: it reads by place)."""
 
     archive: InlineBodies
     tables: InlineBodies
@@ -487,7 +485,7 @@ def _open_body(
         return copies[entry.file_id].open("rb")
     if entry.is_ref:
         return open_ref(deps.s3, entry)
-    return io.BytesIO(inline.body(entry.line_number))
+    return io.BytesIO(inline.body(entry))
 
 
 @contextmanager

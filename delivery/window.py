@@ -1,8 +1,9 @@
 """Reading a staged window: gzip of newline-terminated envelopes (DESIGN §3, "Staged window").
 
-The window is spooled to local storage once and read twice, so memory stays bounded whatever its
-size: the first pass (`parse_window`) keeps only each file's metadata; the second
-(`InlineBodies`) yields inline bodies one at a time, in window order, while the archive is built.
+The window is spooled to local storage and read once, so memory stays bounded whatever its size:
+`parse_window` keeps each file's metadata and writes each inline body, decoded and checked, to a
+bodies file beside the window; `InlineBodies` reads a body back from there by its place, while the
+archive (and the payload tables) are built.
 Repeated `file_id`s are dropped, first wins (§4a rule 1); a line that is not a valid envelope is
 an exclusion with its reason and line number, and the window goes on.
 """
@@ -11,14 +12,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
-import orjson
 from isal import igzip, isal_zlib
 
 from delivery.archive import Exclusion
@@ -49,6 +49,9 @@ class WindowEntry:
     encoding: str
     body_sha256: str | None
     sequencer: str | None = None
+    body_offset: int = -1
+    """Where its inline body starts in the window's bodies file (`ParsedWindow.bodies`); -1 for
+    a ref. The body's length is `size`, or the entry is never made (a mismatch is excluded)."""
 
     @property
     def is_ref(self) -> bool:
@@ -63,6 +66,8 @@ class ParsedWindow:
     repeated: int = 0
     """Lines dropped because their file_id appeared earlier in the window."""
     lines: int = 0
+    bodies: Path | None = None
+    """The inline bodies, decoded, one after another (`WindowEntry.body_offset`)."""
     truncated: str | None = None
     """Why the staged object could not be read to its end (a cut gzip stream): the lines read
     before are delivered; the files after it, unknown here, are left for reconcile to find."""
@@ -98,15 +103,17 @@ _ISAL_ERROR: Final = cast("type[Exception]", isal_zlib.error)
 
 
 def parse_window(path: Path) -> ParsedWindow:
-    """First pass: each file's metadata, repeats dropped, bad lines excluded with a reason."""
+    """Each file's metadata, repeats dropped, bad lines excluded with a reason; the inline
+    bodies written to `<path>.bodies` (`ParsedWindow.bodies`)."""
+    bodies = path.with_name(path.name + ".bodies")
     try:
-        parsed = ParsedWindow()
+        parsed = ParsedWindow(bodies=bodies)
         _parse_lines(path, parsed, set())
     except (EOFError, zlib.error, _ISAL_ERROR, gzip.BadGzipFile) as err:
-        # Cut short: keep its whole lines as a valid gzip file in its place (both passes read
-        # that), and say where it ended.
+        # Cut short: keep its whole lines as a valid gzip file in its place, and say where it
+        # ended.
         kept = _salvage(path)
-        parsed = ParsedWindow()
+        parsed = ParsedWindow(bodies=bodies)
         _parse_lines(path, parsed, set())
         parsed.truncated = f"unreadable after line {kept}: {type(err).__name__}: {err}"
     return parsed
@@ -139,13 +146,16 @@ def _salvage(path: Path) -> int:
 
 
 def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
-    """First pass over `path`, into `parsed`."""
-    with _lines(path) as lines:
+    """One pass over `path`, into `parsed` (its bodies file written from the start)."""
+    if parsed.bodies is None:
+        raise ValueError("parsed.bodies: where to write the inline bodies")
+    with _lines(path) as lines, parsed.bodies.open("wb") as file:
+        bodies = _BodyWriter(file)
         for line_number, line in enumerate(lines, start=1):
             parsed.lines += 1
             if not line.strip():
                 continue
-            entry_or_exclusion = _entry(line, line_number)
+            entry_or_exclusion = _entry(line, line_number, bodies)
             if isinstance(entry_or_exclusion, Exclusion):
                 if entry_or_exclusion.file_id not in seen:
                     seen.add(entry_or_exclusion.file_id)
@@ -158,7 +168,21 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
             parsed.entries.append(entry_or_exclusion)
 
 
-def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
+class _BodyWriter:
+    """Appends bodies to the bodies file, counting where each starts (no seek per body)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._offset = 0
+
+    def add(self, body: bytes) -> int:
+        offset = self._offset
+        self._file.write(body)
+        self._offset += len(body)
+        return offset
+
+
+def _entry(line: bytes, line_number: int, bodies: _BodyWriter) -> WindowEntry | Exclusion:
     try:
         record = envelope.decode(line)
     except envelope.NewerSchemaVersion:
@@ -188,9 +212,15 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
             detail=f"line {line_number}: file_id {record['file_id'][:64]} is not "
             f"sha256(bucket, key, version_id) = {expected}",
         )
+    body_offset = -1
     if record["body_encoding"] != "ref":
         try:
-            envelope.body_bytes(record)  # the body must still match its sha256
+            body = envelope.body_bytes(record)  # the body must still match its sha256
+            if len(body) != record["size"]:
+                raise envelope.EnvelopeError(  # noqa: TRY301  # excluded as a mismatch below
+                    f"body of {record['file_id']} is {len(body)} bytes, its size says "
+                    f"{record['size']}"
+                )
         except envelope.EnvelopeError as err:
             return Exclusion(
                 file_id=record["file_id"],
@@ -199,6 +229,7 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
                 reason="checksum-mismatch",
                 detail=f"line {line_number}: {err}",
             )
+        body_offset = bodies.add(body)
     return WindowEntry(
         line_number=line_number,
         file_id=record["file_id"],
@@ -210,6 +241,7 @@ def _entry(line: bytes, line_number: int) -> WindowEntry | Exclusion:
         encoding=record["body_encoding"],
         body_sha256=record.get("body_sha256"),
         sequencer=record.get("sequencer"),
+        body_offset=body_offset,
     )
 
 
@@ -236,33 +268,22 @@ _READ_BUFFER: Final = 1 << 20
 
 
 class InlineBodies:
-    """Second pass: the inline bodies of the given lines, read in window order, one at a time.
+    """The inline bodies `parse_window` wrote, read back by place: any order, any number of
+    passes (the archive's and the payload tables').
 
-    Bodies are decoded but not hashed again here: the archive writer checks each one against
-    the sha256 the first pass verified, and a body that differs fails the build
-    (`archive.BodyMismatch`).
+    Bodies are not hashed again here: the archive writer checks each one against the sha256
+    the parse verified, and a body that differs fails the build (`archive.BodyMismatch`).
     """
 
-    def __init__(self, path: Path) -> None:
-        self._file = _lines(path)
-        self._lines: Iterator[tuple[int, bytes]] = enumerate(self._file, start=1)
+    def __init__(self, parsed: ParsedWindow) -> None:
+        if parsed.bodies is None:
+            raise ValueError("the window was parsed without a bodies file")
+        self._file = parsed.bodies.open("rb")
 
-    def body(self, line_number: int) -> bytes:
-        for number, line in self._lines:
-            if number == line_number:
-                return envelope.decode_body(_parsed_again(line))
-        raise LookupError(f"line {line_number} is not in the window (or was already read)")
+    def body(self, entry: WindowEntry) -> bytes:
+        if entry.body_offset < 0:
+            raise LookupError(f"file {entry.file_id} has no inline body (a ref)")
+        return os.pread(self._file.fileno(), entry.size, entry.body_offset)
 
     def close(self) -> None:
         self._file.close()
-
-
-def _parsed_again(line: bytes) -> dict[str, Any]:
-    """A line the first pass parsed and checked: `decode_body` reads only its body fields,
-    which orjson parses as `json` does (`envelope.loads`' float check is about numbers), so
-    `envelope.loads` is needed only for what orjson refuses and `json` accepts."""
-    try:
-        record: dict[str, Any] = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        record = envelope.loads(line)
-    return record

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from delivery.tables import Tables
-    from delivery.window import WindowEntry
+    from delivery.window import ParsedWindow, WindowEntry
 
 
 KiB: Final = 1024
@@ -227,12 +227,12 @@ def deliver(
     by_id = {entry.file_id: entry for entry in members}
     manifest = archive.manifest("bench", _STAGED_KEY, 1, 1, files, parsed.bad_lines)
     if tables is not None:
-        _write_tables(tables, window, members, s3, workdir, settings.max_json_validation_bytes)
-    bodies = InlineBodies(window.path)
+        _write_tables(tables, parsed, members, s3, workdir, settings.max_json_validation_bytes)
+    bodies = InlineBodies(parsed)
 
     def open_body(file: ArchiveFile) -> AbstractContextManager[BinaryIO]:
         entry = by_id[file.file_id]
-        return open_ref(s3, entry) if entry.is_ref else io.BytesIO(bodies.body(entry.line_number))
+        return open_ref(s3, entry) if entry.is_ref else io.BytesIO(bodies.body(entry))
 
     try:
         writer = SpoolWriter(
@@ -259,7 +259,7 @@ def deliver(
 
 def _write_tables(  # noqa: PLR0917  # the window's context, passed whole
     tables: Tables,
-    window: Window,
+    parsed: ParsedWindow,
     members: list[WindowEntry],
     s3: S3Client,
     workdir: Path,
@@ -270,13 +270,13 @@ def _write_tables(  # noqa: PLR0917  # the window's context, passed whole
     from delivery.window import InlineBodies  # noqa: PLC0415
     from infrastructure.bench.typed import write_tables  # noqa: PLC0415
 
-    bodies = InlineBodies(window.path)
+    bodies = InlineBodies(parsed)
 
     def body(entry: WindowEntry) -> BinaryIO:
         if entry.is_ref:
             with open_ref(s3, entry) as stream:
                 return io.BytesIO(stream.read())
-        return io.BytesIO(bodies.body(entry.line_number))
+        return io.BytesIO(bodies.body(entry))
 
     try:
         write_tables(tables, members, body, workdir, max_json_bytes)

@@ -111,10 +111,10 @@ def test_inline_window_is_what_delivery_parses(tmp_path: Path) -> None:
     assert window.envelope_bytes == len(gzip.decompress(window.path.read_bytes()))
     assert window.staged_bytes == window.path.stat().st_size
     assert {entry.encoding for entry in parsed.entries} <= {"utf8", "base64"}
-    bodies = InlineBodies(window.path)
+    bodies = InlineBodies(parsed)
     try:
         first = parsed.entries[0]
-        assert len(bodies.body(first.line_number)) == first.size
+        assert len(bodies.body(first)) == first.size
     finally:
         bodies.close()
 

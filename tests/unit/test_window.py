@@ -149,6 +149,7 @@ def test_entries_keep_window_order_with_their_metadata(tmp_path: Path) -> None:
             1_773_479_520_000,
             "utf8",
             hashlib.sha256(b"hello\n").hexdigest(),
+            body_offset=0,
         ),
         WindowEntry(
             2,
@@ -171,6 +172,7 @@ def test_entries_keep_window_order_with_their_metadata(tmp_path: Path) -> None:
             1_773_479_520_000,
             "base64",
             hashlib.sha256(b"\xff\x00\xfe").hexdigest(),
+            body_offset=6,  # after the first body: a ref has none in the bodies file
         ),
     ]
     assert [entry.is_ref for entry in parsed.entries] == [False, True, False]
@@ -397,51 +399,47 @@ def test_inline_bodies_are_read_in_window_order(tmp_path: Path) -> None:
         b"\n",
         inline("in/5.txt", bodies[5]),
     )
-    entries = parse_window(path).entries
-    inline_lines = [entry.line_number for entry in entries if not entry.is_ref]
+    parsed = parse_window(path)
+    inline_entries = [entry for entry in parsed.entries if not entry.is_ref]
 
-    # WHEN the inline bodies are read in window order
-    reader = InlineBodies(path)
+    # WHEN the inline bodies are read, in window order and then backwards
+    reader = InlineBodies(parsed)
     try:
-        read = {number: reader.body(number) for number in inline_lines}
+        read = {entry.line_number: reader.body(entry) for entry in inline_entries}
+        backwards = [reader.body(entry) for entry in reversed(inline_entries)]
     finally:
         reader.close()
 
-    # THEN each is its file's exact bytes
+    # THEN each is its file's exact bytes, whatever the order (the archive's pass and the
+    # tables' read the same reader)
     assert read == bodies
+    assert backwards == [bodies[5], bodies[3], bodies[1]]
 
 
-def test_an_inline_body_already_passed_cannot_be_read(tmp_path: Path) -> None:
-    # GIVEN a reader of a three-line window that has read line 2
-    path = write_window(
-        tmp_path / "w.json.gz",
-        inline("in/1.txt", b"one"),
-        inline("in/2.txt", b"two"),
-        inline("in/3.txt", b"three"),
-    )
-    reader = InlineBodies(path)
+def test_a_ref_has_no_inline_body_to_read(tmp_path: Path) -> None:
+    # GIVEN a window of a ref
+    parsed = parse_window(write_window(tmp_path / "w.json.gz", ref("in/2.bin", 10)))
+    reader = InlineBodies(parsed)
     try:
-        assert reader.body(2) == b"two"
-
-        # WHEN line 1 (already passed) is asked for
-        # THEN LookupError (not line 3's body): the reader only goes forward
-        with pytest.raises(LookupError, match="line 1"):
-            reader.body(1)
+        # WHEN its body is asked for  THEN LookupError naming the file
+        [entry] = parsed.entries
+        with pytest.raises(LookupError, match=entry.file_id):
+            reader.body(entry)
     finally:
         reader.close()
 
 
-def test_an_inline_body_past_the_end_cannot_be_read(tmp_path: Path) -> None:
-    # GIVEN a window of one line
-    path = write_window(tmp_path / "w.json.gz", inline("in/1.txt", b"one"))
-    reader = InlineBodies(path)
-    try:
-        # WHEN line 2 is asked for
-        # THEN LookupError
-        with pytest.raises(LookupError, match="line 2"):
-            reader.body(2)
-    finally:
-        reader.close()
+def test_a_body_whose_length_is_not_its_size_is_excluded_as_a_mismatch(tmp_path: Path) -> None:
+    # GIVEN an envelope whose body matches its sha256 but not its size
+    lying = inline("in/1.txt", b"four").to_dict()
+    lying["size"] = 5
+    path = write_window(tmp_path / "w.json.gz", lying)
+    # WHEN parsed  THEN the file is excluded, saying both lengths
+    parsed = parse_window(path)
+    assert parsed.entries == []
+    [bad] = parsed.bad_lines
+    assert bad.reason == "checksum-mismatch"
+    assert "4 bytes, its size says 5" in bad.detail
 
 
 # -- plan_parts ----------------------------------------------------------------------------
