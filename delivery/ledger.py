@@ -171,6 +171,18 @@ class WindowRecord:
     duplicate_files: int | None = None
     """Files of the staged window it did not deliver because another window owns them or the
     window repeats them (Firehose's duplicates), set when it settles; None before."""
+    attempted_at_ms: int | None = None
+    """When a delivery attempt last began work on the window (`begin`); None before any."""
+    redriven_at_ms: int | None = None
+    """When redrive last invoked delivery for the window (`record_redrive`); None before."""
+
+    @property
+    def attempted_since_redrive(self) -> bool:
+        """A delivery attempt began since the last redrive: a window still stuck after that is
+        in trouble of its own, not waiting in a queue behind others."""
+        if self.attempted_at_ms is None:
+            return False
+        return self.redriven_at_ms is None or self.attempted_at_ms >= self.redriven_at_ms
 
 
 class LedgerError(Exception):
@@ -454,7 +466,8 @@ class Ledger:
                     "redrive_count = if_not_exists(redrive_count, :zero), "
                     "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
                     "#since = if_not_exists(claimed_at_ms, :now), "
-                    "updated_at_ms = if_not_exists(updated_at_ms, :now) "
+                    "updated_at_ms = if_not_exists(updated_at_ms, :now), "
+                    "attempted_at_ms = :now "
                     "REMOVE #exp"
                 ),
                 ConditionExpression=_NOT_FINAL,
@@ -751,8 +764,9 @@ class Ledger:
         if old is not None:
             raise WindowStateError(window_id, "unpark", _state_of(old))
 
-    def record_redrive(self, window_id: str, staged_key: str) -> int:
-        """Count one more redrive of the window (atomic ADD); returns the new count.
+    def record_redrive(self, window_id: str, staged_key: str, *, counted: bool = True) -> int:
+        """Record a redrive of the window, counted toward `max_redrives` (atomic) unless
+        `counted` is False; returns the count.
 
         Creates the record in CLAIMED if absent (a staged window no attempt ever recorded),
         without exclusions: the first `begin` persists them. Changes no state.
@@ -763,24 +777,25 @@ class Ledger:
                 TableName=self._table,
                 Key=_window_key(window_id),
                 UpdateExpression=(
-                    "ADD redrive_count :one "
-                    "SET #state = if_not_exists(#state, :claimed), "
+                    "SET redrive_count = if_not_exists(redrive_count, :zero) + :one, "
+                    "#state = if_not_exists(#state, :claimed), "
                     "#pending = if_not_exists(#state, :claimed), "
                     "staged_key = if_not_exists(staged_key, :key), "
                     "claimed_at_ms = if_not_exists(claimed_at_ms, :now), "
                     "#since = if_not_exists(claimed_at_ms, :now), "
-                    "updated_at_ms = :now REMOVE #exp"
+                    "updated_at_ms = :now, redriven_at_ms = :now REMOVE #exp"
                 ),
                 ConditionExpression=_NOT_FINAL,
                 ExpressionAttributeNames=_PENDING_NAMES,
                 ExpressionAttributeValues={
-                    ":one": {"N": "1"},
+                    ":one": {"N": "1" if counted else "0"},
+                    ":zero": {"N": "0"},
                     ":claimed": {"S": WindowState.CLAIMED},
                     ":parked": {"S": WindowState.PARKED},
                     ":key": {"S": staged_key},
                     ":now": {"N": str(int(now * 1000))},
                 },
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",  # the count, also when unchanged
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as err:
@@ -1046,6 +1061,8 @@ def _window_record(item: Mapping[str, Any]) -> WindowRecord:
             int(number): _part(part) for number, part in (plain.get("verified_parts") or {}).items()
         },
         duplicate_files=_optional_int(plain.get("duplicate_files")),
+        attempted_at_ms=_optional_int(plain.get("attempted_at_ms")),
+        redriven_at_ms=_optional_int(plain.get("redriven_at_ms")),
     )
 
 

@@ -12,7 +12,10 @@ healthy:
    windows en masse.
 2. re-invokes delivery for staged windows that have no ledger record after the destination
    buffer interval + `unrecorded_grace_seconds` (a lost S3 event, a crash between claims), and
-   for windows CLAIMED longer than `claimed_stale_seconds` (a crash after claiming).
+   for windows CLAIMED longer than `claimed_stale_seconds` (a crash after claiming). Such a
+   re-invocation counts toward PARKED only when a delivery attempt began since the previous
+   one: a window whose invocation still waits in Lambda's queue (a drain, throttling) is
+   invoked again but never parked for waiting.
 3. reports the age of the oldest undelivered window (alarmed above 24 h);
 4. writes the hour marker of each closed hour whose windows are all delivered
    (delivery.hour_markers).
@@ -298,9 +301,10 @@ def _invoke_failed(report: RedriveReport, keys: list[str], err: Exception) -> No
     report.invoke_failures += 1
 
 
-def _count_redrive(deps: RedriveDeps, key: str) -> None:
-    """Counted once Lambda accepted the invocation, so refusals never park a window."""
-    deps.ledger.record_redrive(window_name(key, deps.file_extension).window_id, key)
+def _count_redrive(deps: RedriveDeps, key: str, *, counted: bool = True) -> None:
+    """Recorded once Lambda accepted the invocation, so refusals never park a window."""
+    window_id = window_name(key, deps.file_extension).window_id
+    deps.ledger.record_redrive(window_id, key, counted=counted)
 
 
 def _needs_redrive(deps: RedriveDeps, report: RedriveReport, bucket: str, key: str) -> bool:
@@ -398,12 +402,13 @@ class _Sweep:
             age = self.now - modified
             oldest = self.report.oldest_undelivered_age_seconds
             self.report.oldest_undelivered_age_seconds = max(oldest or 0.0, age)
-            self._redrive_if_stuck(key, _stuck(deps, record, age, self.now, self.unrecorded_after))
+            stuck = _stuck(deps, record, age, self.now, self.unrecorded_after)
+            self._redrive_if_stuck(key, record, stuck)
         if open_windows or not is_closed(hour, self.now, self.unrecorded_after):
             return False
         return self._mark(hour, [records[w] for w, _ in names.values() if w in records])
 
-    def _redrive_if_stuck(self, key: str, kind: str | None) -> None:
+    def _redrive_if_stuck(self, key: str, record: WindowRecord | None, kind: str | None) -> None:
         deps = self.deps
         if kind is None or self.invocations >= self.budget:
             return  # still measured for the oldest age; redriven on a later run
@@ -419,7 +424,10 @@ class _Sweep:
         except Exception as err:  # noqa: BLE001  # one refusal must not stop the sweep
             _invoke_failed(self.report, [key], err)
             return
-        _count_redrive(deps, key)
+        # Counted toward PARKED only when an attempt began since the last redrive and the
+        # window is stuck all the same: one whose invocation still waits behind a backlog
+        # (an outage's drain, throttling) is invoked again but never parked for waiting.
+        _count_redrive(deps, key, counted=record is not None and record.attempted_since_redrive)
         if kind == "unrecorded":
             self.report.unrecorded_redriven += 1
         else:

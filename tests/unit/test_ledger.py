@@ -398,11 +398,12 @@ def test_begin_persists_the_first_exclusions(ledger: Ledger, clock: Clock) -> No
     clock.now += 60
     other = ExclusionRecord(file_id="e" * 64, key=None, version_id="v", reason="x", detail="y")
     again = ledger.begin("w1", "buffers/w1.json.gz", [other])
-    # THEN the first exclusions win, and the record is unchanged
+    # THEN the first exclusions win, and the record is unchanged but for when an attempt last
+    # began (redrive's sign that the window is being worked on)
     assert first.state is WindowState.CLAIMED
     assert first.exclusions == (EXCLUDED,)
-    assert again == first
-    assert ledger.get_window("w1") == first
+    assert again == dataclasses.replace(first, attempted_at_ms=int(clock.now * 1000))
+    assert ledger.get_window("w1") == again
 
 
 def test_a_window_with_100000_exclusions_keeps_a_small_item(ledger: Ledger, dynamodb: Any) -> None:

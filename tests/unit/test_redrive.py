@@ -485,7 +485,8 @@ def test_an_unrecorded_staged_window_is_invoked_once_past_buffer_plus_grace(
         assert report.unrecorded_redriven == 1
         window = rd.ledger.get_window(wid(key))
         assert window is not None
-        assert window.redrive_count == 1
+        # ... recorded, but not counted toward PARKED: no attempt ever began on it
+        assert (window.redrive_count, window.redriven_at_ms) == (0, rd.clock.now * 1000)
         # AND the invocation was spread by jitter, within jitter_seconds
         assert len(rd.sleeps) == 1
         assert 0 < rd.sleeps[0] <= TUNABLES.jitter_seconds
@@ -558,6 +559,33 @@ def test_a_stale_window_past_max_redrives_is_parked_by_the_sweep(rd: Redrive) ->
     window = rd.ledger.get_window(window_id)
     assert window is not None
     assert window.state is WindowState.PARKED
+
+
+def test_a_window_waiting_behind_a_backlog_is_invoked_again_but_never_parked(rd: Redrive) -> None:
+    # GIVEN a staged window no delivery attempt has begun on (its invocations wait in Lambda's
+    # queue behind an outage's backlog), and parking after one counted redrive
+    rd.tunables = replace(TUNABLES, max_redrives=1)
+    key = rd.stage(age_seconds=3 * HOUR)
+    # WHEN redrive runs three times, the window going stale between runs
+    for _ in range(3):
+        rd.run()
+        rd.clock.now += TUNABLES.claimed_stale_seconds
+    # THEN delivery is invoked each time, and nothing counts toward PARKED
+    assert len(rd.invoked) == 3
+    window = rd.ledger.get_window(wid(key))
+    assert window is not None
+    assert (window.state, window.redrive_count) == (WindowState.CLAIMED, 0)
+    # WHEN an attempt then begins, and the window is still stuck once stale again
+    rd.ledger.begin(wid(key), key, [])
+    rd.clock.now += TUNABLES.claimed_stale_seconds
+    report = rd.run()
+    # THEN that redrive counts (the window's own trouble), and the next stale run parks it
+    window = rd.ledger.get_window(wid(key))
+    assert window is not None
+    assert (report.stale_redriven, window.redrive_count) == (1, 1)
+    rd.ledger.begin(wid(key), key, [])
+    rd.clock.now += TUNABLES.claimed_stale_seconds
+    assert rd.run().parked == [wid(key)]
 
 
 @pytest.mark.parametrize("state", [WindowState.DELIVERED, WindowState.EMPTY])
