@@ -239,11 +239,7 @@ def from_stack(stack: StackFile) -> Deployment:
             role: role for role in parse_tunables(read_tunables_document(), LOCAL_PROFILE).functions
         },
         streams=tuple(stack.streams),
-        service_endpoints={
-            "firehose": stack.firehose_endpoint,
-            "lambda": stack.lambda_endpoint,
-            "dynamodb": stack.dynamodb_endpoint or stack.aws_endpoint,
-        },
+        service_endpoints={"firehose": stack.firehose_endpoint, "lambda": stack.lambda_endpoint},
         profile=LOCAL_PROFILE,
         producers_secret=stack.producers_secret or "",
     )

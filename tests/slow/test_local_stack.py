@@ -93,14 +93,7 @@ def listening(endpoint: str) -> bool:
 
 
 def endpoints(file: StackFile) -> list[str]:
-    assert file.dynamodb_endpoint is not None
-    return [
-        file.aws_endpoint,
-        file.dynamodb_endpoint,
-        file.firehose_endpoint,
-        file.lambda_endpoint,
-        file.minio.endpoint,
-    ]
+    return [file.aws_endpoint, file.firehose_endpoint, file.lambda_endpoint, file.minio.endpoint]
 
 
 def delivered_files(file: StackFile) -> list[tuple[str, bytes, dict[str, Any]]]:

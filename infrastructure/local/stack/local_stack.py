@@ -128,7 +128,6 @@ class LocalStack:
         self.firehose: FirehoseServer | None = None
         self.ingest: SqsEventSource | None = None
         self._moto: MotoServer | None = None
-        self._moto_dynamodb: MotoServer | None = None
         self._seaweedfs: SeaweedFSServer | None = None
         self._lambda_api: LambdaApiServer | None = None
         self._notifications: list[S3NotificationInvoker] = []
@@ -158,13 +157,9 @@ class LocalStack:
         shutil.rmtree(run_dir, ignore_errors=True)  # the last run's data and logs
         logs = run_dir / "logs"
         logs.mkdir(parents=True)
-        say("starting moto: S3, SQS and Secrets Manager in one server, DynamoDB in another")
-        # Two processes, two cores: DynamoDB is most of delivery's and redrive's calls, and one
-        # moto process serves one request at a time (docs/local-stack.md).
+        say("starting moto (S3, SQS, DynamoDB, Secrets Manager)")
         self._moto = start_moto(logs / "moto.log")
-        self._moto_dynamodb = start_moto(logs / "moto-dynamodb.log")
         endpoint = self._moto.endpoint
-        dynamodb_endpoint = self._moto_dynamodb.endpoint
         minio = options.minio
         if minio is None:
             say("starting SeaweedFS as MinIO")
@@ -214,7 +209,6 @@ class LocalStack:
             resources=resources.function_bindings(f"{DELIVERY}:{LIVE_ALIAS}"),
             endpoints={
                 "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
                 "AWS_ENDPOINT_URL_FIREHOSE": self.firehose.endpoint,
                 "AWS_ENDPOINT_URL_LAMBDA": self._lambda_api.endpoint,
                 # Powertools' get_secret reads only the service-specific variable (DESIGN §6).
@@ -297,7 +291,6 @@ class LocalStack:
             streams=list(names.streams),
             firehose_endpoint=self.firehose.endpoint,
             lambda_endpoint=self._lambda_api.endpoint,
-            dynamodb_endpoint=dynamodb_endpoint,
             minio=minio,
             pids=self._pids(),
             time_scale=options.time_scale,
@@ -363,10 +356,9 @@ class LocalStack:
     def _client(self, service: str, endpoint: str | None = None) -> Any:
         """A client of `service` at `endpoint` (default: moto), with the local credentials."""
         if endpoint is None:
-            server = self._moto_dynamodb if service == "dynamodb" else self._moto
-            if server is None:
+            if self._moto is None:
                 raise StackError("moto is not running")
-            endpoint = server.endpoint
+            endpoint = self._moto.endpoint
         return boto3.client(
             service,  # type: ignore[call-overload]  # one helper for several services
             region_name=self.tunables.region,
@@ -379,8 +371,6 @@ class LocalStack:
         pids = {"sluice": os.getpid()}
         if self._moto is not None:
             pids["moto"] = self._moto.pid
-        if self._moto_dynamodb is not None:
-            pids["moto-dynamodb"] = self._moto_dynamodb.pid
         if self._seaweedfs is not None:
             pids["seaweedfs"] = self._seaweedfs.pid
         return pids
@@ -414,20 +404,24 @@ class LocalStack:
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
-        servers = (
-            self._lambda_api,
-            self._control,
-            self._intake_api,
-            self._minio_proxy,
-            self._seaweedfs,
-            self._moto,
-            self._moto_dynamodb,
-        )
-        for server in servers:
-            if server is not None:
-                server.stop()
-        self._lambda_api = self._control = self._intake_api = None
-        self._minio_proxy = self._seaweedfs = self._moto = self._moto_dynamodb = None
+        if self._lambda_api is not None:
+            self._lambda_api.stop()
+            self._lambda_api = None
+        if self._control is not None:
+            self._control.stop()
+            self._control = None
+        if self._intake_api is not None:
+            self._intake_api.stop()
+            self._intake_api = None
+        if self._minio_proxy is not None:
+            self._minio_proxy.stop()
+            self._minio_proxy = None
+        if self._seaweedfs is not None:
+            self._seaweedfs.stop()
+            self._seaweedfs = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
         return left
 
     def _drain(self, runtime: LambdaRuntime, resources: StackResources) -> list[str]:

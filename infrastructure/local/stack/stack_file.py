@@ -59,9 +59,8 @@ class StackFile:
     lambda_endpoint: str
     minio: MinioEndpoint
     pids: dict[str, int]
-    """The processes `sluice up` started: `sluice` (itself), `moto`, `moto-dynamodb`,
-    `seaweedfs` (unless a real MinIO is used); the Lambda workers are its children and end with
-    it."""
+    """The processes `sluice up` started: `sluice` (itself), `moto`, `seaweedfs` (unless a real
+    MinIO is used); the Lambda workers are its children and end with it."""
     time_scale: float
     buffer_seconds: int
     """Firehose's destination buffer interval, before scaling."""
@@ -70,9 +69,6 @@ class StackFile:
     started_at: str
     logs: str
     """Directory of the stack's logs: moto, SeaweedFS, one file per function."""
-    dynamodb_endpoint: str | None = None
-    """DynamoDB's moto server (its own process); None in stack files written before it: DynamoDB
-    was then at `aws_endpoint`."""
     control_endpoint: str | None = None
     """The chaos control API of `sluice up` (infrastructure/local/stack/chaos.py); None in stack
     files written before it existed."""
