@@ -64,6 +64,20 @@ infrastructure/local/provision/resources.py)."""
 QUERY_PAGE_LIMIT: Final = 100
 Plan = dict[str, int | str]
 """A window's archive settings, by tunable name (`WindowRecord.plan`)."""
+SUMMARY_ATTRIBUTES: Final = (
+    LEDGER_KEY,
+    "state",
+    "staged_key",
+    "redrive_count",
+    "claimed_at_ms",
+    "updated_at_ms",
+    "delivered_at_ms",
+    "parked_reason",
+    "file_count",
+    "attempted_at_ms",
+    "redriven_at_ms",
+)
+"""What `get_windows(summary=True)` reads of a window: its state and times, not its parts."""
 FILE_PREFIX: Final = "FILE#"
 WINDOW_PREFIX: Final = "WIN#"
 LEASE_PREFIX: Final = "LEASE#"
@@ -898,13 +912,19 @@ class Ledger:
             raise
         return 1
 
-    def get_windows(self, window_ids: Sequence[str]) -> dict[str, WindowRecord]:
-        """The records of those of `window_ids` that have one (BatchGetItem, 100 a call)."""
+    def get_windows(
+        self, window_ids: Sequence[str], *, summary: bool = False
+    ) -> dict[str, WindowRecord]:
+        """The records of those of `window_ids` that have one (BatchGetItem, 100 a call).
+
+        With `summary`, only `SUMMARY_ATTRIBUTES` are read (no parts, plan or latency): what
+        redrive's sweep needs of every window of an hour, run after run."""
         records: dict[str, WindowRecord] = {}
         unique = list(dict.fromkeys(window_ids))
+        projection = SUMMARY_ATTRIBUTES if summary else ()
         for start in range(0, len(unique), BATCH_GET_LIMIT):
             keys = [_window_key(w) for w in unique[start : start + BATCH_GET_LIMIT]]
-            for item in self._batch_get_items(keys):
+            for item in self._batch_get_items(keys, projection=projection):
                 record = _window_record(item)
                 records[record.window_id] = record
         return records

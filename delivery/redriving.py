@@ -391,7 +391,9 @@ class _Sweep:
                 names[key] = (window_name(key, deps.file_extension).window_id, modified)
             except WindowKeyError:
                 continue
-        records = deps.ledger.get_windows([window_id for window_id, _ in names.values()])
+        records = deps.ledger.get_windows(
+            [window_id for window_id, _ in names.values()], summary=True
+        )
         open_windows = 0
         for key, (window_id, modified) in names.items():
             record = records.get(window_id)
@@ -444,7 +446,9 @@ class _Sweep:
         if self.dry_run or not self.report.minio_healthy:
             return False
         try:
-            written = deps.markers.settle(hour, settled, self.now)
+            # The summaries above hold no parts: the marker lists each window's archives.
+            whole = deps.ledger.get_windows([r.window_id for r in settled])
+            written = deps.markers.settle(hour, list(whole.values()), self.now)
         except Exception as err:  # noqa: BLE001  # a marker must not stop redrive; next run retries
             logger.warning(
                 "hour marker not written",

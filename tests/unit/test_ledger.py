@@ -446,6 +446,25 @@ def test_a_delivered_windows_exclusion_chunks_expire_with_it(
     assert int(chunk["expires_at"]["N"]) == int(clock.now) + TTL
 
 
+def test_a_summary_read_holds_state_and_times_but_not_parts(ledger: Ledger) -> None:
+    # GIVEN a delivered window (parts, plan, latency) and a claimed one
+    ledger.begin("w1", "buffers/w1.json.gz", [], {"gzip_level": 2})
+    ledger.mark_delivered("w1", [part()], file_count=3)
+    ledger.begin("w2", "buffers/w2.json.gz", [])
+    # WHEN both are read as summaries (redrive's sweep, every run) and in full
+    summary = ledger.get_windows(["w1", "w2"], summary=True)
+    whole = ledger.get_windows(["w1", "w2"])
+    # THEN the summary has what the sweep decides on, and none of the parts or plan
+    assert {w: r.state for w, r in summary.items()} == {
+        "w1": WindowState.DELIVERED,
+        "w2": WindowState.CLAIMED,
+    }
+    assert summary["w1"].file_count == 3
+    assert summary["w2"].attempted_at_ms == whole["w2"].attempted_at_ms is not None
+    assert (summary["w1"].parts, summary["w1"].plan) == ((), {})
+    assert whole["w1"].parts == (part(),)
+
+
 def test_verified_parts_are_remembered_until_the_window_is_delivered(ledger: Ledger) -> None:
     # GIVEN a window with parts 1 and 3 verified in the incoming area
     ledger.begin("w1", "buffers/w1.json.gz", [])
