@@ -259,7 +259,10 @@ def _redrive_message(deps: RedriveDeps, report: RedriveReport, message: Any, dry
     if dry_run:
         report.would_redrive += [key for _, key in windows]
         return 1
-    environment = environment_failure(json.loads(message["Body"]).get("responsePayload"))
+    # A record without a response is of an event that expired before delivery ever ran it
+    # (EventAgeExceeded behind a backlog, throttling): the environment's, like those errors.
+    response = json.loads(message["Body"]).get("responsePayload")
+    environment = response is None or environment_failure(response)
     needed = [(b, k) for b, k in windows if _needs_redrive(deps, report, b, k)]
     if needed:  # delivery returns at once for the windows of the event already settled
         try:

@@ -396,6 +396,26 @@ def test_failures_of_the_environment_never_count_toward_parking(
     assert window is None or (window.state, window.redrive_count) == (WindowState.CLAIMED, 0)
 
 
+def test_an_event_that_expired_before_delivery_ran_never_counts_toward_parking(
+    rd: Redrive,
+) -> None:
+    # GIVEN a window whose events keep expiring in Lambda's queue behind a backlog: on-failure
+    # records with no response (delivery never ran them), past max_redrives
+    rd.tunables = replace(TUNABLES, max_redrives=2)
+    key = hour_ago_key(rd.clock, 1)
+    for _ in range(4):
+        record = on_failure_record(key)
+        record["requestContext"].update(condition="EventAgeExceeded", approximateInvokeCount=0)
+        del record["responseContext"], record["responsePayload"]
+        rd.sqs.send_message(QueueUrl=rd.dlq_url, MessageBody=json.dumps(record))
+        # WHEN redrive runs each time
+        report = rd.run()
+        # THEN delivery is invoked again, counted as the environment's, never against the window
+        assert (report.dlq_redriven, report.environment_redriven, report.parked) == (1, 1, [])
+    window = rd.ledger.get_window(wid(key))
+    assert window is None or (window.state, window.redrive_count) == (WindowState.CLAIMED, 0)
+
+
 def test_the_message_of_a_window_parked_by_redrive_is_deleted(rd: Redrive) -> None:
     # GIVEN a window already redriven max_redrives times, and its next failure in the DLQ
     rd.tunables = replace(TUNABLES, max_redrives=1)
