@@ -20,6 +20,8 @@ healthy:
 4. writes the hour marker of each closed hour whose windows are all delivered
    (delivery.hour_markers).
 At most `limit_per_run` windows a run, spread over up to `jitter_seconds`, oldest hour first.
+A warm container remembers which windows it saw DELIVERED or EMPTY (`SettledWindows`; final states
+never change), so each run reads the records of the windows still open, not of the whole hour.
 
 What a run reads is bounded by the work pending, never by history: windows not yet final come
 from the ledger's sparse index (delivery.ledger), and the sweep lists staged windows only from its
@@ -95,6 +97,23 @@ Invoker = Callable[[dict[str, Any]], None]
 """Invoke delivery asynchronously with this event; raise if Lambda did not accept it."""
 
 
+class SettledWindows:
+    """Window ids the sweep found DELIVERED or EMPTY, by the start of their hour: final states
+    never change, so a warm container reads a window's record until it settles, not on every run
+    of its hour (an outage's drain leaves thousands of windows in the hours being swept). Hours
+    below the sweep's low-water mark are forgotten; a cold start reads everything once."""
+
+    def __init__(self) -> None:
+        self._by_hour: dict[float, set[str]] = {}
+
+    def of(self, hour_start: float) -> set[str]:
+        return self._by_hour.setdefault(hour_start, set())
+
+    def forget_before(self, hour_start: float) -> None:
+        for start in [h for h in self._by_hour if h < hour_start]:
+            del self._by_hour[start]
+
+
 @dataclass(frozen=True)
 class RedriveDeps:
     s3: S3Client
@@ -114,6 +133,8 @@ class RedriveDeps:
     """None: no hour markers (tests of the rest)."""
     log: RedriveLog | None = None
     """Where each run's redrives are added up by day, for the daily report; None: nowhere."""
+    settled: SettledWindows = field(default_factory=SettledWindows)
+    """Kept for the life of the deps: one per container when built once per cold start."""
 
 
 @dataclass
@@ -364,13 +385,14 @@ def _sweep_staging(deps: RedriveDeps, report: RedriveReport, budget: int, dry_ru
     advancing = True
     for hour_start in _hours(start, now):
         hour = Hour(*_hour_prefix_parts(hour_start))
-        done = sweep.hour(hour, _staged_in_hour(deps, hour))
+        done = sweep.hour(hour, _staged_in_hour(deps, hour), deps.settled.of(hour_start))
         if advancing and done:
             new_low_water = hour_start + 3600
         else:
             advancing = False
     if not dry_run and new_low_water != low_water:
         deps.ledger.set_sweep_low_water(new_low_water)
+    deps.settled.forget_before(new_low_water)
 
 
 @dataclass
@@ -385,8 +407,9 @@ class _Sweep:
     unrecorded_after: float
     invocations: int = 0
 
-    def hour(self, hour: Hour, staged: list[tuple[str, float]]) -> bool:
-        """Redrive what is stuck in `hour`; whether the hour is done (see the module doc)."""
+    def hour(self, hour: Hour, staged: list[tuple[str, float]], settled: set[str]) -> bool:
+        """Redrive what is stuck in `hour`; whether the hour is done (see the module doc).
+        `settled`: the hour's windows already seen final, added to as more are."""
         deps = self.deps
         names = {}
         for key, modified in staged:
@@ -395,14 +418,20 @@ class _Sweep:
             except WindowKeyError:
                 continue
         records = deps.ledger.get_windows(
-            [window_id for window_id, _ in names.values()], summary=True
+            [window_id for window_id, _ in names.values() if window_id not in settled],
+            summary=True,
         )
-        open_windows = 0
+        open_windows = parked = 0
         for key, (window_id, modified) in names.items():
             record = records.get(window_id)
-            if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+            if window_id in settled:
                 continue
-            if record is None or record.state is not WindowState.PARKED:
+            if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
+                settled.add(window_id)
+                continue
+            if record is not None and record.state is WindowState.PARKED:
+                parked += 1
+            else:
                 open_windows += 1
             age = self.now - modified
             oldest = self.report.oldest_undelivered_age_seconds
@@ -411,7 +440,9 @@ class _Sweep:
             self._redrive_if_stuck(key, record, stuck)
         if open_windows or not is_closed(hour, self.now, self.unrecorded_after):
             return False
-        return self._mark(hour, [records[w] for w, _ in names.values() if w in records])
+        if parked:
+            return True  # parked windows lower the mark when released
+        return self._mark(hour, [w for w, _ in names.values() if w in settled])
 
     def _redrive_if_stuck(self, key: str, record: WindowRecord | None, kind: str | None) -> None:
         deps = self.deps
@@ -438,19 +469,16 @@ class _Sweep:
         else:
             self.report.stale_redriven += 1
 
-    def _mark(self, hour: Hour, records: list[WindowRecord]) -> bool:
-        """Write the marker of a closed hour of final or parked windows; whether it is done."""
-        settled = [r for r in records if r.state in (WindowState.DELIVERED, WindowState.EMPTY)]
-        if len(settled) < len(records) or not settled:
-            return True  # parked windows lower the mark when released; no windows, no marker
+    def _mark(self, hour: Hour, settled: list[str]) -> bool:
+        """Write the marker of a closed hour whose windows are all final; whether it is done."""
         deps = self.deps
-        if deps.markers is None:
-            return True
+        if not settled or deps.markers is None:
+            return True  # no windows, no marker
         if self.dry_run or not self.report.minio_healthy:
             return False
         try:
-            # The summaries above hold no parts: the marker lists each window's archives.
-            whole = deps.ledger.get_windows([r.window_id for r in settled])
+            # The sweep read summaries, with no parts: the marker lists each window's archives.
+            whole = deps.ledger.get_windows(settled)
             written = deps.markers.settle(hour, list(whole.values()), self.now)
         except Exception as err:  # noqa: BLE001  # a marker must not stop redrive; next run retries
             logger.warning(

@@ -638,6 +638,45 @@ def test_a_parked_window_is_not_invoked_but_counts_as_undelivered(rd: Redrive) -
     assert report.oldest_undelivered_age_seconds == 10 * HOUR
 
 
+def batch_get_items_read(client: Any) -> list[int]:
+    """Items each BatchGetItem through `client` returned, appended as they come."""
+    read: list[int] = []
+
+    def count(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        if model.name == "BatchGetItem":
+            read.append(sum(len(items) for items in parsed.get("Responses", {}).values()))
+
+    client.meta.events.register("after-call", count)
+    return read
+
+
+def test_a_warm_sweep_reads_only_the_records_of_windows_not_yet_settled(rd: Redrive) -> None:
+    # GIVEN the current hour with 20 DELIVERED windows and 2 CLAIMED ones still being delivered
+    rd.clock.now = mid_hour_clock().now
+    for n in range(20):
+        rd.settle(rd.stage(age_seconds=60 + n), WindowState.DELIVERED)
+    claimed = [rd.stage(age_seconds=100 + n) for n in range(2)]
+    for key in claimed:
+        rd.claimed(key, seconds_ago=30)
+    deps = rd.deps()  # one container: its deps are built once, at cold start
+    read = batch_get_items_read(rd.ledger._dynamodb)
+
+    # WHEN its sweep runs, then runs again; one of the two is delivered; then a third run
+    redrive(deps)
+    redrive(deps)
+    rd.ledger.mark_delivered(wid(claimed[0]), [part_record(wid(claimed[0]))], file_count=1)
+    redrive(deps)
+
+    # THEN the first run reads every record of the hour, later ones only those not yet final
+    assert read == [22, 2, 2]
+    redrive(deps)
+    assert read[-1] == 1
+    # ... and a new container reads the hour once more, whatever the last one knew
+    redrive(rd.deps())
+    assert read[-1] == 22
+    assert rd.invoked == []
+
+
 # -- limits, dry run, the oldest age --------------------------------------------------------
 
 
