@@ -1,5 +1,6 @@
 """The moto launcher's changes to moto: DynamoDB requests one at a time, the rest concurrently;
-SQS without its per-message queue scans (`faster_sqs`)."""
+SQS without its per-message queue scans (`faster_sqs`); projections without whole-item
+conversions (`faster_dynamodb_projection`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.dynamodb.models import dynamo_type
 from moto.sqs import models as sqs_models
 
-from infrastructure.local.provision.moto_service import SerializedDynamoDB, faster_sqs
+from infrastructure.local.provision.moto_service import (
+    SerializedDynamoDB,
+    faster_dynamodb_projection,
+    faster_sqs,
+)
 
 
 class SlowApp:
@@ -119,3 +125,90 @@ def test_sqs_with_the_launchers_changes_still_drops_expired_messages(launcher_sq
         # WHEN the queue is read  THEN the expired message is not delivered
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         assert "old" not in [m["Body"] for m in got]
+
+
+ITEM: dict[str, Any] = {
+    "pk": {"S": "WIN#s1-1-2026-12-07-07-30-00-abc"},
+    "state": {"S": "DELIVERED"},
+    "file_count": {"N": "12"},
+    "ratio": {"N": "0.25"},
+    "parts": {"L": [{"M": {"part": {"N": "1"}, "sha256": {"S": "ab" * 32}}}]},
+    "latency": {"M": {"buckets": {"L": [{"N": "3"}, {"N": "0"}]}, "max_ms": {"N": "1500"}}},
+    "tags": {"SS": ["b", "a"]},
+    "sizes": {"NS": ["1", "2"]},
+    "digest": {"B": b"\x00\xffbytes"},
+    "flag": {"BOOL": True},
+    "nothing": {"NULL": True},
+}
+
+
+def unordered_sets(value: Any) -> Any:
+    """`value` with every set attribute (SS, NS, BS) sorted: sets have no order, and moto's own
+    projection passes them through Python sets."""
+    if isinstance(value, dict):
+        return {
+            key: sorted(inner) if key in {"SS", "NS", "BS"} else unordered_sets(inner)
+            for key, inner in value.items()
+        }
+    if isinstance(value, list):
+        return [unordered_sets(inner) for inner in value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        [["state"], ["file_count"], ["parts"], ["latency"], ["tags"], ["sizes"], ["digest"]],
+        [["flag"], ["nothing"], ["ratio"], ["no_such_attribute"]],
+        [["latency", "max_ms"], ["state"]],  # nested: moto's own way
+        [["parts[0]"]],  # a list index: moto's own way
+    ],
+)
+def test_a_projection_gives_the_items_moto_gives(
+    monkeypatch: pytest.MonkeyPatch, paths: list[list[str]]
+) -> None:
+    # GIVEN an item of every attribute type, and moto's own projection of it
+    item = dynamo_type.Item(dynamo_type.DynamoType(ITEM["pk"]), None, ITEM)
+    expected = item.project(paths).to_json()
+    monkeypatch.setattr(dynamo_type.Item, "project", dynamo_type.Item.project)
+    faster_dynamodb_projection()
+
+    # WHEN the launcher's projection runs
+    projected = item.project(paths)
+
+    # THEN it gives the same item, and leaves the original whole
+    assert unordered_sets(projected.to_json()) == unordered_sets(expected)
+    assert (
+        item.to_json() == dynamo_type.Item(dynamo_type.DynamoType(ITEM["pk"]), None, ITEM).to_json()
+    )
+
+
+def test_a_projected_item_shares_nothing_with_the_stored_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN the launcher's projection of a map attribute
+    monkeypatch.setattr(dynamo_type.Item, "project", dynamo_type.Item.project)
+    faster_dynamodb_projection()
+    item = dynamo_type.Item(dynamo_type.DynamoType(ITEM["pk"]), None, ITEM)
+    projected = item.project([["latency"]])
+
+    # WHEN the projection is changed (as moto's responses may)
+    projected.attrs["latency"].value["max_ms"] = dynamo_type.DynamoType({"N": "1"})
+
+    # THEN the stored item is not
+    assert item.attrs["latency"].value["max_ms"].value == "1500"
+
+
+def test_a_top_level_projection_converts_no_item(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the launcher's projection, and items that must not be converted whole
+    monkeypatch.setattr(dynamo_type.Item, "project", dynamo_type.Item.project)
+    faster_dynamodb_projection()
+    item = dynamo_type.Item(dynamo_type.DynamoType(ITEM["pk"]), None, ITEM)
+
+    def refuse(_: Any) -> dict[str, Any]:
+        raise AssertionError("the whole item was converted")
+
+    monkeypatch.setattr(dynamo_type.Item, "to_regular_json", refuse)
+
+    # WHEN top-level attributes are projected  THEN they come without a whole-item conversion
+    assert item.project([["state"], ["file_count"]]).attrs["state"].value == "DELIVERED"

@@ -1,7 +1,7 @@
 """moto in server mode for the local stack and the tests: a subprocess on 127.0.0.1.
 
 A launcher of our own: DynamoDB requests one at a time, S3 events with `versionId` and `sequencer`,
-moto's costs that grow with the data taken out. Spec: docs/local-stack.md,
+moto's costs that grow with the data taken out or with the size of an item. Spec: docs/local-stack.md,
 `provision/moto_service.py`.
 """
 
@@ -230,6 +230,30 @@ def cached_backend_lookup() -> None:
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]  # the patch
 
 
+def faster_dynamodb_projection() -> None:
+    """A projection of top-level attributes copies them from the item, converting nothing.
+
+    moto 5.2.5's `Item.project` converts the *whole item* to plain JSON once per projected
+    attribute (`moto/dynamodb/models/dynamo_type.py`), then serializes the result back: redrive's
+    sweep reads 11 attributes of each window it looks at, so a BatchGetItem of 100 windows took
+    ~80 ms of moto's CPU, more than reading the whole items. Nested paths and list indexes take
+    moto's own way; `tests/unit/test_moto_service.py` checks both give the same items.
+    """
+    from moto.dynamodb.models import dynamo_type  # noqa: PLC0415  # only the server imports moto
+
+    item_class: Any = dynamo_type.Item
+    project = item_class.project
+
+    def project_top_level(self: Any, projection_expressions: list[list[str]]) -> Any:
+        names = [path[0] for path in projection_expressions if len(path) == 1]
+        if len(names) < len(projection_expressions) or any("[" in name for name in names):
+            return project(self, projection_expressions)
+        attrs = {name: copy.deepcopy(self.attrs[name]) for name in names if name in self.attrs}
+        return item_class(hash_key=self.hash_key, range_key=self.range_key, attrs=attrs)
+
+    item_class.project = project_top_level
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -315,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     aws_shaped_s3_events()
     faster_sqs()
     linear_dynamodb_transactions()
+    faster_dynamodb_projection()
     lifecycle_size_filters()
     cached_backend_lookup()
     app = DomainDispatcherApplication(create_backend_app)
