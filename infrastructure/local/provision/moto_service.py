@@ -1,8 +1,8 @@
 """moto in server mode for the local stack and the tests: a subprocess on 127.0.0.1.
 
 A launcher of our own: DynamoDB requests one at a time, S3 events with `versionId` and `sequencer`,
-moto's costs that grow with the data taken out or with the size of an item. Spec: docs/local-stack.md,
-`provision/moto_service.py`.
+moto's costs that grow with the data taken out or with the size of an item. Spec:
+docs/local-stack.md, `provision/moto_service.py`.
 """
 
 from __future__ import annotations
