@@ -17,6 +17,9 @@ function runs the same code with the same dependencies and differs only in its h
   see infrastructure/lock.py), every file checked against its hash, installed by uv for CPython
   3.12 on manylinux_2_28 (or older) of the target machine, binary wheels only, environment
   markers evaluated for that Python and machine rather than the one running the build.
+- One change to a dependency (`DEFERRED_IMPORTS`): minio's `MinioAdmin`, which no function uses,
+  imported on first use instead of at `import minio`, so no cold start pays for pycryptodome and
+  argon2.
 - Bytecode for every module, compiled by the runtime's own Python version (see
   `runtime_python`) into `__pycache__/<name>.cpython-312.pyc`, where that interpreter looks.
   Lambda's /var/task is read-only, so without it every cold start compiles every module it
@@ -115,6 +118,24 @@ INFRASTRUCTURE_FILES: Final = (
     "tunables.schema.json",
 )
 INFRASTRUCTURE_DIRS: Final = ("schemas",)
+
+DEFERRED_IMPORTS: Final = {
+    Path("minio") / "__init__.py": "from .minioadmin import MinioAdmin as MinioAdmin\n",
+}
+"""A dependency's module-level import that no function uses, made lazy in the package (a PEP 562
+`__getattr__`): minio's `MinioAdmin` pulls pycryptodome and argon2 into every cold start
+(~20-60 ms, docs/BENCHMARKS.md), for the admin API Sluice never calls. `minio.MinioAdmin` still
+works; it is imported on first use. The line must be found exactly: a minio release that moves it
+fails the build, to be looked at, rather than quietly paying the import again."""
+
+_DEFERRED_IMPORT: Final = """
+def __getattr__(name):  # added by Sluice's packaging (infrastructure/packaging.py)
+    if name == {name!r}:
+        from {module} import {name}
+
+        return {name}
+    raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
+"""
 """What of `infrastructure` the functions read; the rest (local/, cli/, terraform/) stays out."""
 
 ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
@@ -185,6 +206,7 @@ def build_packages(
         tree.mkdir()
         _install_dependencies(requirements, arch, tree, cache, refresh=refresh)
         _clean(tree)
+        defer_unused_imports(tree)
         _copy_code(root, tree)
         _check_handlers(handlers, tree)
         _compile(tree, interpreter)
@@ -303,6 +325,28 @@ def _clean(tree: Path) -> None:
         shutil.rmtree(cache)
     for compiled in tree.rglob("*.pyc"):
         compiled.unlink()
+
+
+def defer_unused_imports(tree: Path) -> None:
+    """Rewrite each of `DEFERRED_IMPORTS` in the installed tree as an import on first use."""
+    for relative, line in DEFERRED_IMPORTS.items():
+        path = tree / relative
+        source = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if source.count(line) != 1:
+            raise PackagingError(
+                f"{relative} does not hold {line.strip()!r} once; the dependency changed: "
+                "review DEFERRED_IMPORTS in infrastructure/packaging.py"
+            )
+        module, _, imported = line.removeprefix("from ").partition(" import ")
+        name = imported.split(" as ")[0].strip()
+        # A new file, not a write in place: the installer hard-links the tree to its cache.
+        rewritten = path.with_name(f".{path.name}.deferred")
+        rewritten.write_text(
+            source.replace(line, "") + _DEFERRED_IMPORT.format(module=module, name=name),
+            encoding="utf-8",
+        )
+        rewritten.replace(path)
+    _say(f"deferred to first use: {', '.join(str(p) for p in DEFERRED_IMPORTS)}")
 
 
 def _copy_code(root: Path, tree: Path) -> None:
