@@ -416,6 +416,30 @@ def test_inline_bodies_are_read_in_window_order(tmp_path: Path) -> None:
     assert backwards == [bodies[5], bodies[3], bodies[1]]
 
 
+def test_inline_bodies_across_read_buffers_come_back_whole_in_any_order(tmp_path: Path) -> None:
+    # GIVEN a window whose bodies straddle the reader's 1 MiB buffers (one is 2.5 MiB)
+    sizes = [700_000, 2_621_440, 1, 900_000, 300_000]
+    bodies = [bytes([n]) * size for n, size in enumerate(sizes)]
+    path = write_window(
+        tmp_path / "w.json.gz", *(inline(f"in/{n}.bin", b) for n, b in enumerate(bodies))
+    )
+    parsed = parse_window(path)
+    entries = parsed.entries
+
+    # WHEN they are read in window order, twice (the tables' pass, then the archive's), then
+    # every other one from the end
+    reader = InlineBodies(parsed)
+    try:
+        passes = [[reader.body(entry) for entry in entries] for _ in range(2)]
+        skipping = [reader.body(entry) for entry in entries[::-2]]
+    finally:
+        reader.close()
+
+    # THEN each read is the file's exact bytes
+    assert passes == [bodies, bodies]
+    assert skipping == bodies[::-2]
+
+
 def test_a_ref_has_no_inline_body_to_read(tmp_path: Path) -> None:
     # GIVEN a window of a ref
     parsed = parse_window(write_window(tmp_path / "w.json.gz", ref("in/2.bin", 10)))
