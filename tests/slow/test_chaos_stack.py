@@ -157,6 +157,9 @@ def test_a_crashed_forwarder_worker_loses_nothing(stack: LocalStack, sluice: Any
     assert stack.runtime is not None
     runtime = stack.runtime
     crashes = runtime.stats("forwarder").crashes
+    # GIVEN no forwarder invocation under way: one armed crash arms one invocation at a time,
+    # and the landing bucket's test event (no SDK call, so no crash) may still be in flight
+    wait_until(lambda: ingest_depth(stack) == 0, what="an idle ingest queue")
     # WHEN the forwarder's next invocation is killed after its first SDK call
     _, out = sluice("chaos", "crash", "forwarder", "--after-calls", "1", "--json")
     assert json.loads(out)["crash"]["forwarder"]["after_calls"] == 1

@@ -103,6 +103,12 @@ GLUE_TABLE_EXISTS = re.compile(
 GLUE_TABLE_CREATED = re.compile(
     r"aws_glue_catalog_table\.[^:]+: Creation complete after \S+ \[id=([^:\]]+:[^:\]]+):"
 )
+# The same for a Lambda CreateFunction answered ResourceConflictException: its name (the id
+# Terraform imports it by) and address.
+LAMBDA_FUNCTION_EXISTS = re.compile(
+    r"Error: creating Lambda Function \(([^)]+)\): [^\n]*ResourceConflictException[^\n]*\n\n"
+    r"  with (aws_lambda_function\.[^,\n]+),"
+)
 # A DeleteTable that moto answers not-found (see Terraform.destroy): only this is retried.
 MOTO_TERSE_NOT_FOUND = re.compile(
     r"deleting AWS DynamoDB Table \([^)]+\).*"
@@ -186,22 +192,25 @@ class Terraform:
         return elapsed
 
     def apply(self, *args: str, timeout: float) -> float:
-        """`terraform apply <args>`; after moto's answer to a retried Glue CreateTable, the table
-        imported and the apply run again.
+        """`terraform apply <args>`; after moto's answer to a retried Glue CreateTable or Lambda
+        CreateFunction, what was created imported and the apply run again.
 
-        On a loaded machine the provider may send CreateTable again after the first call made
-        the table (its answer was slow); moto then answers AlreadyExistsException, and the
-        table is created but not in the state. It is imported from the id of a sibling table
-        the same apply created (catalog id and database), once; any other failure fails."""
+        On a loaded machine the provider may send CreateTable or CreateFunction again after the
+        first call made the resource (its answer was slow); moto then answers that it exists,
+        and it is created but not in the state. A table is imported from the id of a sibling
+        table the same apply created (catalog id and database), a function by its name, once;
+        any other failure fails."""
         code, elapsed, log = self.attempt("apply", *args, timeout=timeout)
         text = log.read_text(errors="replace")
-        clashes = GLUE_TABLE_EXISTS.findall(text)
         sibling = GLUE_TABLE_CREATED.search(text)
-        if code != 0 and clashes and sibling is not None:
-            for name, address in clashes:
-                self.run(
-                    "import", "-no-color", *args[2:], address, f"{sibling[1]}:{name}", timeout=120
-                )
+        clashes = [
+            (address, f"{sibling[1]}:{name}")
+            for name, address in GLUE_TABLE_EXISTS.findall(text)
+            if sibling is not None
+        ] + [(address, name) for name, address in LAMBDA_FUNCTION_EXISTS.findall(text)]
+        if code != 0 and clashes:
+            for address, resource_id in clashes:
+                self.run("import", "-no-color", *args[2:], address, resource_id, timeout=120)
             code, again, log = self.attempt("apply", *args, timeout=timeout)
             elapsed += again
         assert code == 0, f"terraform apply {' '.join(args)} exited with {code}\n{tail(log)}"
