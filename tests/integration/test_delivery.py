@@ -1025,8 +1025,9 @@ def test_a_consumer_never_sees_a_part_of_an_unfinished_window_under_a_final_key(
 
     def watch() -> None:
         while not stop.is_set():
-            started_committing = committing.is_set()  # read before listing: conservative
             names = {o.object_name for o in minio.list_objects(stack.bucket, recursive=True)}
+            # Read once the listing is done: a commit that began while it ran may show in it
+            started_committing = committing.is_set()
             listings.append((started_committing, names))
 
     watcher = threading.Thread(target=watch)
