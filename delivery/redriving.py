@@ -423,9 +423,9 @@ class _Sweep:
         )
         open_windows = parked = 0
         for key, (window_id, modified) in names.items():
-            record = records.get(window_id)
             if window_id in settled:
                 continue
+            record = records.get(window_id)
             if record is not None and record.state in (WindowState.DELIVERED, WindowState.EMPTY):
                 settled.add(window_id)
                 continue

@@ -119,10 +119,9 @@ INFRASTRUCTURE_FILES: Final = (
 )
 INFRASTRUCTURE_DIRS: Final = ("schemas",)
 
-DEFERRED_IMPORTS: Final = {
-    Path("minio") / "__init__.py": "from .minioadmin import MinioAdmin as MinioAdmin\n",
-}
-"""A dependency's module-level import that no function uses, made lazy in the package (a PEP 562
+DEFERRED_IMPORTS: Final = {Path("minio") / "__init__.py": (".minioadmin", "MinioAdmin")}
+"""A dependency's module-level import that no function uses (file: module, name; the file holds
+`from <module> import <name> as <name>`), made lazy in the package (a PEP 562
 `__getattr__`): minio's `MinioAdmin` pulls pycryptodome and argon2 into every cold start
 (~20-60 ms, docs/BENCHMARKS.md), for the admin API Sluice never calls. `minio.MinioAdmin` still
 works; it is imported on first use. The line must be found exactly: a minio release that moves it
@@ -329,7 +328,8 @@ def _clean(tree: Path) -> None:
 
 def defer_unused_imports(tree: Path) -> None:
     """Rewrite each of `DEFERRED_IMPORTS` in the installed tree as an import on first use."""
-    for relative, line in DEFERRED_IMPORTS.items():
+    for relative, (module, name) in DEFERRED_IMPORTS.items():
+        line = f"from {module} import {name} as {name}\n"
         path = tree / relative
         source = path.read_text(encoding="utf-8") if path.is_file() else ""
         if source.count(line) != 1:
@@ -337,8 +337,6 @@ def defer_unused_imports(tree: Path) -> None:
                 f"{relative} does not hold {line.strip()!r} once; the dependency changed: "
                 "review DEFERRED_IMPORTS in infrastructure/packaging.py"
             )
-        module, _, imported = line.removeprefix("from ").partition(" import ")
-        name = imported.split(" as ")[0].strip()
         # A new file, not a write in place: the installer hard-links the tree to its cache.
         rewritten = path.with_name(f".{path.name}.deferred")
         rewritten.write_text(

@@ -34,7 +34,7 @@ TIME_SCALE = 60.0
 BACKLOG_WINDOWS = 500
 LANDING_EVERY_SECONDS = 0.5
 """Files keep landing through the outage and the drain, enough for both streams' windows."""
-DELIVERY_WORKERS = 4
+WORKERS_PER_FUNCTION = 4
 """Workers per function (the local stack's default is 2): a drain's deliveries wait on moto and
 SeaweedFS, and Lambda would run many more. Measured here, idle: drain ratio 5.2 with 2 workers,
 7.5 with 4, 7.0 with 6 (the two cores are then the limit)."""
@@ -63,7 +63,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         root=root,
         time_scale=TIME_SCALE,
         tunables_file=tunables_file,
-        workers_per_function=DELIVERY_WORKERS,
+        workers_per_function=WORKERS_PER_FUNCTION,
     )
     started = LocalStack(options).start()
     try:
