@@ -687,6 +687,24 @@ def test_both_buffers_are_flushed_by_their_scaled_intervals(serve: Serve, stagin
     assert list(objects.values()) == [b"waits\n"]
 
 
+def test_a_new_time_scale_applies_to_the_buffers_under_way(serve: Serve, staging: Any) -> None:
+    """`set_time_scale` rescales both intervals of a running server, buffers already filling
+    included: a gameday builds a backlog at one scale and drains it at another."""
+    # GIVEN a server in real time, both intervals 900 s, and a record in its buffers
+    server = serve(
+        processor=Processor(), processor_buffer_seconds=900, destination_buffer_seconds=900
+    )
+    firehose(server).put_record(DeliveryStreamName=STREAM, Record={"Data": b"sped up\n"})
+    # WHEN time is made to run 1,000 times faster (900 s become 0.9 s)
+    server.set_time_scale(1000)
+    # THEN the record is staged long before the first deadline (900 real seconds) would pass
+    objects = wait_for(lambda: staged(staging), "the rescaled intervals")
+    assert list(objects.values()) == [b"sped up\n"]
+    # ... and a scale that is not positive is refused
+    with pytest.raises(ValueError, match="time_scale must be positive, not 0"):
+        server.set_time_scale(0)
+
+
 def test_both_buffers_are_flushed_by_their_size_hints(serve: Serve, staging: Any) -> None:
     """The processor is invoked when its buffer reaches its size hint, and an object is written
     when the destination buffer reaches its own, long before either interval (900 s here).

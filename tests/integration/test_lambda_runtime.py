@@ -249,6 +249,32 @@ def test_schedule_period_from_the_redrive_tunables(
     assert schedule.period_seconds == redrive.schedule_minutes  # one minute becomes one second
 
 
+def test_a_new_time_scale_reaches_the_runtime_the_schedule_and_the_mapping(
+    start_runtime: Callable[..., LambdaRuntime],
+) -> None:
+    # GIVEN the runtime, the redrive schedule and an ingest mapping, at time scale 60
+    redrive = parse_tunables(read_tunables_document(), "local").redrive
+    runtime = start_runtime(function("redrive", "records", timeout=10), time_scale=60)
+    schedule = Schedule.for_redrive(runtime, redrive)
+    mapping = SqsEventSource(runtime, "redrive", "http://queue", ingest(window=60, visibility=900))
+    assert (mapping.batching_window_seconds, mapping.visibility_timeout_seconds) == (1, 15)
+    # WHEN each is given time scale 5
+    runtime.time_scale = 5
+    schedule.set_time_scale(5)
+    mapping.set_time_scale(5)
+    # THEN each scales its waits anew: 5 minutes last one real minute, not five seconds
+    assert runtime.time_scale == 5
+    assert schedule.period_seconds == redrive.schedule_minutes * 12
+    # ... the window 12 s, the visibility timeout 180 s (above the function's 10 s and the window)
+    assert (mapping.batching_window_seconds, mapping.visibility_timeout_seconds) == (12, 180)
+    # ... and none takes a scale that is not positive
+    for part in (schedule.set_time_scale, mapping.set_time_scale):
+        with pytest.raises(ValueError, match="time_scale must be positive, not 0"):
+            part(0)
+    with pytest.raises(ValueError, match="time_scale must be positive, not -1"):
+        runtime.time_scale = -1
+
+
 # ================================================================== workers
 
 

@@ -315,6 +315,19 @@ class FirehoseServer:
     ) -> None:
         self.stop()
 
+    def set_time_scale(self, time_scale: float) -> None:
+        """Scale both buffer intervals and the wait between refused writes anew. Buffers under
+        way are due at their start plus the new interval: each ticker wakes to look again."""
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale!r}")
+        self.time_scale = time_scale
+        if self._httpd is None or self._stopped:
+            return  # `start` scales them; `stop` restores them
+        for stream in self._streams.values():
+            with stream.lock:
+                stream.assembler.tunables = _scaled(stream.tunables, time_scale)
+            stream.wake.set()
+
     # -- chaos and introspection ---------------------------------------------------------------
 
     def throttle_for(self, percent: float, seconds: float) -> None:

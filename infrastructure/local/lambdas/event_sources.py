@@ -137,8 +137,6 @@ class SqsEventSource:
         if config is None:
             raise ValueError(f"no function named {function!r}")
         scale = runtime.time_scale if time_scale is None else time_scale
-        if scale <= 0:
-            raise ValueError("time_scale must be positive")
         # CreateEventSourceMapping's checks for a standard queue
         if not 1 <= ingest.batch_size <= 10_000:
             raise ValueError("BatchSize must be 1-10000")
@@ -157,13 +155,11 @@ class SqsEventSource:
         self.function = function
         self.queue_url = queue_url
         self.batch_size = ingest.batch_size
-        self.batching_window_seconds = ingest.batching_window_seconds / scale
         self._configured_batching_window = ingest.batching_window_seconds
+        self._configured_visibility_timeout = ingest.visibility_timeout_seconds
+        self._function_timeout = config.timeout_seconds
+        self.set_time_scale(scale)
         self.maximum_concurrency = min(ingest.maximum_concurrency, runtime.workers_per_function)
-        self.visibility_timeout_seconds = max(
-            math.ceil(ingest.visibility_timeout_seconds / scale),
-            math.ceil(config.timeout_seconds + self.batching_window_seconds),
-        )
         self.report_batch_item_failures = report_batch_item_failures
         self.stats = SourceStats()
         self._sqs = sqs or runtime.sqs_client()
@@ -182,6 +178,17 @@ class SqsEventSource:
         self._poller_active = False
         """The poller has seen the mapping enabled (and may be receiving)."""
         self._last_modified = time.time()
+
+    def set_time_scale(self, time_scale: float) -> None:
+        """Scale the batching window and the visibility timeout (never below the function's
+        timeout plus the window); the poller uses them from its next receive on."""
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale!r}")
+        self.batching_window_seconds = self._configured_batching_window / time_scale
+        self.visibility_timeout_seconds = max(
+            math.ceil(self._configured_visibility_timeout / time_scale),
+            math.ceil(self._function_timeout + self.batching_window_seconds),
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -500,13 +507,13 @@ class Schedule(RuntimeLoop):
         if function not in runtime.functions:
             raise ValueError(f"no function named {function!r}")
         scale = runtime.time_scale if time_scale is None else time_scale
-        if every_seconds <= 0 or scale <= 0:
-            raise ValueError("the period and the time scale must be positive")
+        if every_seconds <= 0:
+            raise ValueError(f"the period must be positive, not {every_seconds!r}")
         super().__init__(runtime)
         self.thread_name = f"schedule-{function}"
         self.function = function
         self.every_seconds = every_seconds
-        self.period_seconds = every_seconds / scale
+        self.set_time_scale(scale)
         rule = rule_name or f"{function}-schedule"
         self.rule_arn = f"arn:aws:events:{runtime.region}:{ACCOUNT_ID}:rule/{rule}"
         self.request_ids: list[str] = []
@@ -542,6 +549,12 @@ class Schedule(RuntimeLoop):
             return {"scheduled_time": now, "days_back": 0}
 
         return cls(runtime, function, 86_400, time_scale, payload=payload)
+
+    def set_time_scale(self, time_scale: float) -> None:
+        """The period at `time_scale`, from the next firing on (the wait under way ends first)."""
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale!r}")
+        self.period_seconds = self.every_seconds / time_scale
 
     @property
     def fired(self) -> int:

@@ -250,8 +250,6 @@ class LambdaRuntime:
         `sdk_calls_dir`: where they record the SDK operations they call (`<function>.sdk.jsonl`);
         `upload_corruption_path`: the shared count of uploads to corrupt (chaos, see
         sandbox.py; only a function whose dependencies have a `corrupt` hook uses it)."""
-        if time_scale <= 0:
-            raise ValueError("time_scale must be positive")
         self.time_scale = time_scale
         self.region = region
         self.endpoint_url = endpoint_url
@@ -444,6 +442,18 @@ class LambdaRuntime:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+    @property
+    def time_scale(self) -> float:
+        """Divides retry delays and event ages; read at each use, so that a running stack's
+        scale can change (`LocalStack.set_time_scale`)."""
+        return self._time_scale
+
+    @time_scale.setter
+    def time_scale(self, time_scale: float) -> None:
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale!r}")
+        self._time_scale = time_scale
 
     # ------------------------------------------------------------------ internals
 

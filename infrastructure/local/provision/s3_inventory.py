@@ -37,9 +37,15 @@ class DailyReports:
 
     def __init__(self, s3: S3Client, source: str, destination: str, *, time_scale: float) -> None:
         self._s3, self._source, self._destination = s3, source, destination
-        self._period = REPORT_PERIOD_SECONDS / time_scale
+        self.set_time_scale(time_scale)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="s3-inventory", daemon=True)
+
+    def set_time_scale(self, time_scale: float) -> None:
+        """A day at `time_scale`, from the next report on (the wait under way ends first)."""
+        if not time_scale > 0:
+            raise ValueError(f"time_scale must be positive, not {time_scale!r}")
+        self._period = REPORT_PERIOD_SECONDS / time_scale
 
     def start(self) -> DailyReports:
         self._thread.start()

@@ -131,6 +131,7 @@ class LocalStack:
         self._seaweedfs: SeaweedFSServer | None = None
         self._lambda_api: LambdaApiServer | None = None
         self._notifications: list[S3NotificationInvoker] = []
+        self._schedules: list[Schedule] = []
         self._minio_proxy: TcpProxy | None = None
         self._control: ControlServer | None = None
         self._intake_api: IntakeApiServer | None = None
@@ -266,8 +267,10 @@ class LocalStack:
                 ("requeue", resources.errors_events_url),
             )
         ]
-        Schedule.for_redrive(runtime, tunables.redrive).start()
-        Schedule.for_report(runtime).start()
+        self._schedules = [
+            Schedule.for_redrive(runtime, tunables.redrive).start(),
+            Schedule.for_report(runtime).start(),
+        ]
         self._inventory = DailyReports(
             self._client("s3"),
             names.landing_bucket,
@@ -306,6 +309,34 @@ class LocalStack:
             report_topic_arn=resources.report_topic_arn,
         )
         self.file.write(stack_path(options.root))
+
+    def set_time_scale(self, time_scale: float) -> None:
+        """Change the running stack's time scale: Firehose's buffers at once, the ingest
+        mapping's window, the retry delays and the schedules from their next wait. A gameday
+        builds a backlog at a high scale and measures its drain at a lower one
+        (tests/slow/test_long_outage.py); the stack file says the scale now in force."""
+        if not time_scale > 0:
+            raise ValueError(f"the time scale must be positive, not {time_scale!r}")
+        runtime, firehose, ingest, inventory, file = (
+            self.runtime,
+            self.firehose,
+            self.ingest,
+            self._inventory,
+            self.file,
+        )
+        if runtime is None or firehose is None or ingest is None or inventory is None:
+            raise StackError("the stack is not running")
+        if file is None:
+            raise StackError("the stack is not running")
+        runtime.time_scale = time_scale
+        firehose.set_time_scale(time_scale)
+        ingest.set_time_scale(time_scale)
+        for schedule in self._schedules:
+            schedule.set_time_scale(time_scale)
+        inventory.set_time_scale(time_scale)
+        self.file = dataclasses.replace(file, time_scale=time_scale)
+        self.file.write(stack_path(self.options.root))
+        log.info("time scale now %g", time_scale)
 
     def _firehose(self, names: StackNames) -> FirehoseServer:
         s3 = self._client("s3")
