@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import os
 import re
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol
 
 import orjson
@@ -115,36 +118,65 @@ def manifest(  # noqa: PLR0917  # the agreed API: the plan's fields, positionall
     files: Sequence[ArchiveFile],
     exclusions: Sequence[Exclusion],
 ) -> bytes:
-    """`MANIFEST.json`: compact JSON, sorted keys, UTF-8 (not \\u-escaped), ending in a newline.
+    """`MANIFEST.json`'s bytes (`write_manifest`), whole: for a part of a few files."""
+    out = io.BytesIO()
+    write_manifest(out, window_id, staged_key, (part, parts), files, exclusions)
+    return out.getvalue()
 
-    Compact because that is fastest to write (a 10,000-file manifest); `jq .` makes it
-    readable. Files and exclusions keep the order given (window
-    order, and the persisted exclusions' order).
+
+def write_manifest(  # noqa: PLR0917  # the plan's fields, positionally, as `manifest`
+    out: Writable,
+    window_id: str,
+    staged_key: str,
+    position: tuple[int, int],
+    files: Iterable[ArchiveFile],
+    exclusions: Sequence[Exclusion],
+) -> int:
+    """Write `MANIFEST.json` for part `position` (part, parts) to `out`, a file at a time (a
+    manifest of 100,000 files is never whole in memory); the number of files.
+
+    Compact JSON, sorted keys, UTF-8 (not \\u-escaped), ending in a newline: fastest to write,
+    and `jq .` makes it readable. Files and exclusions keep the order given (window order, and
+    the persisted exclusions' order). The bytes are those of the whole document dumped at once.
     """
+    part, parts = position
     if not 1 <= part <= parts:
         raise ValueError(f"part {part} is not within 1..{parts}")
-    _check_files(files)
     excluded_ids = {exclusion.file_id for exclusion in exclusions}
-    if len(excluded_ids) != len(exclusions) or excluded_ids & {f.file_id for f in files}:
+    if len(excluded_ids) != len(exclusions):
         raise ValueError("a file is excluded twice, or both excluded and archived")
-    document = {
+    # Keys sorted: "excluded", "files", then the plan's scalars.
+    out.write(b'{"excluded":[')
+    out.write(b",".join(canonical_json(_exclusion_entry(x)) for x in exclusions))
+    out.write(b'],"files":[')
+    check = _FileCheck(excluded_ids)
+    count = 0
+    for file in files:
+        check.add(file)
+        entry = canonical_json(_file_entry(file))
+        out.write(b"," + entry if count else entry)
+        count += 1
+    scalars = {
         "format_version": FORMAT_VERSION,
         "window_id": window_id,
         "staged_key": staged_key,
         "part": part,
         "parts": parts,
-        "files": [_file_entry(file) for file in files],
-        "excluded": [_exclusion_entry(exclusion) for exclusion in exclusions],
     }
+    out.write(b"]," + canonical_json(scalars)[1:] + b"\n")
+    return count
+
+
+def canonical_json(value: Any) -> bytes:
+    """Compact JSON, keys sorted, UTF-8 unescaped. orjson writes these bytes ~5x faster than
+    `json` (tests/unit/test_archive.py checks the two agree); what it refuses, `json` decides."""
     try:
-        # orjson writes these bytes ~5x faster: compact, keys sorted, UTF-8 unescaped, as below
-        # (tests/unit/test_archive.py checks the two agree); what it refuses, `json` decides.
-        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         text = json.dumps(
-            document, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         )
-        return (text + "\n").encode()
+        return text.encode()
 
 
 def _file_entry(file: ArchiveFile) -> dict[str, Any]:
@@ -171,23 +203,39 @@ def _exclusion_entry(exclusion: Exclusion) -> dict[str, Any]:
     }
 
 
-def _check_files(files: Sequence[ArchiveFile]) -> None:
-    """Plan errors are bugs, not transient failures: refuse them before writing a byte."""
-    names = {file.member_name for file in files}
-    if len(names) != len(files) or len({file.file_id for file in files}) != len(files):
-        raise ValueError("member names and file ids must be distinct")
-    if MANIFEST_NAME in names or "" in names:
-        raise ValueError(f"no file may be named {MANIFEST_NAME!r} or ''")
+def _check_files(files: Iterable[ArchiveFile]) -> None:
+    check = _FileCheck(set())
     for file in files:
+        check.add(file)
+
+
+class _FileCheck:
+    """Plan errors are bugs, not transient failures: refuse them before writing a byte. Files
+    are checked one at a time, as a streamed manifest meets them."""
+
+    def __init__(self, excluded_ids: set[str]) -> None:
+        self._excluded_ids = excluded_ids
+        self._ids: set[str] = set()
+        self._names: set[str] = set()
+
+    def add(self, file: ArchiveFile) -> None:
+        if file.member_name in {MANIFEST_NAME, ""}:
+            raise ValueError(f"no file may be named {MANIFEST_NAME!r} or ''")
+        if file.member_name in self._names or file.file_id in self._ids:
+            raise ValueError("member names and file ids must be distinct")
+        if file.file_id in self._excluded_ids:
+            raise ValueError("a file is excluded twice, or both excluded and archived")
         if file.size < 0 or not _SHA256_HEX.fullmatch(file.sha256):
             raise ValueError(f"file {file.file_id}: bad size or sha256 (lowercase hex)")
         if "\0" in file.member_name:  # a tar reader would cut the name there
             raise ValueError(f"file {file.file_id}: NUL in member name")
+        self._names.add(file.member_name)
+        self._ids.add(file.file_id)
 
 
 def write_archive(
     out: Writable,
-    manifest_bytes: bytes,
+    manifest_bytes: bytes | Path,
     files: Sequence[ArchiveFile],
     open_body: Callable[[ArchiveFile], AbstractContextManager[BinaryIO]],
     *,
@@ -195,7 +243,8 @@ def write_archive(
     gzip_level: int = 6,
     chunk_bytes: int = 1 << 20,
 ) -> None:
-    """Stream the `.tar.gz` of `manifest_bytes` then `files` into `out` (see module docstring).
+    """Stream the `.tar.gz` of `manifest_bytes` (or the file it names: a manifest written by
+    `write_manifest`) then `files` into `out` (see module docstring).
 
     `out` only needs `write` and `flush` (see `Writable`); it is not closed. On any error
     (`BodyMismatch` included) what was written is incomplete, and nothing more is written to
@@ -209,7 +258,10 @@ def write_archive(
     try:
         tar = _TarWriter(compressed)
         first_mtime = _mtime(files[0]) if files else 0
-        tar.add_bytes(MANIFEST_NAME, first_mtime, manifest_bytes)
+        if isinstance(manifest_bytes, Path):
+            tar.add_file(MANIFEST_NAME, first_mtime, manifest_bytes, chunk_bytes)
+        else:
+            tar.add_bytes(MANIFEST_NAME, first_mtime, manifest_bytes)
         for file in files:
             with open_body(file) as body:
                 tar.add_body(file, body, chunk_bytes)
@@ -326,6 +378,19 @@ class _TarWriter:
 
     def add_bytes(self, name: str, mtime: int, data: bytes) -> None:
         self._write(_header(name, len(data), mtime) + data + _padding(len(data)))
+
+    def add_file(self, name: str, mtime: int, path: Path, chunk_bytes: int) -> None:
+        """A local file of ours (the manifest), copied in chunks: it is not hashed here."""
+        with path.open("rb") as source:
+            size = os.fstat(source.fileno()).st_size
+            self._write(_header(name, size, mtime))
+            copied = 0
+            while chunk := source.read(chunk_bytes):
+                self._write(chunk)
+                copied += len(chunk)
+        if copied != size:
+            raise ValueError(f"{path} changed while it was archived")
+        self._write(_padding(size))
 
     def add_body(self, file: ArchiveFile, body: BinaryIO, chunk_bytes: int) -> None:
         """Copy exactly `file.size` bytes, hashing them; BodyMismatch if they are not the plan.

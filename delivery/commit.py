@@ -9,11 +9,11 @@ manifests only, so it never takes a part of an unfinished window for a delivered
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+import io
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from delivery.archive import Exclusion
+from delivery.archive import Exclusion, Writable, canonical_json
 from delivery.ledger import PartRecord
 from delivery.window import WindowName
 
@@ -56,15 +56,48 @@ def incoming_manifest_key(prefix: str, window_id: str, part: int) -> str:
 def window_manifest(
     window_id: str,
     staged_key: str,
-    parts: Sequence[tuple[PartRecord, Sequence[Mapping[str, Any]]]],
+    parts: Sequence[tuple[PartRecord, Iterable[Mapping[str, Any]]]],
     exclusions: Sequence[Exclusion],
 ) -> bytes:
-    """The commit marker: every part (final key, sha256, size, file count) and every file
-    (the part manifests' entries, each with its part number), then the exclusions.
+    """`write_window_manifest`'s bytes, whole: for a window of a few files."""
+    out = io.BytesIO()
+    write_window_manifest(out, window_id, staged_key, parts, exclusions)
+    return out.getvalue()
 
-    Compact canonical JSON, like the part manifests (delivery.archive.manifest).
+
+def write_window_manifest(
+    out: Writable,
+    window_id: str,
+    staged_key: str,
+    parts: Sequence[tuple[PartRecord, Iterable[Mapping[str, Any]]]],
+    exclusions: Sequence[Exclusion],
+) -> None:
+    """The commit marker, written to `out` a file at a time: every part (final key, sha256,
+    size, file count) and every file (the part manifests' entries, each with its part number,
+    read as they are written), then the exclusions.
+
+    Compact canonical JSON, like the part manifests (delivery.archive.write_manifest); the
+    bytes are those of the whole document dumped at once, keys sorted.
     """
-    document = {
+    excluded = [
+        {
+            "file_id": x.file_id,
+            "key": x.key,
+            "version_id": x.version_id,
+            "reason": x.reason,
+            "detail": x.detail,
+        }
+        for x in exclusions
+    ]
+    # Keys sorted: "excluded", "files", then the window's scalars and its parts.
+    out.write(b'{"excluded":' + canonical_json(excluded) + b',"files":[')
+    first = True
+    for part, entries in parts:
+        for entry in entries:
+            line = canonical_json({**entry, "part": part.part})
+            out.write(line if first else b"," + line)
+            first = False
+    rest = {
         "format_version": WINDOW_MANIFEST_FORMAT,
         "window_id": window_id,
         "staged_key": staged_key,
@@ -78,22 +111,8 @@ def window_manifest(
             }
             for part, _ in parts
         ],
-        "files": [{**entry, "part": part.part} for part, entries in parts for entry in entries],
-        "excluded": [
-            {
-                "file_id": x.file_id,
-                "key": x.key,
-                "version_id": x.version_id,
-                "reason": x.reason,
-                "detail": x.detail,
-            }
-            for x in exclusions
-        ],
     }
-    text = json.dumps(
-        document, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-    )
-    return (text + "\n").encode()
+    out.write(b"]," + canonical_json(rest)[1:] + b"\n")
 
 
 def placements(manifest: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,14 +42,16 @@ from minio.error import S3Error
 from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
 from delivery.commit import (
+    MANIFEST_SUFFIX,
     archive_key,
     incoming_key,
     incoming_manifest_key,
     incoming_prefix,
-    window_manifest,
     window_manifest_key,
+    write_window_manifest,
 )
 from delivery.hour_markers import Hour
+from delivery.json_stream import array_items
 from delivery.latency import LatencyHistogram
 from delivery.lease import WindowLease
 from delivery.ledger import (
@@ -87,6 +90,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import TaggingTypeDef
 
 logger = Logger(child=True)
+
+MANIFEST_BUFFER_BYTES: Final = 1 << 20
+"""Manifests are written and copied through this buffer: a file's entry is ~300 bytes."""
 
 
 @dataclass(frozen=True)
@@ -246,11 +252,11 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
             )
         finally:
             bodies.close()
-    report.table_rows = total(part.table_rows for part in built)
-    if not deadline.allows_another():
-        raise WindowContinues(name.window_id, len(built), len(built))
-    with deadline.unit():
-        report.parts, report.excluded = _commit(name, staged_key, built, deps, lease)
+        report.table_rows = total(part.table_rows for part in built)
+        if not deadline.allows_another():
+            raise WindowContinues(name.window_id, len(built), len(built))
+        with deadline.unit():
+            report.parts, report.excluded = _commit(name, staged_key, built, deps, lease, Path(tmp))
     members = [entry for part in built for entry in part.entries]
     now_ms = int(deps.clock() * 1000)
     report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
@@ -282,10 +288,10 @@ class _Window:
 
 @dataclass(frozen=True)
 class _BuiltPart:
-    """A part verified in the incoming area, with the file entries its manifest lists."""
+    """A part verified in the incoming area, with its manifest (a local copy) and files."""
 
     record: PartRecord
-    files: list[dict[str, Any]]
+    manifest: Path
     entries: list[WindowEntry]
     final_key: str
     table_rows: dict[str, TableCounts] = field(default_factory=dict)
@@ -445,10 +451,10 @@ def _build_parts(
     for number, part_entries in enumerate(planned, start=1):
         final_key = archive_key(deps.tunables.archive_prefix, window.name, number, len(planned))
         verified = window.record.verified_parts.get(number)
-        files = None if verified is None else _verified_files(deps, window.name, verified)
-        if verified is not None and files is not None:
-            part_members = [entries[str(f["file_id"])] for f in files]
-            built.append(_BuiltPart(verified, files, part_members, final_key))
+        manifest = None if verified is None else _verified_manifest(deps, window, verified)
+        if verified is not None and manifest is not None:
+            part_members = [entries[str(f["file_id"])] for f in array_items(manifest, "files")]
+            built.append(_BuiltPart(verified, manifest, part_members, final_key))
             continue
         candidates = [entry for entry in part_entries if entry.file_id not in excluded]
         if not candidates:
@@ -535,7 +541,11 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
 
     by_id = {entry.file_id: entry for entry in members}
     files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
-    manifest = archive.manifest(window.name.window_id, window.staged_key, number, parts, files, [])
+    manifest = window.workdir / f"p{number:03d}{MANIFEST_SUFFIX}"
+    with manifest.open("wb", buffering=MANIFEST_BUFFER_BYTES) as out:
+        archive.write_manifest(
+            out, window.name.window_id, window.staged_key, (number, parts), files, []
+        )
     prefix = deps.tunables.archive_prefix
     key = incoming_key(prefix, window.name.window_id, number)
     writer = SpoolWriter(
@@ -584,8 +594,7 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
         minio_key=key,
         files=len(files),
     )
-    entries: list[dict[str, Any]] = json.loads(manifest)["files"]
-    return _BuiltPart(record, entries, members, key, table_rows), excluded
+    return _BuiltPart(record, manifest, members, key, table_rows), excluded
 
 
 def _write_tables(  # noqa: PLR0917  # one part's whole context
@@ -664,34 +673,34 @@ def _digest_refs(
     return digests, exclusions
 
 
-def _verified_files(
-    deps: DeliveryDeps, name: WindowName, part: PartRecord
-) -> list[dict[str, Any]] | None:
-    """The file entries of a part verified earlier, if MinIO still holds it as recorded."""
+def _verified_manifest(deps: DeliveryDeps, window: _Window, part: PartRecord) -> Path | None:
+    """A local copy of the manifest of a part verified earlier, if MinIO still holds the part
+    as recorded."""
     if not _intact(part, deps):
         return None
-    key = incoming_manifest_key(deps.tunables.archive_prefix, name.window_id, part.part)
+    key = incoming_manifest_key(deps.tunables.archive_prefix, window.name.window_id, part.part)
+    path = window.workdir / f"p{part.part:03d}{MANIFEST_SUFFIX}"
     try:
-        manifest = json.loads(_get_bytes(deps, key))
+        _get_file(deps, key, path)
     except S3Error as err:
         if err.code in MISSING_CODES:
             return None
         raise
-    files: list[dict[str, Any]] = manifest["files"]
     logger.info("part verified earlier; not built again", part=part.part)
-    return files
+    return path
 
 
 COPY_OBJECT_MAX_BYTES: Final = 5 * 1024**3
 """S3's CopyObject limit; a larger part is copied with UploadPartCopy (compose_object)."""
 
 
-def _commit(
+def _commit(  # noqa: PLR0917  # the window's context, passed whole
     name: WindowName,
     staged_key: str,
     built: Sequence[_BuiltPart],
     deps: DeliveryDeps,
     lease: WindowLease,
+    workdir: Path,
 ) -> tuple[list[PartRecord], list[Exclusion]]:
     """Copy every verified part to its final key (server-side, checked), then write the
     window manifest: the commit marker, last (DESIGN §3 "Commit"). The committed parts, and
@@ -702,12 +711,18 @@ def _commit(
         committed.append(_copy_to_final(deps, part.record, part.final_key))
     record = deps.ledger.get_window(name.window_id)
     exclusions = [_from_record(x) for x in (record.exclusions if record else ())]
-    manifest = window_manifest(
-        name.window_id,
-        staged_key,
-        [(final, part.files) for final, part in zip(committed, built, strict=True)],
-        exclusions,
-    )
+    manifest = workdir / f"window{MANIFEST_SUFFIX}"
+    with manifest.open("wb", buffering=MANIFEST_BUFFER_BYTES) as out:
+        write_window_manifest(
+            out,
+            name.window_id,
+            staged_key,
+            [
+                (final, array_items(part.manifest, "files"))
+                for final, part in zip(committed, built, strict=True)
+            ],
+            exclusions,
+        )
     lease.check()
     _put_json(deps, window_manifest_key(deps.tunables.archive_prefix, name), manifest)
     logger.info("window committed", parts=len(committed))
@@ -813,30 +828,35 @@ def _part_record(number: int, result: UploadResult, file_count: int) -> PartReco
     )
 
 
-def _put_json(deps: DeliveryDeps, key: str, document: bytes) -> None:
+def _put_json(deps: DeliveryDeps, key: str, document: Path) -> None:
+    """Put a local JSON file (a manifest) to MinIO, streamed from the disk."""
+
     def put(client: Any, settings: Any) -> None:
-        client.put_object(
-            settings.bucket,
-            key,
-            io.BytesIO(document),
-            length=len(document),
-            content_type="application/json",
-        )
+        with document.open("rb") as body:
+            client.put_object(
+                settings.bucket,
+                key,
+                body,
+                length=os.fstat(body.fileno()).st_size,
+                content_type="application/json",
+            )
 
     deps.minio.call(put)
 
 
-def _get_bytes(deps: DeliveryDeps, key: str) -> bytes:
-    def get(client: Any, settings: Any) -> bytes:
+def _get_file(deps: DeliveryDeps, key: str, path: Path) -> None:
+    """Copy a MinIO object (a manifest) to `path`, streamed."""
+
+    def get(client: Any, settings: Any) -> None:
         response = client.get_object(settings.bucket, key)
         try:
-            return bytes(response.read())
+            with path.open("wb") as out:
+                shutil.copyfileobj(response, out, MANIFEST_BUFFER_BYTES)
         finally:
             response.close()
             response.release_conn()
 
-    result: bytes = deps.minio.call(get)
-    return result
+    deps.minio.call(get)
 
 
 def _tag_delivered(deps: DeliveryDeps, bucket: str, key: str) -> None:

@@ -225,7 +225,9 @@ def deliver(
     names = safe_member_names([(entry.file_id, entry.key) for entry in members])
     files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
     by_id = {entry.file_id: entry for entry in members}
-    manifest = archive.manifest("bench", _STAGED_KEY, 1, 1, files, parsed.bad_lines)
+    manifest = workdir / "bench.manifest.json"
+    with manifest.open("wb", buffering=1 << 20) as out:
+        archive.write_manifest(out, "bench", _STAGED_KEY, (1, 1), files, parsed.bad_lines)
     if tables is not None:
         _write_tables(tables, parsed, members, s3, workdir, settings.max_json_validation_bytes)
     bodies = InlineBodies(parsed)
@@ -250,6 +252,7 @@ def deliver(
             )
     finally:
         bodies.close()
+        manifest.unlink()
     spooled = writer.result
     if not keep:
         spooled.remove()

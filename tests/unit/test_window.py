@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import random
 from itertools import pairwise
 from pathlib import Path
@@ -19,10 +20,12 @@ from delivery.commit import (
     archive_key,
     incoming_key,
     incoming_manifest_key,
+    window_manifest,
     window_manifest_beside,
     window_manifest_key,
 )
 from delivery.delivering import plan_parts
+from delivery.ledger import PartRecord
 from delivery.window import (
     InlineBodies,
     WindowEntry,
@@ -591,6 +594,36 @@ def test_archive_keys_of_a_window_id_from_window_name_round_trip() -> None:
 
     # THEN the archive sits in the staged window's partition, under the window's id
     assert key == STAGED_KEY.replace("buffers/", "sluice/").removesuffix(".json.gz") + ".tar.gz"
+
+
+def test_the_window_manifest_is_jsons_canonical_form_of_every_parts_entries() -> None:
+    # GIVEN two parts whose manifest entries hold keys an encoder might escape differently,
+    # and an exclusion
+    parts = [
+        PartRecord(n, f"sluice/w.p00{n}.tar.gz", f"v{n}", "a" * 64, "e", 10 * n, 5, 2, "sha256")
+        for n in (1, 2)
+    ]
+    entries = [
+        [{"file_id": "f1", "key": "ü/\u2028\x7f.csv", "size": 1, "sequencer": None}],
+        [{"file_id": "f2", "key": "中\U0001f600", "size": 2}, {"file_id": "f3", "key": "/"}],
+    ]
+    exclusions = [Exclusion("e" * 64, "k\x01", None, "unparseable-line", "line 1: \u2028")]
+    # WHEN the window manifest is written (entries streamed from their parts)
+    data = window_manifest(
+        "w", STAGED_KEY, [(p, iter(e)) for p, e in zip(parts, entries, strict=True)], exclusions
+    )
+    # THEN it is byte for byte `json`'s canonical dump of the whole document
+    document = json.loads(data)
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert data == canonical.encode() + b"\n"
+    # ... every file in part order, each with its part number
+    assert [(f["file_id"], f["part"]) for f in document["files"]] == [
+        ("f1", 1),
+        ("f2", 2),
+        ("f3", 2),
+    ]
+    assert [p["key"] for p in document["parts"]] == [p.minio_key for p in parts]
+    assert document["excluded"][0]["key"] == "k\x01"
 
 
 def test_an_envelope_whose_file_id_is_not_its_own_is_excluded_under_a_raw_id(
