@@ -151,11 +151,17 @@ def write_manifest(  # noqa: PLR0917  # the plan's fields, positionally, as `man
     out.write(b'],"files":[')
     check = _FileCheck(excluded_ids)
     count = 0
+    batch: list[dict[str, Any]] = []
     for file in files:
         check.add(file)
-        entry = canonical_json(_file_entry(file))
-        out.write(b"," + entry if count else entry)
-        count += 1
+        batch.append(_file_entry(file))
+        if len(batch) == _MANIFEST_BATCH:
+            out.write(b"," + _json_items(batch) if count else _json_items(batch))
+            count += len(batch)
+            batch.clear()
+    if batch:
+        out.write(b"," + _json_items(batch) if count else _json_items(batch))
+        count += len(batch)
     scalars = {
         "format_version": FORMAT_VERSION,
         "window_id": window_id,
@@ -165,6 +171,15 @@ def write_manifest(  # noqa: PLR0917  # the plan's fields, positionally, as `man
     }
     out.write(b"]," + canonical_json(scalars)[1:] + b"\n")
     return count
+
+
+_MANIFEST_BATCH: Final = 1024
+"""File entries dumped at once: one call per batch costs as little as one for the whole list."""
+
+
+def _json_items(items: list[dict[str, Any]]) -> bytes:
+    """`items` as canonical JSON array elements, comma-separated, without the brackets."""
+    return canonical_json(items)[1:-1]
 
 
 def canonical_json(value: Any) -> bytes:
@@ -203,12 +218,6 @@ def _exclusion_entry(exclusion: Exclusion) -> dict[str, Any]:
     }
 
 
-def _check_files(files: Iterable[ArchiveFile]) -> None:
-    check = _FileCheck(set())
-    for file in files:
-        check.add(file)
-
-
 class _FileCheck:
     """Plan errors are bugs, not transient failures: refuse them before writing a byte. Files
     are checked one at a time, as a streamed manifest meets them."""
@@ -236,7 +245,7 @@ class _FileCheck:
 def write_archive(
     out: Writable,
     manifest_bytes: bytes | Path,
-    files: Sequence[ArchiveFile],
+    files: Iterable[ArchiveFile],
     open_body: Callable[[ArchiveFile], AbstractContextManager[BinaryIO]],
     *,
     gzip_codec: str = "zlib",
@@ -246,25 +255,40 @@ def write_archive(
     """Stream the `.tar.gz` of `manifest_bytes` (or the file it names: a manifest written by
     `write_manifest`) then `files` into `out` (see module docstring).
 
+    A bad plan is refused (ValueError) before a byte is written; `files` may instead be a
+    generator (one `ArchiveFile` at a time: none is kept), each then checked as it comes.
     `out` only needs `write` and `flush` (see `Writable`); it is not closed. On any error
-    (`BodyMismatch` included) what was written is incomplete, and nothing more is written to
-    `out`, not even the gzip trailer.
+    (`BodyMismatch` and a bad plan included) what was written is incomplete, and nothing more is
+    written to `out`, not even the gzip trailer.
     """
-    _check_files(files)
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
+    check: _FileCheck | None = _FileCheck(set())
+    if isinstance(files, Sequence):  # all refused before a byte is written
+        whole = _FileCheck(set())
+        for file in files:
+            whole.add(file)
+        check = None
+    remaining = iter(files)
+    first = next(remaining, None)
+    if first is not None and check is not None:
+        check.add(first)
     sink = _Sink(out)
     compressed = gzip_writer(sink, gzip_codec, gzip_level)
     try:
         tar = _TarWriter(compressed)
-        first_mtime = _mtime(files[0]) if files else 0
+        first_mtime = 0 if first is None else _mtime(first)
         if isinstance(manifest_bytes, Path):
             tar.add_file(MANIFEST_NAME, first_mtime, manifest_bytes, chunk_bytes)
         else:
             tar.add_bytes(MANIFEST_NAME, first_mtime, manifest_bytes)
-        for file in files:
+        file = first
+        while file is not None:
             with open_body(file) as body:
                 tar.add_body(file, body, chunk_bytes)
+            file = next(remaining, None)
+            if file is not None and check is not None:
+                check.add(file)
         tar.finish()
     except BaseException:
         # GzipFile.close (below, or IOBase.__del__ later) would write a trailer after bytes

@@ -536,14 +536,20 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     if not members:
         return None, excluded
 
-    def open_body(file: ArchiveFile) -> contextlib.AbstractContextManager[BinaryIO]:
-        return _open_body(by_id[file.file_id], copies, deps, bodies.archive)
-
-    by_id = {entry.file_id: entry for entry in members}
+    # Kept for both passes (manifest, archive): made once, and never the peak of a window's
+    # memory (member names are, docs/delivery.md "Memory").
     files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
+    in_order = iter(members)  # the archive opens the bodies in the order of `files`
+
+    def open_body(file: ArchiveFile) -> contextlib.AbstractContextManager[BinaryIO]:
+        entry = next(in_order)
+        if entry.file_id != file.file_id:  # pragma: no cover  # both iterate `members`
+            raise AssertionError(f"body of {entry.file_id} asked for as {file.file_id}")
+        return _open_body(entry, copies, deps, bodies.archive)
+
     manifest = window.workdir / f"p{number:03d}{MANIFEST_SUFFIX}"
     with manifest.open("wb", buffering=MANIFEST_BUFFER_BYTES) as out:
-        archive.write_manifest(
+        file_count = archive.write_manifest(
             out, window.name.window_id, window.staged_key, (number, parts), files, []
         )
     prefix = deps.tunables.archive_prefix
@@ -573,7 +579,7 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
             key,
             spooled,
             {
-                "sluice-file-count": str(len(files)),
+                "sluice-file-count": str(file_count),
                 "sluice-staged-key": window.staged_key,
                 "sluice-format-version": str(archive.FORMAT_VERSION),
             },
@@ -585,14 +591,14 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
     finally:
         spooled.path.unlink(missing_ok=True)
     _put_json(deps, incoming_manifest_key(prefix, window.name.window_id, number), manifest)
-    record = _part_record(number, result, len(files))
+    record = _part_record(number, result, file_count)
     deps.ledger.record_verified_part(window.name.window_id, record)
     logger.info(
         "archive part verified",
         part=number,
         parts=parts,
         minio_key=key,
-        files=len(files),
+        files=file_count,
     )
     return _BuiltPart(record, manifest, members, key, table_rows), excluded
 

@@ -83,11 +83,18 @@ def safe_member_names(files: Sequence[tuple[str, str]]) -> dict[str, str]:
         raise ValueError("file ids must be distinct within a window")
     directories = _directories(drafts)
     taken = {_fold(MANIFEST_NAME)}
-    names = _verbatim_names(drafts, directories, taken)
-    for draft in drafts:
-        if draft.file_id not in names:
+    keys = [key for _, key in files]
+    verbatim = _verbatim_names(drafts, keys, directories, taken)
+    names: dict[str, str] = {}
+    for index, draft in enumerate(drafts):
+        if verbatim[index]:
+            name = draft.verbatim() or ""  # never None: `_verbatim_names` found one
+            # The key's own string when they are equal (the usual case), not a copy of it:
+            # a string a file fewer in a window of 100,000.
+            names[draft.file_id] = keys[index] if name == keys[index] else name
+        else:
             names[draft.file_id] = _renamed(draft, directories, taken)
-    return {draft.file_id: names[draft.file_id] for draft in drafts}
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +120,10 @@ class _Draft:
         return self.directory + _cut(self.raw_leaf, MAX_SEGMENT_BYTES - len(suffix)) + suffix
 
     def fold(self, name: str) -> str:
-        """`_fold(name)` for a name in this draft's directory, reusing the folded directory."""
-        return self.folded_directory + _fold(name[len(self.directory) :])
+        """`_fold(name)` for a name in this draft's directory, reusing the folded directory
+        (`name` itself when it is its own form)."""
+        folded = self.folded_directory + _fold(name[len(self.directory) :])
+        return name if folded == name else folded
 
 
 def _draft(file_id: str, key: str, cache: dict[tuple[str, ...], tuple[str, str]]) -> _Draft:
@@ -200,19 +209,22 @@ def _directories(drafts: Sequence[_Draft]) -> set[str]:
 
 
 def _verbatim_names(
-    drafts: Sequence[_Draft], directories: set[str], taken: set[str]
-) -> dict[str, str]:
-    """Rule 5, first pass: untagged names, first in window order wins; updates `taken`."""
-    names: dict[str, str] = {}
-    for draft in drafts:
+    drafts: Sequence[_Draft], keys: Sequence[str], directories: set[str], taken: set[str]
+) -> bytearray:
+    """Rule 5, first pass: which drafts keep their untagged name (1), first in window order
+    wins; updates `taken`."""
+    verbatim = bytearray(len(drafts))
+    for index, draft in enumerate(drafts):
         name = draft.verbatim()
         if name is None:
             continue
+        if name == keys[index]:
+            name = keys[index]  # `taken` then holds the key's string when it is its own fold
         folded = draft.fold(name)
         if folded not in taken and folded not in directories:
-            names[draft.file_id] = name
+            verbatim[index] = 1
             taken.add(folded)
-    return names
+    return verbatim
 
 
 def _renamed(draft: _Draft, directories: set[str], taken: set[str]) -> str:
@@ -238,7 +250,9 @@ def _tags(file_id: str) -> Iterator[str]:
 
 
 def _fold(name: str) -> str:
-    """Canonical caseless form: what a case- and normalisation-insensitive file system sees."""
+    """Canonical caseless form: what a case- and normalisation-insensitive file system sees
+    (`name` itself when it is its own form: no second string)."""
     if name.isascii():  # casefold is lower, and NFD the identity, on ASCII
-        return name.lower()
+        folded = name.lower()
+        return name if folded == name else folded
     return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())

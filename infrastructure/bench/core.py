@@ -224,16 +224,17 @@ def deliver(
     members = parsed.entries
     names = safe_member_names([(entry.file_id, entry.key) for entry in members])
     files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
-    by_id = {entry.file_id: entry for entry in members}
+
     manifest = workdir / "bench.manifest.json"
     with manifest.open("wb", buffering=1 << 20) as out:
-        archive.write_manifest(out, "bench", _STAGED_KEY, (1, 1), files, parsed.bad_lines)
+        count = archive.write_manifest(out, "bench", _STAGED_KEY, (1, 1), files, parsed.bad_lines)
     if tables is not None:
         _write_tables(tables, parsed, members, s3, workdir, settings.max_json_validation_bytes)
     bodies = InlineBodies(parsed)
+    in_order = iter(members)  # bodies are opened in the order of `files`
 
-    def open_body(file: ArchiveFile) -> AbstractContextManager[BinaryIO]:
-        entry = by_id[file.file_id]
+    def open_body(_file: ArchiveFile) -> AbstractContextManager[BinaryIO]:
+        entry = next(in_order)
         return open_ref(s3, entry) if entry.is_ref else io.BytesIO(bodies.body(entry))
 
     try:
@@ -257,7 +258,7 @@ def deliver(
     if not keep:
         spooled.remove()
     path = spooled.path if keep else None
-    return Built(spooled.length, spooled.sha256, spooled.expected_etag, len(files), path)
+    return Built(spooled.length, spooled.sha256, spooled.expected_etag, count, path)
 
 
 def _write_tables(  # noqa: PLR0917  # the window's context, passed whole

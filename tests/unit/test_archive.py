@@ -32,6 +32,7 @@ from delivery.archive import (
     Exclusion,
     manifest,
     write_archive,
+    write_manifest,
 )
 from delivery.names import safe_member_names
 
@@ -241,6 +242,20 @@ def test_manifest_bytes_are_jsons_canonical_form_for_any_key() -> None:
         json.loads(data), sort_keys=True, ensure_ascii=False, separators=(",", ":")
     )
     assert data == canonical.encode() + b"\n"
+
+
+def test_a_manifest_written_in_batches_is_the_whole_documents_bytes() -> None:
+    # GIVEN more files than one batch of entries (1,024), non-ASCII keys among them
+    files, _ = plan([(f"d/ü{n}.txt", b"x") for n in range(2_500)])
+    # WHEN the manifest is streamed to a file-like object
+    out = io.BytesIO()
+    count = write_manifest(out, WINDOW, STAGED, (1, 1), files, [])
+    # THEN it counts every file and is `json`'s canonical dump of the whole document
+    assert count == 2_500
+    document = json.loads(out.getvalue())
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert out.getvalue() == canonical.encode() + b"\n"
+    assert [f["file_id"] for f in document["files"]] == [f.file_id for f in files]
 
 
 @pytest.mark.parametrize(("part", "parts"), [(0, 1), (2, 1), (1, 0)])
