@@ -230,6 +230,7 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
             not_owned=len(ids) - len(owned) - len(owned_bad),
             repeated=parsed.repeated,
         )
+        del ids, owners  # a list and a dict a file, not kept while the archive is built
         if not owned and not owned_bad:
             deps.ledger.mark_empty(
                 name.window_id, staged_key, duplicates=report.not_owned + report.repeated

@@ -297,7 +297,7 @@ class Ledger:
         for start in range(0, len(unique), TRANSACTION_LIMIT):
             chunk = unique[start : start + TRANSACTION_LIMIT]
             owners.update(self._claim_chunk(window_id, chunk))
-        return {file_id: owners[file_id] for file_id in unique}
+        return owners
 
     def owners(self, file_ids: Sequence[str]) -> dict[str, str]:
         """file_id -> owner window for the claimed ones; ids never claimed are absent.

@@ -92,9 +92,15 @@ def window_name(staged_key: str, extension: str) -> WindowName:
 
 
 def spool_window(s3: S3Client, bucket: str, key: str, path: Path) -> Path:
-    """Download the staged object to `path` (streamed, bounded memory)."""
-    with path.open("wb") as out:
-        s3.download_fileobj(bucket, key, out)
+    """Download the staged object to `path`, a MiB at a time: memory holds one chunk, where
+    `download_fileobj` buffers up to ten 8 MiB ranges at once (s3transfer's defaults)."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        with path.open("wb") as out:
+            for chunk in body.iter_chunks(_READ_BUFFER):
+                out.write(chunk)
+    finally:
+        body.close()
     return path
 
 
