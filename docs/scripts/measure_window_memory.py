@@ -19,7 +19,7 @@ from pathlib import Path
 
 from infrastructure.bench import core
 
-COUNTS = (2_000, 8_000, 16_000)
+COUNTS = (2_000, 16_000, 100_000)
 
 
 def peak_mib(count: int, workdir: Path) -> float:

@@ -43,6 +43,7 @@ SECTIONS: Final = {
     ),
     "transfer": (
         "delivery_rss_growth_mib_window",
+        "delivery_rss_growth_mib_small_files",
         "delivery_rss_growth_mib_ref",
         "rclone_mb_per_s",
         "sluice_delivery_mb_per_s_peer_input",
@@ -75,6 +76,8 @@ GOALS: Final = {
     "reads' time, not ten, to keep end-to-end latency inside p95 2 min.",
     "delivery_rss_growth_mib_window": "Delivery must fit its Lambda memory whatever the window: "
     "growth at most 64 MiB, independent of the window's size.",
+    "delivery_rss_growth_mib_small_files": "Memory must not grow with the number of files "
+    "either: at most 64 MiB for the most small files one window can hold (issue 19: 100,000).",
     "delivery_rss_growth_mib_ref": "A file of any size passes through by reference: streamed, "
     "so memory growth stays at most 64 MiB for a 2 GiB file.",
     "sluice_delivery_mb_per_s_vs_rclone": "Delivery does more than a copy (repackage, hash, "

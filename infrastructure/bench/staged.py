@@ -48,14 +48,16 @@ class Body:
 class BodyPool:
     """`size` generated bodies to draw files from (sha256 and encoding done once per body)."""
 
-    def __init__(self, rng: random.Random, size: int = 256) -> None:
-        self.bodies = [self._body(rng) for _ in range(size)]
+    def __init__(
+        self, rng: random.Random, size: int = 256, median_bytes: int = MEDIAN_BODY_BYTES
+    ) -> None:
+        self.bodies = [self._body(rng, median_bytes) for _ in range(size)]
 
     @staticmethod
-    def _body(rng: random.Random) -> Body:
+    def _body(rng: random.Random, median_bytes: int) -> Body:
         length = min(
             MAX_INLINE_BODY_BYTES,
-            max(64, round(rng.lognormvariate(math.log(MEDIAN_BODY_BYTES), 1.1))),
+            max(64, round(rng.lognormvariate(math.log(median_bytes), 1.1))),
         )
         kind = rng.random()
         if kind < 0.7:
@@ -143,11 +145,13 @@ def write_inline_window(
     rng: random.Random,
     landing_bucket: str,
     producer: str = "acme",
+    max_files: int | None = None,
 ) -> StagedWindow:
-    """A window of inline files, `target_bytes` of envelopes (the last line may pass it)."""
+    """A window of inline files, `target_bytes` of envelopes (the last line may pass it), or
+    `max_files` files if that comes first."""
     files = written = 0
     with gzip.GzipFile(path, "wb", compresslevel=GZIP_LEVEL, mtime=0) as out:
-        while written < target_bytes:
+        while written < target_bytes and (max_files is None or files < max_files):
             body = pool.pick(rng)
             key = f"{producer}/2026/11/25/{rng.getrandbits(64):016x}-{files}.json"
             version = f"{rng.getrandbits(128):032x}"

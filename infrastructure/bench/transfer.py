@@ -87,6 +87,14 @@ SECRET_NAME: Final = "sluice/bench/minio"  # noqa: S105  # a secret's name, not 
 WARMUP_REF_BYTES: Final = 12 * MiB
 """Over the 8 MiB part size once archived: the warm-up exercises the multipart upload too."""
 WORKER_READY_SECONDS: Final = 120.0
+FIREHOSE_MAX_BUFFER_BYTES: Final = 128 * MiB
+"""Firehose's largest destination buffer: no staged window holds more envelope bytes."""
+SMALL_BODY_MEDIAN_BYTES: Final = 256
+SMALL_FILES_LIMIT: Final = (
+    "each file's metadata stays in memory until the window is marked (its envelope without the "
+    "body, member name, claim: ~1.1 KB of RSS a file), the peak while member names are settled "
+    '(docs/delivery.md "Memory"); '
+)
 REQUEST_SECONDS: Final = 3600.0
 RCLONE_SECONDS: Final = 1800.0
 
@@ -97,6 +105,8 @@ class Plan:
     """Case (a): one window of inline files, envelope bytes (what Firehose's buffer counts)."""
     ref_bytes: int
     """Case (b): one ref file of this size."""
+    small_files: int
+    """Case (c): one window of this many small inline files (bodies ~256 B median)."""
     peer_windows: int
     peer_window_mib: tuple[int, int]
     """Envelope MiB of each peer window, drawn uniformly from this range."""
@@ -106,8 +116,8 @@ class Plan:
 
 # The peer plan is bounded by Sluice's side on this machine (about 1 MB/s of staged bytes, its
 # ledger on moto): 8 windows twice keeps `make bench` within 15 minutes.
-FULL: Final = Plan(128 * MiB, 2048 * MiB, 8, (8, 16), 2, quick=False)
-QUICK: Final = Plan(16 * MiB, 256 * MiB, 2, (3, 5), 1, quick=True)
+FULL: Final = Plan(128 * MiB, 2048 * MiB, 100_000, 8, (8, 16), 2, quick=False)
+QUICK: Final = Plan(16 * MiB, 256 * MiB, 10_000, 2, (3, 5), 1, quick=True)
 
 
 def run(quick: bool, workdir: Path) -> list[Figure]:
@@ -227,6 +237,9 @@ class _Stack:
             environment.STAGING_BUCKET: STAGING,
             environment.LEDGER_TABLE: "bench-ledger-unused",  # each request names its own
             environment.MINIO_SECRET: SECRET_NAME,
+            # The `local` profile, as the local stack's functions: MinIO here is SeaweedFS on
+            # loopback, in plain HTTP, which the default profile refuses.
+            environment.PROFILE: "local",
             "TMPDIR": str(spool),  # delivery spools under TMPDIR, Lambda's ephemeral storage
         }
 
@@ -444,6 +457,16 @@ def _memory(stack: _Stack, plan: Plan) -> list[Figure]:
         landing_bucket=LANDING,
     )
     stack.upload(window, STAGING)
+    _say(f"memory: staging a window of {plan.small_files:,} small inline files")
+    small = write_inline_window(
+        stack.workdir / "small-files.json.gz",
+        target_bytes=FIREHOSE_MAX_BUFFER_BYTES,
+        pool=BodyPool(rng, median_bytes=SMALL_BODY_MEDIAN_BYTES),
+        rng=rng,
+        landing_bucket=LANDING,
+        max_files=plan.small_files,
+    )
+    stack.upload(small, STAGING)
     _say(f"memory: landing a {plan.ref_bytes // MiB} MiB file (streamed) for the ref window")
     ref = stack.land("bench/large.bin", plan.ref_bytes, seed=2)
     ref_window = write_ref_window(stack.workdir / "ref-window.json.gz", [ref], rng)
@@ -454,6 +477,12 @@ def _memory(stack: _Stack, plan: Plan) -> list[Figure]:
     _say(
         f"memory: inline window: +{inline.growth / MiB:.1f} MiB peak RSS "
         f"(sampled +{inline.sampled_growth / MiB:.1f}) in {inline.seconds:.1f} s"
+    )
+    _say(f"memory: delivering the window of {small.files:,} small files in a fresh worker")
+    many = _measure(stack, "memory-small-files", warmup_key, small.key)
+    _say(
+        f"memory: small files: +{many.growth / MiB:.1f} MiB peak RSS "
+        f"(sampled +{many.sampled_growth / MiB:.1f}) in {many.seconds:.1f} s"
     )
     _say(f"memory: delivering the {plan.ref_bytes // MiB} MiB ref in a fresh worker")
     large = _measure(stack, "memory-ref", warmup_key, ref_window.key)
@@ -486,6 +515,23 @@ def _memory(stack: _Stack, plan: Plan) -> list[Figure]:
                 if plan.quick
                 else ""
             )
+            + servers,
+        ),
+        Figure(
+            name="delivery_rss_growth_mib_small_files",
+            value=round(many.growth / MiB, 1),
+            unit="MiB",
+            what=(
+                f"peak RSS growth as above, one staged window of {small.files:,} small inline "
+                f"files (bodies ~256 B median), {small.envelope_bytes / MiB:.0f} MiB of "
+                f"envelopes ({small.staged_bytes / MiB:.0f} MiB gzip): the most files a window "
+                f"holds within Firehose's largest buffer"
+            ),
+            goal=f"<= {RSS_GOAL_MIB} MiB",
+            met=many.growth <= RSS_GOAL_MIB * MiB,
+            reference=_memory_reference(many),
+            note=(f"QUICK: {plan.small_files:,} files instead of 100,000; " if plan.quick else "")
+            + SMALL_FILES_LIMIT
             + servers,
         ),
         Figure(
