@@ -429,7 +429,8 @@ class _MemoryResult:
     peak_reset: bool
 
 
-def _measure(stack: _Stack, name: str, warmup_key: str, key: str) -> _MemoryResult:
+def _measure(stack: _Stack, name: str, warmup_key: str, key: str, label: str) -> _MemoryResult:
+    """Deliver `key` in a fresh worker after a warm-up delivery; its peak RSS growth, said."""
     with _workers(stack, [name]) as (worker,):
         worker.deliver(STAGING, [warmup_key], stack.new_ledger())
         ledger = stack.new_ledger()
@@ -439,7 +440,12 @@ def _measure(stack: _Stack, name: str, warmup_key: str, key: str) -> _MemoryResu
     sampled = sampler.peak - baseline
     # Without a reset, VmHWM still holds the warm-up's peak: then only the samples can tell.
     growth = int(reply["hwm"]) - baseline if reply["peak_reset"] else sampled
-    return _MemoryResult(growth, sampled, baseline, float(reply["seconds"]), reply["peak_reset"])
+    result = _MemoryResult(growth, sampled, baseline, float(reply["seconds"]), reply["peak_reset"])
+    _say(
+        f"memory: {label}: +{growth / MiB:.1f} MiB peak RSS "
+        f"(sampled +{sampled / MiB:.1f}) in {result.seconds:.1f} s"
+    )
+    return result
 
 
 def _memory(stack: _Stack, plan: Plan) -> list[Figure]:
@@ -473,82 +479,60 @@ def _memory(stack: _Stack, plan: Plan) -> list[Figure]:
     stack.upload(ref_window, STAGING)
 
     _say(f"memory: delivering the inline window ({window.files:,} files) in a fresh worker")
-    inline = _measure(stack, "memory-window", warmup_key, window.key)
-    _say(
-        f"memory: inline window: +{inline.growth / MiB:.1f} MiB peak RSS "
-        f"(sampled +{inline.sampled_growth / MiB:.1f}) in {inline.seconds:.1f} s"
-    )
+    inline = _measure(stack, "memory-window", warmup_key, window.key, "inline window")
     _say(f"memory: delivering the window of {small.files:,} small files in a fresh worker")
-    many = _measure(stack, "memory-small-files", warmup_key, small.key)
-    _say(
-        f"memory: small files: +{many.growth / MiB:.1f} MiB peak RSS "
-        f"(sampled +{many.sampled_growth / MiB:.1f}) in {many.seconds:.1f} s"
-    )
+    many = _measure(stack, "memory-small-files", warmup_key, small.key, "small files")
     _say(f"memory: delivering the {plan.ref_bytes // MiB} MiB ref in a fresh worker")
-    large = _measure(stack, "memory-ref", warmup_key, ref_window.key)
-    _say(
-        f"memory: ref: +{large.growth / MiB:.1f} MiB peak RSS "
-        f"(sampled +{large.sampled_growth / MiB:.1f}) in {large.seconds:.1f} s"
-    )
+    large = _measure(stack, "memory-ref", warmup_key, ref_window.key, "ref")
     servers = (
         "S3 (staging, landing): SeaweedFS; MinIO: a second SeaweedFS; ledger and secret: moto "
         "server, transactions patched to item backups (moto not used for S3: it holds whole "
         "objects in memory)"
     )
     quick_ref = f"QUICK: a {plan.ref_bytes // MiB} MiB ref instead of 2 GiB; " if plan.quick else ""
+    window_note = f"QUICK: a {plan.window_bytes // MiB} MiB window instead of 128 MiB; "
+    small_note = f"QUICK: {plan.small_files:,} files instead of 100,000; "
     return [
-        Figure(
-            name="delivery_rss_growth_mib_window",
-            value=round(inline.growth / MiB, 1),
-            unit="MiB",
-            what=(
-                f"peak RSS growth (VmHWM after - VmRSS before, after a warm-up delivery) of a "
-                f"process running only delivery, one staged window of {window.files:,} inline "
-                f"files, {window.envelope_bytes / MiB:.0f} MiB of envelopes "
-                f"({window.staged_bytes / MiB:.0f} MiB gzip), to MinIO"
-            ),
-            goal=f"<= {RSS_GOAL_MIB} MiB",
-            met=inline.growth <= RSS_GOAL_MIB * MiB,
-            reference=_memory_reference(inline),
-            note=(
-                f"QUICK: a {plan.window_bytes // MiB} MiB window instead of 128 MiB; "
-                if plan.quick
-                else ""
-            )
-            + servers,
+        _memory_figure(
+            "delivery_rss_growth_mib_window",
+            inline,
+            f"peak RSS growth (VmHWM after - VmRSS before, after a warm-up delivery) of a "
+            f"process running only delivery, one staged window of {window.files:,} inline "
+            f"files, {window.envelope_bytes / MiB:.0f} MiB of envelopes "
+            f"({window.staged_bytes / MiB:.0f} MiB gzip), to MinIO",
+            (window_note if plan.quick else "") + servers,
         ),
-        Figure(
-            name="delivery_rss_growth_mib_small_files",
-            value=round(many.growth / MiB, 1),
-            unit="MiB",
-            what=(
-                f"peak RSS growth as above, one staged window of {small.files:,} small inline "
-                f"files (bodies ~256 B median), {small.envelope_bytes / MiB:.0f} MiB of "
-                f"envelopes ({small.staged_bytes / MiB:.0f} MiB gzip): the most files a window "
-                f"holds within Firehose's largest buffer"
-            ),
-            goal=f"<= {RSS_GOAL_MIB} MiB",
-            met=many.growth <= RSS_GOAL_MIB * MiB,
-            reference=_memory_reference(many),
-            note=(f"QUICK: {plan.small_files:,} files instead of 100,000; " if plan.quick else "")
-            + SMALL_FILES_LIMIT
-            + servers,
+        _memory_figure(
+            "delivery_rss_growth_mib_small_files",
+            many,
+            f"peak RSS growth as above, one staged window of {small.files:,} small inline "
+            f"files (bodies ~256 B median), {small.envelope_bytes / MiB:.0f} MiB of "
+            f"envelopes ({small.staged_bytes / MiB:.0f} MiB gzip): the most files a window "
+            f"holds within Firehose's largest buffer",
+            (small_note if plan.quick else "") + SMALL_FILES_LIMIT + servers,
         ),
-        Figure(
-            name="delivery_rss_growth_mib_ref",
-            value=round(large.growth / MiB, 1),
-            unit="MiB",
-            what=(
-                f"peak RSS growth as above, one staged window holding one "
-                f"{plan.ref_bytes // MiB:,} MiB `ref` file (incompressible bytes), streamed "
-                f"from the landing bucket twice (hash, then archive) and uploaded multipart"
-            ),
-            goal=f"<= {RSS_GOAL_MIB} MiB",
-            met=large.growth <= RSS_GOAL_MIB * MiB,
-            reference=_memory_reference(large),
-            note=quick_ref + servers,
+        _memory_figure(
+            "delivery_rss_growth_mib_ref",
+            large,
+            f"peak RSS growth as above, one staged window holding one "
+            f"{plan.ref_bytes // MiB:,} MiB `ref` file (incompressible bytes), streamed "
+            f"from the landing bucket twice (hash, then archive) and uploaded multipart",
+            quick_ref + servers,
         ),
     ]
+
+
+def _memory_figure(name: str, result: _MemoryResult, what: str, note: str) -> Figure:
+    return Figure(
+        name=name,
+        value=round(result.growth / MiB, 1),
+        unit="MiB",
+        what=what,
+        goal=f"<= {RSS_GOAL_MIB} MiB",
+        met=result.growth <= RSS_GOAL_MIB * MiB,
+        reference=_memory_reference(result),
+        note=note,
+    )
 
 
 def _memory_reference(result: _MemoryResult) -> str:
