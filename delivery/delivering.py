@@ -447,14 +447,17 @@ def _build_parts(
     names = safe_member_names([(entry.file_id, entry.key) for entry in window.owned])
     planned = plan_parts(window.owned, int(plan["archive_max_input_bytes"]))
     excluded = {x.file_id for x in window.record.exclusions}
-    entries = {entry.file_id: entry for entry in window.owned}
     built: list[_BuiltPart] = []
     for number, part_entries in enumerate(planned, start=1):
         final_key = archive_key(deps.tunables.archive_prefix, window.name, number, len(planned))
         verified = window.record.verified_parts.get(number)
         manifest = None if verified is None else _verified_manifest(deps, window, verified)
         if verified is not None and manifest is not None:
-            part_members = [entries[str(f["file_id"])] for f in array_items(manifest, "files")]
+            # Its manifest lists some of the part's planned files (those not excluded).
+            planned_files = {entry.file_id: entry for entry in part_entries}
+            part_members = [
+                planned_files[str(f["file_id"])] for f in array_items(manifest, "files")
+            ]
             built.append(_BuiltPart(verified, manifest, part_members, final_key))
             continue
         candidates = [entry for entry in part_entries if entry.file_id not in excluded]
