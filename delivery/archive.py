@@ -147,7 +147,7 @@ def write_manifest(  # noqa: PLR0917  # the plan's fields, positionally, as `man
         raise ValueError("a file is excluded twice, or both excluded and archived")
     # Keys sorted: "excluded", "files", then the plan's scalars.
     out.write(b'{"excluded":[')
-    out.write(b",".join(canonical_json(_exclusion_entry(x)) for x in exclusions))
+    out.write(b",".join(canonical_json(exclusion_entry(x)) for x in exclusions))
     out.write(b'],"files":[')
     check = _FileCheck(excluded_ids)
     count = 0
@@ -208,7 +208,7 @@ def _file_entry(file: ArchiveFile) -> dict[str, Any]:
     }
 
 
-def _exclusion_entry(exclusion: Exclusion) -> dict[str, Any]:
+def exclusion_entry(exclusion: Exclusion) -> dict[str, Any]:
     return {
         "file_id": exclusion.file_id,
         "key": exclusion.key,
@@ -245,7 +245,7 @@ class _FileCheck:
 def write_archive(
     out: Writable,
     manifest_bytes: bytes | Path,
-    files: Iterable[ArchiveFile],
+    files: Sequence[ArchiveFile],
     open_body: Callable[[ArchiveFile], AbstractContextManager[BinaryIO]],
     *,
     gzip_codec: str = "zlib",
@@ -255,40 +255,27 @@ def write_archive(
     """Stream the `.tar.gz` of `manifest_bytes` (or the file it names: a manifest written by
     `write_manifest`) then `files` into `out` (see module docstring).
 
-    A bad plan is refused (ValueError) before a byte is written; `files` may instead be a
-    generator (one `ArchiveFile` at a time: none is kept), each then checked as it comes.
-    `out` only needs `write` and `flush` (see `Writable`); it is not closed. On any error
-    (`BodyMismatch` and a bad plan included) what was written is incomplete, and nothing more is
-    written to `out`, not even the gzip trailer.
+    A bad plan is refused (ValueError) before a byte is written. `out` only needs `write` and
+    `flush` (see `Writable`); it is not closed. On any error (`BodyMismatch` included) what was
+    written is incomplete, and nothing more is written to `out`, not even the gzip trailer.
     """
+    check = _FileCheck(set())
+    for file in files:
+        check.add(file)
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
-    check: _FileCheck | None = _FileCheck(set())
-    if isinstance(files, Sequence):  # all refused before a byte is written
-        whole = _FileCheck(set())
-        for file in files:
-            whole.add(file)
-        check = None
-    remaining = iter(files)
-    first = next(remaining, None)
-    if first is not None and check is not None:
-        check.add(first)
     sink = _Sink(out)
     compressed = gzip_writer(sink, gzip_codec, gzip_level)
     try:
         tar = _TarWriter(compressed)
-        first_mtime = 0 if first is None else _mtime(first)
+        first_mtime = _mtime(files[0]) if files else 0
         if isinstance(manifest_bytes, Path):
             tar.add_file(MANIFEST_NAME, first_mtime, manifest_bytes, chunk_bytes)
         else:
             tar.add_bytes(MANIFEST_NAME, first_mtime, manifest_bytes)
-        file = first
-        while file is not None:
+        for file in files:
             with open_body(file) as body:
                 tar.add_body(file, body, chunk_bytes)
-            file = next(remaining, None)
-            if file is not None and check is not None:
-                check.add(file)
         tar.finish()
     except BaseException:
         # GzipFile.close (below, or IOBase.__del__ later) would write a trailer after bytes

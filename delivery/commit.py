@@ -13,7 +13,7 @@ import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from delivery.archive import Exclusion, Writable, canonical_json
+from delivery.archive import Exclusion, Writable, canonical_json, exclusion_entry
 from delivery.ledger import PartRecord
 from delivery.window import WindowName
 
@@ -79,16 +79,7 @@ def write_window_manifest(
     Compact canonical JSON, like the part manifests (delivery.archive.write_manifest); the
     bytes are those of the whole document dumped at once, keys sorted.
     """
-    excluded = [
-        {
-            "file_id": x.file_id,
-            "key": x.key,
-            "version_id": x.version_id,
-            "reason": x.reason,
-            "detail": x.detail,
-        }
-        for x in exclusions
-    ]
+    excluded = [exclusion_entry(x) for x in exclusions]
     # Keys sorted: "excluded", "files", then the window's scalars and its parts.
     out.write(b'{"excluded":' + canonical_json(excluded) + b',"files":[')
     first = True

@@ -324,9 +324,13 @@ class LocalStack:
             self._inventory,
             self.file,
         )
-        if runtime is None or firehose is None or ingest is None or inventory is None:
-            raise StackError("the stack is not running")
-        if file is None:
+        if (
+            runtime is None
+            or firehose is None
+            or ingest is None
+            or inventory is None
+            or file is None
+        ):
             raise StackError("the stack is not running")
         runtime.time_scale = time_scale
         firehose.set_time_scale(time_scale)
