@@ -17,7 +17,7 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, cast
 
 from isal import igzip, isal_zlib
 
@@ -35,9 +35,11 @@ class WindowKeyError(ValueError):
     """The staged key is not a window Firehose wrote under buffers/."""
 
 
-@dataclass(frozen=True, slots=True)
-class WindowEntry:
-    """One file of the window: everything but its body."""
+class WindowEntry(NamedTuple):
+    """One file of the window: everything but its body.
+
+    A NamedTuple, not a frozen dataclass: as immutable, and built in a third of the time (a
+    frozen dataclass sets each field through `object.__setattr__`), once for every file."""
 
     line_number: int
     file_id: str
@@ -157,9 +159,9 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
         raise ValueError("parsed.bodies: where to write the inline bodies")
     with _lines(path) as lines, parsed.bodies.open("wb", buffering=_READ_BUFFER) as file:
         bodies = _BodyWriter(file)
+        line_number = 0
         for line_number, line in enumerate(lines, start=1):
-            parsed.lines += 1
-            if not line.strip():
+            if not line or line.isspace():  # as `not line.strip()`, without copying the line
                 continue
             entry_or_exclusion = _entry(line, line_number, bodies)
             if isinstance(entry_or_exclusion, Exclusion):
@@ -172,6 +174,7 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
                 continue
             seen.add(entry_or_exclusion.file_id)
             parsed.entries.append(entry_or_exclusion)
+        parsed.lines = line_number
 
 
 class _BodyWriter:

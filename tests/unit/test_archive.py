@@ -19,7 +19,6 @@ import textwrap
 import tracemalloc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -652,7 +651,7 @@ def test_a_body_with_the_wrong_sha256_is_a_mismatch() -> None:
 def test_a_bad_plan_is_refused_before_a_byte_is_written(change: dict[str, Any]) -> None:
     # GIVEN a plan with a reserved or repeated name, an uppercase sha256 or a negative size
     files, bodies = plan([("a", b"1"), ("b", b"2")])
-    files[1] = replace(files[1], **change)
+    files[1] = files[1]._replace(**change)
     out = Collect()
     # WHEN it is archived
     # THEN it is refused as a bug (ValueError, not BodyMismatch) and nothing is written

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import json
 import random
-from dataclasses import replace
 from typing import Any
 
 import fastavro
@@ -304,7 +303,7 @@ def test_a_size_other_than_the_envelopes_is_a_size_mismatch(
 
 def test_another_s3_error_raises(s3: Any, buckets: dict[str, str]) -> None:
     # GIVEN a ref in a bucket that does not exist (not a version gone: something is wrong)
-    entry = replace(entry_for("in/x.txt", "v1", 1), bucket="no-such-bucket-here")
+    entry = entry_for("in/x.txt", "v1", 1)._replace(bucket="no-such-bucket-here")
 
     # WHEN it is digested
     # THEN the error propagates, so the whole attempt is retried
