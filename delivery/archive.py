@@ -231,18 +231,19 @@ class _FileCheck:
         self._names: set[str] = set()
 
     def add(self, file: ArchiveFile) -> None:
-        if file.member_name in _UNNAMEABLE:
+        name, file_id = file.member_name, file.file_id
+        if name in _UNNAMEABLE:
             raise ValueError(f"no file may be named {MANIFEST_NAME!r} or ''")
-        if file.member_name in self._names or file.file_id in self._ids:
+        if name in self._names or file_id in self._ids:
             raise ValueError("member names and file ids must be distinct")
-        if file.file_id in self._excluded_ids:
+        if file_id in self._excluded_ids:
             raise ValueError("a file is excluded twice, or both excluded and archived")
         if file.size < 0 or not _SHA256_HEX.fullmatch(file.sha256):
-            raise ValueError(f"file {file.file_id}: bad size or sha256 (lowercase hex)")
-        if "\0" in file.member_name:  # a tar reader would cut the name there
-            raise ValueError(f"file {file.file_id}: NUL in member name")
-        self._names.add(file.member_name)
-        self._ids.add(file.file_id)
+            raise ValueError(f"file {file_id}: bad size or sha256 (lowercase hex)")
+        if "\0" in name:  # a tar reader would cut the name there
+            raise ValueError(f"file {file_id}: NUL in member name")
+        self._names.add(name)
+        self._ids.add(file_id)
 
 
 def write_archive(

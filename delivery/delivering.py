@@ -811,16 +811,17 @@ def archive_file(
         sha256, check = digest.sha256, digest.check
     else:
         sha256, check = str(entry.body_sha256), "envelope-sha256"
+    # Positional, in the order ArchiveFile declares: keywords cost twice as much, every file.
     return ArchiveFile(
-        file_id=entry.file_id,
-        key=entry.key,
-        version_id=entry.version_id,
-        size=entry.size,
-        sha256=sha256,
-        event_time_ms=entry.event_time_ms,
-        member_name=member_name,
-        check=check,
-        sequencer=entry.sequencer,
+        entry.file_id,
+        entry.key,
+        entry.version_id,
+        entry.size,
+        sha256,
+        entry.event_time_ms,
+        member_name,
+        check,
+        entry.sequencer,
     )
 
 
