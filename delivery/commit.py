@@ -1,56 +1,21 @@
-"""Where a window's objects live in MinIO, and the window manifest that commits them (DESIGN §3).
+"""The window manifest that commits a delivered window (DESIGN §3).
 
-Parts are uploaded and verified under `<prefix>/_incoming/<window-id>/`, which no consumer
-reads; once every part is verified they are copied server-side to their final keys
-(`<prefix>/dt=…/hour=…/<window-id>[.pNNN].tar.gz`) and then, last, the window manifest
-`<window-id>.manifest.json` is written beside them: the commit marker. A consumer acts on
-manifests only, so it never takes a part of an unfinished window for a delivered one.
+Once every part is verified and copied to its final key, the window manifest
+`<window-id>.manifest.json` is written beside them, last: the commit marker. A consumer acts on
+manifests only, so it never takes a part of an unfinished window for a delivered one. Where
+each object lives is delivery.layout.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from delivery.archive import Exclusion, Writable, canonical_json, exclusion_entry
 from delivery.ledger import PartRecord
-from delivery.window import WindowName
 
 WINDOW_MANIFEST_FORMAT: Final = 2
-MANIFEST_SUFFIX: Final = ".manifest.json"
-INCOMING: Final = "_incoming"
-"""Leading underscore: Hive-style readers (Athena, Spark, DuckDB) skip it, and so must people."""
-
-
-def archive_key(prefix: str, name: WindowName, part: int, parts: int) -> str:
-    """`<prefix>/dt=…/hour=…/<window-id>[.pNNN].tar.gz`: a part's final key."""
-    suffix = f".p{part:03d}" if parts > 1 else ""
-    return f"{prefix}/dt={name.dt}/hour={name.hour}/{name.window_id}{suffix}.tar.gz"
-
-
-def window_manifest_key(prefix: str, name: WindowName) -> str:
-    return f"{prefix}/dt={name.dt}/hour={name.hour}/{name.window_id}{MANIFEST_SUFFIX}"
-
-
-def window_manifest_beside(part_key: str, window_id: str) -> str:
-    """The window manifest's key, from one of the window's final part keys."""
-    return f"{part_key.rsplit('/', 1)[0]}/{window_id}{MANIFEST_SUFFIX}"
-
-
-def incoming_prefix(prefix: str, window_id: str) -> str:
-    return f"{prefix}/{INCOMING}/{window_id}/"
-
-
-def incoming_key(prefix: str, window_id: str, part: int) -> str:
-    """Where part `part` is uploaded and verified before the window commits."""
-    return f"{incoming_prefix(prefix, window_id)}p{part:03d}.tar.gz"
-
-
-def incoming_manifest_key(prefix: str, window_id: str, part: int) -> str:
-    """The part's own manifest (its `MANIFEST.json`), kept beside it so a later invocation
-    learns the part's files without reading the archive."""
-    return f"{incoming_prefix(prefix, window_id)}p{part:03d}{MANIFEST_SUFFIX}"
 
 
 def window_manifest(
@@ -104,10 +69,3 @@ def write_window_manifest(
         ],
     }
     out.write(b"]," + canonical_json(rest)[1:] + b"\n")
-
-
-def placements(manifest: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """(archive key, file entry) for each file a window manifest lists."""
-    keys = {int(part["part"]): str(part["key"]) for part in manifest.get("parts", [])}
-    for entry in manifest.get("files", []):
-        yield keys[int(entry["part"])], entry

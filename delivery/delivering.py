@@ -41,18 +41,20 @@ from minio.error import S3Error
 
 from delivery import archive
 from delivery.archive import ArchiveFile, Exclusion
-from delivery.commit import (
+from delivery.commit import write_window_manifest
+from delivery.hour_markers import Hour
+from delivery.json_stream import array_items
+from delivery.latency import LatencyHistogram
+from delivery.layout import (
     MANIFEST_SUFFIX,
+    WindowName,
     archive_key,
     incoming_key,
     incoming_manifest_key,
     incoming_prefix,
     window_manifest_key,
-    write_window_manifest,
+    window_name,
 )
-from delivery.hour_markers import Hour
-from delivery.json_stream import array_items
-from delivery.latency import LatencyHistogram
 from delivery.lease import WindowLease
 from delivery.ledger import (
     ExclusionRecord,
@@ -62,7 +64,7 @@ from delivery.ledger import (
     WindowRecord,
     WindowState,
 )
-from delivery.minio_access import MinioAccess
+from delivery.minio_access import MISSING_CODES, MinioAccess
 from delivery.names import safe_member_names
 from delivery.refs import RefDigest, digest_ref, open_ref
 from delivery.tables import TableCounts, Tables, TableWriter, total
@@ -73,14 +75,7 @@ from delivery.upload import (
     UploadVerificationError,
     upload_verified,
 )
-from delivery.window import (
-    InlineBodies,
-    WindowEntry,
-    WindowName,
-    parse_window,
-    spool_window,
-    window_name,
-)
+from delivery.window import InlineBodies, WindowEntry, parse_window, spool_window
 from infrastructure.tunables import DeliveryTunables
 from transform.payload_schemas import PayloadSchemas
 from transform.quarantine import raw_record_id
@@ -362,9 +357,6 @@ def _settled(
             minio_keys=changed,
         )
     return None
-
-
-MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchObject"})
 
 
 def _intact(part: PartRecord, deps: DeliveryDeps) -> bool:

@@ -35,7 +35,6 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
-from delivery.commit import MANIFEST_SUFFIX
 from delivery.extract_plan import (
     INDEX_NAME,
     FileRef,
@@ -52,6 +51,7 @@ from delivery.extract_plan import (
     select,
     window_hours,
 )
+from delivery.layout import MANIFEST_SUFFIX
 from delivery.names import MANIFEST_NAME
 
 CHUNK_BYTES: Final = 1 << 20

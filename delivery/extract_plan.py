@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from delivery.commit import MANIFEST_SUFFIX, WINDOW_MANIFEST_FORMAT
+from delivery.commit import WINDOW_MANIFEST_FORMAT
+from delivery.layout import MANIFEST_SUFFIX
 from delivery.names import safe_member_names
 
 INDEX_NAME: Final = "extract-index.json"

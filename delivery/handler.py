@@ -22,10 +22,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from delivery.delivering import DeliveryDeps, DeliveryReport, WindowContinues, deliver_window
 from delivery.invocation import CONTINUATION_FIELD, invoke_delivery
+from delivery.layout import window_name
 from delivery.ledger import Ledger
 from delivery.minio_access import MinioAccess
 from delivery.tables import load_tables
-from delivery.window import window_name
 from infrastructure import environment
 from infrastructure.tunables import load_tunables, required_env
 from transform import clients, payload_schemas

@@ -54,6 +54,8 @@ T = TypeVar("T")
 
 AUTH_ERROR_CODES: Final = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"})
 """S3 error codes that make `call()` fetch the secret again once (see the module docstring)."""
+MISSING_CODES: Final = frozenset({"NoSuchKey", "NoSuchVersion", "NoSuchObject"})
+"""What MinIO answers for an object (or a version) that is not there."""
 
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
 READ_TIMEOUT_SECONDS: Final = 60.0

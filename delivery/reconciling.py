@@ -31,9 +31,9 @@ from botocore.exceptions import ClientError
 from minio import Minio
 from minio.error import S3Error
 
-from delivery.commit import MANIFEST_SUFFIX, placements, window_manifest_beside
-from delivery.delivering import MISSING_CODES
+from delivery.layout import MANIFEST_SUFFIX, placements, window_manifest_beside
 from delivery.ledger import Ledger, PartRecord, WindowRecord, WindowState
+from delivery.minio_access import MISSING_CODES
 from transform.envelope import file_id as compute_file_id
 from transform.idempotency import LANDED_HOUR, LANDED_INDEX, landed_hour
 from transform.quarantine import REASONS_PREFIX, reason_key

@@ -45,9 +45,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from delivery.hour_markers import Hour, HourMarkers, is_closed
+from delivery.layout import WindowKeyError, window_name
 from delivery.ledger import Ledger, WindowRecord, WindowState
 from delivery.redrive_log import RedriveLog
-from delivery.window import WindowKeyError, window_name
 from infrastructure.tunables import RedriveTunables
 
 if TYPE_CHECKING:

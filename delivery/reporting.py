@@ -34,8 +34,14 @@ from botocore.exceptions import ClientError
 from minio import Minio
 from minio.error import S3Error
 
-from delivery.commit import MANIFEST_SUFFIX, placements, window_manifest_beside
 from delivery.latency import LatencyHistogram
+from delivery.layout import (
+    MANIFEST_SUFFIX,
+    WindowKeyError,
+    placements,
+    window_manifest_beside,
+    window_name,
+)
 from delivery.ledger import Ledger, WindowRecord, WindowState
 from delivery.reconciling import (
     REPLAY_MARK,
@@ -45,12 +51,10 @@ from delivery.reconciling import (
     read_manifest,
 )
 from delivery.redrive_log import RedriveDay, RedriveLog
-from delivery.window import WindowKeyError, window_name
 from transform.envelope import file_id as compute_file_id
 from transform.idempotency import COMPLETED, HELD, HELD_REASON, landed_hour
 from transform.intake.requests import is_api_key
-from transform.quarantine import reason_key
-from transform.requeuing import PROCESSING_FAILED_PREFIX, RECORD_FAILED_CODE
+from transform.quarantine import PROCESSING_FAILED_PREFIX, RECORD_FAILED_CODE, reason_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -32,8 +32,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from delivery.layout import WindowName
 from delivery.table_rows import RowFormat, RowReader
-from delivery.window import WindowEntry, WindowName
+from delivery.window import WindowEntry
 from infrastructure.payload_tables import PayloadTable, payload_table, table_for_key
 from infrastructure.tunables import PayloadSchemaRule
 

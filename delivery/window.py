@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import sys
 import zlib
 from dataclasses import dataclass, field
@@ -27,12 +26,6 @@ from transform.quarantine import raw_record_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-_PARTITION: Final = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
-
-
-class WindowKeyError(ValueError):
-    """The staged key is not a window Firehose wrote under buffers/."""
 
 
 class WindowEntry(NamedTuple):
@@ -73,24 +66,6 @@ class ParsedWindow:
     truncated: str | None = None
     """Why the staged object could not be read to its end (a cut gzip stream): the lines read
     before are delivered; the files after it, unknown here, are left for reconcile to find."""
-
-
-@dataclass(frozen=True)
-class WindowName:
-    window_id: str
-    dt: str
-    hour: str
-
-
-def window_name(staged_key: str, extension: str) -> WindowName:
-    """`buffers/dt=…/hour=…/<window-id><extension>` → its id and partition."""
-    match = _PARTITION.search(staged_key)
-    base = staged_key.rsplit("/", 1)[-1]
-    if not match or not base.endswith(extension) or len(base) == len(extension):
-        raise WindowKeyError(
-            f"{staged_key!r} is not a staged window (buffers/dt=YYYY-MM-DD/hour=HH/<id>{extension})"
-        )
-    return WindowName(window_id=base[: -len(extension)], dt=match.group(1), hour=match.group(2))
 
 
 def spool_window(s3: S3Client, bucket: str, key: str, path: Path) -> Path:

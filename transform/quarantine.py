@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 REASONS_PREFIX: Final = "quarantine/reasons/"
+PROCESSING_FAILED_PREFIX: Final = "errors/processing-failed/"
+"""Where Firehose writes the records its processor failed (the requeue function reads them)."""
+RECORD_FAILED_CODE: Final = "Lambda.ProcessingFailed"
+"""The processor answered ProcessingFailed for this record: it stays quarantined."""
 
 Reason = Literal[
     "too-large",  # forwarder: over max_file_bytes

@@ -17,22 +17,19 @@ import gzip
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
 from transform import envelope, quarantine
 from transform.firehose_sender import FirehoseSender, OutgoingRecord
 from transform.forwarding import stream_for
+from transform.quarantine import PROCESSING_FAILED_PREFIX, RECORD_FAILED_CODE
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 logger = Logger(child=True)
-
-PROCESSING_FAILED_PREFIX: Final = "errors/processing-failed/"
-RECORD_FAILED_CODE: Final = "Lambda.ProcessingFailed"
-"""The processor answered ProcessingFailed for this record: it stays quarantined."""
 
 
 class RequeueFailed(RuntimeError):

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from delivery.commit import placements
+from delivery.layout import placements
 from delivery.ledger import Ledger
 from infrastructure.bench.results import Figure, table, write_json, write_section
 from infrastructure.cli import deployment

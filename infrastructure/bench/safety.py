@@ -33,12 +33,11 @@ import boto3
 import moto.s3.models as moto_s3_models
 from moto import mock_aws
 
-from delivery.commit import MANIFEST_SUFFIX
 from delivery.hourly_reconcile import reconcile_hour
+from delivery.layout import MANIFEST_SUFFIX, window_name
 from delivery.ledger import Ledger, PartRecord
 from delivery.reconciling import IngestIndex, ReconcileSources
 from delivery.redriving import RedriveDeps, redrive
-from delivery.window import window_name
 from infrastructure.bench.results import Figure, progress
 from infrastructure.local.provision import resources
 from infrastructure.local.provision.seaweedfs import start_seaweedfs

@@ -91,8 +91,8 @@ def write_tables(
 ) -> dict[str, TableCounts]:
     """What delivery does for one part's table objects (`delivering._write_tables`); `body`
     gives an entry's bytes."""
+    from delivery.layout import window_name  # noqa: PLC0415
     from delivery.tables import TableWriter  # noqa: PLC0415  # sections import lazily
-    from delivery.window import window_name  # noqa: PLC0415
 
     @contextmanager
     def open_body(entry: WindowEntry) -> Iterator[BinaryIO]:

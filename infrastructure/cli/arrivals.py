@@ -10,7 +10,7 @@ from typing import Any
 
 from minio import Minio
 
-from delivery.commit import INCOMING, MANIFEST_SUFFIX, placements
+from delivery.layout import INCOMING, MANIFEST_SUFFIX, placements
 
 
 @dataclass(frozen=True)

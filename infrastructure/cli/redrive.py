@@ -34,10 +34,10 @@ from typing import Any, Final
 from botocore.exceptions import ClientError
 
 from delivery.hour_markers import Hour, HourMarkers
+from delivery.layout import WindowKeyError, window_name
 from delivery.ledger import Ledger, WindowState
 from delivery.redrive_log import RedriveLog
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
-from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import DeploymentError, UsageError

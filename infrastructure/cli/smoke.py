@@ -29,7 +29,7 @@ from typing import Final
 
 from minio import Minio
 
-from delivery.commit import window_manifest_beside
+from delivery.layout import window_manifest_beside
 from infrastructure.cli import deployment
 from infrastructure.cli.arrivals import Arrival, ManifestReader
 from infrastructure.cli.deployment import Deployment

@@ -23,8 +23,8 @@ from typing import Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from delivery.latency import LatencyHistogram
+from delivery.layout import WindowKeyError, window_name
 from delivery.ledger import WindowState
-from delivery.window import WindowKeyError, window_name
 from infrastructure.cli import deployment, pause
 from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import DeploymentError, one_line

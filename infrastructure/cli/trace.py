@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from delivery.commit import placements, window_manifest_beside
+from delivery.layout import placements, window_manifest_beside
 from delivery.ledger import WindowRecord, WindowState
 from delivery.reconciling import ReconcileError, ReconcileSources, read_manifest
 from infrastructure.cli import deployment

@@ -12,8 +12,8 @@ import pytest
 from minio import Minio
 
 from delivery.hour_markers import Hour, HourMarkers
+from delivery.layout import window_name
 from delivery.ledger import PartRecord
-from delivery.window import window_name
 from infrastructure.local.provision.seaweedfs import SeaweedFS
 from tests.unit.test_redrive import EXTENSION, HOUR, Redrive, new_redrive
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from delivery.layout import window_name
 from delivery.ledger import Ledger, WindowRecord, WindowState
-from delivery.window import window_name
 from infrastructure.local.stack.local_stack import LocalStack, StackOptions
 from tests.integration.runtime_support import wait_until
 from tests.slow.test_gamedays import Gameday, gameday_on, parked_windows

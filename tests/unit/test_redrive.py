@@ -34,9 +34,9 @@ from moto import mock_aws
 
 from delivery.hour_markers import HourMarkers
 from delivery.invocation import InvokeRefused
+from delivery.layout import window_name
 from delivery.ledger import Ledger, PartRecord, WindowState
 from delivery.redriving import RedriveDeps, RedriveReport, redrive, staged_event
-from delivery.window import window_name
 from infrastructure.local.provision import resources
 from infrastructure.tunables import RedriveTunables
 from tests.conftest import DELIVERY_DLQ_NAME, LEDGER_TABLE, REGION, STAGING, STREAMS

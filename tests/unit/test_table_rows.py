@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 import pytest
 from botocore.exceptions import ClientError
 
+from delivery.layout import WindowName
 from delivery.table_rows import CellError, Record, RowFormat, RowReader, convert
 from delivery.tables import (
     Tables,
@@ -29,7 +30,7 @@ from delivery.tables import (
     TableWriter,
     load_tables,
 )
-from delivery.window import WindowEntry, WindowName
+from delivery.window import WindowEntry
 from infrastructure.payload_tables import SOURCE_COLUMNS
 from infrastructure.tunables import PayloadSchemaRule, load_tunables
 from tests.conftest import EVENTS, LANDING

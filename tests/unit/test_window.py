@@ -16,24 +16,20 @@ from pathlib import Path
 import pytest
 
 from delivery.archive import Exclusion
-from delivery.commit import (
+from delivery.commit import window_manifest
+from delivery.delivering import plan_parts
+from delivery.layout import (
+    WindowKeyError,
+    WindowName,
     archive_key,
     incoming_key,
     incoming_manifest_key,
-    window_manifest,
     window_manifest_beside,
     window_manifest_key,
-)
-from delivery.delivering import plan_parts
-from delivery.ledger import PartRecord
-from delivery.window import (
-    InlineBodies,
-    WindowEntry,
-    WindowKeyError,
-    WindowName,
-    parse_window,
     window_name,
 )
+from delivery.ledger import PartRecord
+from delivery.window import InlineBodies, WindowEntry, parse_window
 from transform import envelope
 from transform.envelope import Envelope
 

@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from delivery.commit import window_manifest_key
+from delivery.layout import window_manifest_key, window_name
 from delivery.ledger import Ledger, WindowState
-from delivery.window import window_name
 from transform.intake.landing import Landed
 from transform.intake.problems import Problem
 
