@@ -2,7 +2,8 @@
 (`infrastructure.local.provision.moto_service.faster_sqs`): what one forwarder poll costs moto.
 
 In process (`mock_aws`), so it times moto's work, not HTTP: five cycles of ReceiveMessage (10)
-and DeleteMessageBatch at 500, 1,000 and 2,000 waiting messages of 1.5 KB (an S3 event's size).
+and DeleteMessageBatch, and five SendMessage (what an S3 event notification is), at 500, 1,000 and
+2,000 waiting messages of 1.5 KB (an S3 event's size).
 
 Run: .venv/bin/python docs/scripts/measure_moto_sqs.py   (figures in the moto launcher's
 docstring and docs/BENCHMARKS.md)
@@ -21,8 +22,8 @@ DEPTHS = (500, 1_000, 2_000)
 CYCLES = 5
 
 
-def cycles_ms() -> dict[int, float]:
-    """Milliseconds per receive-and-delete cycle at each depth."""
+def cycles_ms() -> dict[int, tuple[float, float]]:
+    """Milliseconds per receive-and-delete cycle, and per send, at each depth."""
     with mock_aws():
         sqs = boto3.client("sqs", region_name="eu-west-2")
         url = sqs.create_queue(QueueName="ingest", Attributes={"VisibilityTimeout": "60"})[
@@ -47,7 +48,12 @@ def cycles_ms() -> dict[int, float]:
                     ],
                 )
                 waiting -= len(messages)
-            result[depth] = (time.perf_counter() - started) * 1000 / CYCLES
+            cycle_ms = (time.perf_counter() - started) * 1000 / CYCLES
+            started = time.perf_counter()
+            for _ in range(CYCLES):
+                sqs.send_message(QueueUrl=url, MessageBody=body)
+                waiting += 1
+            result[depth] = (cycle_ms, (time.perf_counter() - started) * 1000 / CYCLES)
         return result
 
 
@@ -55,10 +61,12 @@ def main() -> None:
     as_it_is = cycles_ms()
     faster_sqs()  # for the rest of this process
     changed = cycles_ms()
-    print("ms per receive of 10 and delete of 10, by messages waiting:")
-    print("messages waiting | moto as it is | with the launcher's changes")
+    print("ms of moto's work, by messages waiting: moto as it is / with the launcher's changes")
+    print("messages waiting | receive 10 + delete 10 | one send")
     for depth in DEPTHS:
-        print(f"{depth:>16,} | {as_it_is[depth]:>13,.0f} | {changed[depth]:>27,.0f}")
+        (cycle, send), (cycle_now, send_now) = as_it_is[depth], changed[depth]
+        receive = f"{cycle:>9,.0f} / {cycle_now:>9,.0f}"
+        print(f"{depth:>16,} | {receive} | {send:>6,.1f} / {send_now:>4,.1f}")
 
 
 if __name__ == "__main__":

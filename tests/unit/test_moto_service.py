@@ -77,6 +77,8 @@ def launcher_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = sqs_models.SQSBackend
     check = "is_message_valid_based_on_retention_period"
     monkeypatch.setattr(backend, check, getattr(backend, check))
+    monkeypatch.setattr(backend, "send_message", backend.send_message)
+    monkeypatch.setattr(sqs_models.Queue, "attributes", sqs_models.Queue.attributes)
     faster_sqs()
 
 
@@ -125,6 +127,51 @@ def test_sqs_with_the_launchers_changes_still_drops_expired_messages(launcher_sq
         # WHEN the queue is read  THEN the expired message is not delivered
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
         assert "old" not in [m["Body"] for m in got]
+
+
+def test_sqs_send_with_the_launchers_changes_reads_no_queued_message(
+    launcher_sqs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        # GIVEN a queue holding 300 messages, and every look at a message's state counted
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        for start in range(0, 300, 10):
+            entries = [{"Id": str(n), "MessageBody": f"m{start + n}"} for n in range(10)]
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        looks = [0]
+        for state in ("visible", "delayed"):
+            moto_state = getattr(sqs_models.Message, state)
+
+            def counted(message: Any, moto_state: Any = moto_state) -> bool:
+                looks[0] += 1
+                return bool(moto_state.fget(message))
+
+            monkeypatch.setattr(sqs_models.Message, state, property(counted))
+        # WHEN one more message is sent (what an S3 event notification does)
+        sqs.send_message(QueueUrl=url, MessageBody="one more")
+        # THEN no queued message was looked at: a send costs the same at any depth
+        assert looks[0] == 0
+        # AND the queue's attributes still count its messages, 301 now
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert counts["ApproximateNumberOfMessages"] == "301"
+        assert looks[0] > 0
+
+
+def test_sqs_with_the_launchers_changes_still_deduplicates_by_content(launcher_sqs: None) -> None:
+    with mock_aws():
+        # GIVEN a FIFO queue deduplicating by content
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        url = sqs.create_queue(
+            QueueName="q.fifo",
+            Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+        )["QueueUrl"]
+        # WHEN the same body is sent twice
+        for _ in range(2):
+            sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
+        # THEN one message is queued
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in got] == ["same"]
 
 
 ITEM: dict[str, Any] = {
