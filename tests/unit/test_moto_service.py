@@ -79,6 +79,7 @@ def launcher_sqs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend, check, getattr(backend, check))
     monkeypatch.setattr(backend, "send_message", backend.send_message)
     monkeypatch.setattr(sqs_models.Queue, "attributes", sqs_models.Queue.attributes)
+    monkeypatch.setattr(sqs_models.Queue, "delete_message", sqs_models.Queue.delete_message)
     faster_sqs()
 
 
@@ -156,6 +157,41 @@ def test_sqs_send_with_the_launchers_changes_reads_no_queued_message(
         counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert counts["ApproximateNumberOfMessages"] == "301"
         assert looks[0] > 0
+
+
+def test_sqs_a_delete_holds_the_lock_sends_append_under(
+    launcher_sqs: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mock_aws():
+        # GIVEN a queue with one received message
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="old")
+        (received,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        queue = sqs_models.sqs_backends["123456789012"]["eu-west-2"].get_queue("q")
+        # ... and, while the delete scans the queue, another thread trying the lock a send
+        # appends under (moto's delete rebinds the message list: a send in between is lost)
+        free_to_another_thread: list[bool] = []
+        moto_check = sqs_models.Message.had_receipt_handle
+
+        def try_the_lock(message: Any, handle: str) -> bool:
+            def attempt() -> None:
+                taken = queue._messages_lock.acquire(blocking=False)  # moto's
+                if taken:
+                    queue._messages_lock.release()  # as above
+                free_to_another_thread.append(taken)
+
+            other = threading.Thread(target=attempt)
+            other.start()
+            other.join()
+            return bool(moto_check(message, handle))
+
+        monkeypatch.setattr(sqs_models.Message, "had_receipt_handle", try_the_lock)
+        # WHEN the received message is deleted
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=received["ReceiptHandle"])
+        # THEN no other thread could take the lock at any point of the scan: a send waits
+        assert free_to_another_thread
+        assert not any(free_to_another_thread)
 
 
 def test_sqs_with_the_launchers_changes_still_deduplicates_by_content(launcher_sqs: None) -> None:
