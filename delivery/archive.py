@@ -364,6 +364,16 @@ def _padding(size: int) -> bytes:
     return bytes(-size % _BLOCK)
 
 
+def _refuse_unplanned(file: ArchiveFile, *, overran: bool, sha256: str) -> None:
+    """BodyMismatch if a body read to its planned size went on, or is not the planned one."""
+    if overran:
+        raise BodyMismatch(
+            file.file_id, file.key, f"{file.size} bytes", f"more than {file.size} bytes"
+        )
+    if sha256 != file.sha256:
+        raise BodyMismatch(file.file_id, file.key, f"sha256 {file.sha256}", f"sha256 {sha256}")
+
+
 class _Sink:
     """Passes writes through to `out` until discarded, then swallows them."""
 
@@ -417,13 +427,9 @@ class _TarWriter:
         header = _header(file.member_name, file.size, _mtime(file))
         first = body.read(min(chunk_bytes, file.size))
         if len(first) == file.size:
-            if body.read(1):
-                raise BodyMismatch(
-                    file.file_id, file.key, f"{file.size} bytes", f"more than {file.size} bytes"
-                )
-            got = hashlib.sha256(first).hexdigest()
-            if got != file.sha256:
-                raise BodyMismatch(file.file_id, file.key, f"sha256 {file.sha256}", f"sha256 {got}")
+            _refuse_unplanned(
+                file, overran=bool(body.read(1)), sha256=hashlib.sha256(first).hexdigest()
+            )
             self._write(header + first + _padding(file.size))
             return
         self._add_streamed(file, body, chunk_bytes, header, first)
@@ -451,12 +457,7 @@ class _TarWriter:
                 chunk = body.read(min(chunk_bytes, remaining))
             else:
                 pending += chunk
-        if remaining or body.read(1):
-            got = f"more than {file.size} bytes"
-            raise BodyMismatch(file.file_id, file.key, f"{file.size} bytes", got)
-        if digest.hexdigest() != file.sha256:
-            expected, got = f"sha256 {file.sha256}", f"sha256 {digest.hexdigest()}"
-            raise BodyMismatch(file.file_id, file.key, expected, got)
+        _refuse_unplanned(file, overran=bool(remaining or body.read(1)), sha256=digest.hexdigest())
         self._write(pending + _padding(file.size))
 
     def finish(self) -> None:

@@ -63,10 +63,9 @@ _MARKERS: Final = "%(?:25|2E|00|ED|5C|3A|4[13CE]|50|6[13CE]|70)"
 letters of Windows' reserved names (A C L N P, a c l n p)."""
 _NEEDS_ESCAPE: Final = re.compile("[\0\ud800-\udfff\\\\:]|" + _MARKERS)
 """NUL, a lone surrogate, `\\`, `:`, or one of the escape's markers."""
-_WINDOWS_RESERVED: Final = re.compile(r"(?i)(?:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(?:\..*)?")
-_ESCAPED: Final = re.compile(
-    r"(?i:\A(?:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(?:\..*)?\Z)|" + _NEEDS_ESCAPE.pattern
-)
+_RESERVED_NAME: Final = r"(?:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(?:\..*)?"
+_WINDOWS_RESERVED: Final = re.compile("(?i)" + _RESERVED_NAME)
+_ESCAPED: Final = re.compile(r"(?i:\A" + _RESERVED_NAME + r"\Z)|" + _NEEDS_ESCAPE.pattern)
 """A segment rule 2 escapes, but `..`: `_NEEDS_ESCAPE` or a reserved name, in one search."""
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _SHA256_HEX: Final = re.compile("[0-9a-f]{64}")
@@ -134,20 +133,24 @@ def _draft(file_id: str, key: str, directories: dict[str, tuple[str, str]]) -> _
     folded directory), since the files of a window share a few directories."""
     raw_directory, _, raw_leaf = key.rpartition("/")
     if raw_leaf in ("", "."):  # rule 1 drops the last segment: the leaf is further up
-        segments = [segment for segment in key.split("/") if segment not in ("", ".")]
+        segments = _segments(key)
         if not segments:
             return _Draft(file_id, "", "", "", "")
         raw_leaf = segments[-1]
         raw_directory = "/".join(segments[:-1])
     if raw_directory not in directories:
-        segments = [segment for segment in raw_directory.split("/") if segment not in ("", ".")]
         directory = "".join(
             _directory_segment(segment, is_root=depth == 0) + "/"
-            for depth, segment in enumerate(segments)
+            for depth, segment in enumerate(_segments(raw_directory))
         )
         directories[raw_directory] = (directory, _fold(directory))
     directory, folded_directory = directories[raw_directory]
     return _Draft(file_id, directory, folded_directory, _escape(raw_leaf), raw_leaf)
+
+
+def _segments(path: str) -> list[str]:
+    """Rule 1: `path` split on `/`, empty segments and `.` dropped."""
+    return [segment for segment in path.split("/") if segment not in ("", ".")]
 
 
 def _escape(segment: str) -> str:
