@@ -17,9 +17,9 @@ function runs the same code with the same dependencies and differs only in its h
   see infrastructure/lock.py), every file checked against its hash, installed by uv for CPython
   3.12 on manylinux_2_28 (or older) of the target machine, binary wheels only, environment
   markers evaluated for that Python and machine rather than the one running the build.
-- One change to a dependency (`DEFERRED_IMPORTS`): minio's `MinioAdmin`, which no function uses,
-  imported on first use instead of at `import minio`, so no cold start pays for pycryptodome and
-  argon2.
+- One change to a dependency (infrastructure/deferred_imports.py): minio's admin API and its
+  client's bucket-configuration classes, which no function uses, imported on first use instead
+  of at `import minio`, so no cold start pays for them.
 - Bytecode for every module, compiled by the runtime's own Python version (see
   `runtime_python`) into `__pycache__/<name>.cpython-312.pyc`, where that interpreter looks.
   Lambda's /var/task is read-only, so without it every cold start compiles every module it
@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from infrastructure import lock
+from infrastructure import deferred_imports, lock
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 """The checkout: where pyproject.toml and the function code are."""
@@ -118,23 +118,6 @@ INFRASTRUCTURE_FILES: Final = (
     "tunables.schema.json",
 )
 INFRASTRUCTURE_DIRS: Final = ("schemas",)
-
-DEFERRED_IMPORTS: Final = {Path("minio") / "__init__.py": (".minioadmin", "MinioAdmin")}
-"""A dependency's module-level import that no function uses (file: module, name; the file holds
-`from <module> import <name> as <name>`), made lazy in the package (a PEP 562
-`__getattr__`): minio's `MinioAdmin` pulls pycryptodome and argon2 into every cold start
-(~20-60 ms, docs/BENCHMARKS.md), for the admin API Sluice never calls. `minio.MinioAdmin` still
-works; it is imported on first use. The line must be found exactly: a minio release that moves it
-fails the build, to be looked at, rather than quietly paying the import again."""
-
-_DEFERRED_IMPORT: Final = """
-def __getattr__(name):  # added by Sluice's packaging (infrastructure/packaging.py)
-    if name == {name!r}:
-        from {module} import {name}
-
-        return {name}
-    raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
-"""
 """What of `infrastructure` the functions read; the rest (local/, cli/, terraform/) stays out."""
 
 ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
@@ -205,7 +188,7 @@ def build_packages(
         tree.mkdir()
         _install_dependencies(requirements, arch, tree, cache, refresh=refresh)
         _clean(tree)
-        defer_unused_imports(tree)
+        _defer_unused_imports(tree)
         _copy_code(root, tree)
         _check_handlers(handlers, tree)
         _compile(tree, interpreter)
@@ -326,25 +309,12 @@ def _clean(tree: Path) -> None:
         compiled.unlink()
 
 
-def defer_unused_imports(tree: Path) -> None:
-    """Rewrite each of `DEFERRED_IMPORTS` in the installed tree as an import on first use."""
-    for relative, (module, name) in DEFERRED_IMPORTS.items():
-        line = f"from {module} import {name} as {name}\n"
-        path = tree / relative
-        source = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if source.count(line) != 1:
-            raise PackagingError(
-                f"{relative} does not hold {line.strip()!r} once; the dependency changed: "
-                "review DEFERRED_IMPORTS in infrastructure/packaging.py"
-            )
-        # A new file, not a write in place: the installer hard-links the tree to its cache.
-        rewritten = path.with_name(f".{path.name}.deferred")
-        rewritten.write_text(
-            source.replace(line, "") + _DEFERRED_IMPORT.format(module=module, name=name),
-            encoding="utf-8",
-        )
-        rewritten.replace(path)
-    _say(f"deferred to first use: {', '.join(str(p) for p in DEFERRED_IMPORTS)}")
+def _defer_unused_imports(tree: Path) -> None:
+    try:
+        rewritten = deferred_imports.defer_unused_imports(tree)
+    except deferred_imports.DeferralError as err:
+        raise PackagingError(str(err)) from err
+    _say(f"deferred to first use: imports in {', '.join(str(p) for p in rewritten)}")
 
 
 def _copy_code(root: Path, tree: Path) -> None:

@@ -1,0 +1,176 @@
+"""Imports of a dependency that no function uses, made lazy in the Lambda package.
+
+The package build (infrastructure/packaging.py) rewrites these lines of the installed minio, so
+that a cold start no longer pays for them; every name still works, imported on first use.
+Each line must be found exactly as written: a minio release that moves one fails the build, to
+be looked at, rather than quietly paying the import again. docs/BENCHMARKS.md has the figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final, Literal, NamedTuple
+
+
+class DeferralError(RuntimeError):
+    """The installed dependency no longer holds a line this module rewrites."""
+
+
+class Deferral(NamedTuple):
+    """In `file`, the import `statement` of `names` from `module`, made lazy: through the
+    package's `__getattr__` (names other modules read) or a stand-in (names its own code uses)."""
+
+    file: Path
+    statement: str
+    module: str
+    names: tuple[str, ...]
+    how: Literal["package_getattr", "stand_in"]
+
+
+MINIO_INIT: Final = Path("minio") / "__init__.py"
+MINIO_API: Final = Path("minio") / "api.py"
+
+PACKAGE_NAMES: Final = (
+    Deferral(
+        MINIO_INIT,
+        "from .minioadmin import MinioAdmin as MinioAdmin\n",
+        ".minioadmin",
+        ("MinioAdmin",),
+        "package_getattr",
+    ),
+)
+"""Names a package exports and no function reads, made a PEP 562 module `__getattr__`: minio's
+admin API pulls pycryptodome and argon2 into `import minio`. `minio.MinioAdmin` still works."""
+
+CLIENT_CLASSES: Final = tuple(
+    Deferral(MINIO_API, statement, module, names, "stand_in")
+    for statement, module, names in (
+        (
+            "from .deleteobjects import (DeleteError, DeleteObject, DeleteRequest,\n"
+            "                            DeleteResult)\n",
+            ".deleteobjects",
+            ("DeleteError", "DeleteObject", "DeleteRequest", "DeleteResult"),
+        ),
+        ("from .legalhold import LegalHold\n", ".legalhold", ("LegalHold",)),
+        (
+            "from .lifecycleconfig import LifecycleConfig\n",
+            ".lifecycleconfig",
+            ("LifecycleConfig",),
+        ),
+        (
+            "from .notificationconfig import NotificationConfig\n",
+            ".notificationconfig",
+            ("NotificationConfig",),
+        ),
+        (
+            "from .objectlockconfig import ObjectLockConfig\n",
+            ".objectlockconfig",
+            ("ObjectLockConfig",),
+        ),
+        (
+            "from .replicationconfig import ReplicationConfig\n",
+            ".replicationconfig",
+            ("ReplicationConfig",),
+        ),
+        ("from .retention import Retention\n", ".retention", ("Retention",)),
+        (
+            "from .select import SelectObjectReader, SelectRequest\n",
+            ".select",
+            ("SelectObjectReader", "SelectRequest"),
+        ),
+        ("from .sseconfig import SSEConfig\n", ".sseconfig", ("SSEConfig",)),
+        ("from .tagging import Tagging\n", ".tagging", ("Tagging",)),
+        (
+            "from .versioningconfig import VersioningConfig\n",
+            ".versioningconfig",
+            ("VersioningConfig",),
+        ),
+    )
+)
+"""Classes of the client's bucket-configuration, object-lock, select and bulk-delete APIs, which
+no function calls: their modules define 52 of minio's 73 dataclasses, and a dataclass costs
+~0.6 ms to create on python3.12. Each name in minio/api.py becomes a stand-in that imports the
+class when first called, read or checked with `isinstance`, then puts the class in its place."""
+
+_MODULE_GETATTR: Final = """
+def __getattr__(name):  # added by Sluice's packaging (infrastructure/deferred_imports.py)
+    if name == {name!r}:
+        from {module} import {name}
+
+        return {name}
+    raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
+"""
+
+_STAND_IN: Final = '''
+class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferred_imports.py)
+    """A class imported when first called, read or checked with isinstance."""
+
+    def __init__(self, module, name):
+        self._module = module
+        self._name = name
+
+    def _load(self):
+        import importlib
+
+        cls = getattr(importlib.import_module(self._module, __package__), self._name)
+        globals()[self._name] = cls  # from now on the module's own name is the class
+        return cls
+
+    def __call__(self, *args, **kwargs):
+        return self._load()(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._load(), name)
+
+    def __instancecheck__(self, instance):
+        return isinstance(instance, self._load())
+
+    def __repr__(self):
+        return f"<{self._name} from {self._module}, imported on first use>"
+
+'''
+
+
+def defer_unused_imports(tree: Path) -> list[Path]:
+    """Rewrite every deferral in the installed `tree`; returns the files rewritten."""
+    by_file: dict[Path, list[Deferral]] = {}
+    for deferral in (*PACKAGE_NAMES, *CLIENT_CLASSES):
+        by_file.setdefault(deferral.file, []).append(deferral)
+    for relative, deferrals in by_file.items():
+        path = tree / relative
+        source = path.read_text(encoding="utf-8") if path.is_file() else ""
+        for deferral in deferrals:
+            if source.count(deferral.statement) != 1:
+                first_line = deferral.statement.splitlines()[0].strip()
+                raise DeferralError(
+                    f"{relative} does not hold {first_line!r} once; the dependency changed: "
+                    "review infrastructure/deferred_imports.py"
+                )
+        # A new file, not a write in place: the installer hard-links the tree to its cache.
+        rewritten = path.with_name(f".{path.name}.deferred")
+        rewritten.write_text(_rewrite(source, deferrals), encoding="utf-8")
+        rewritten.replace(path)
+    return list(by_file)
+
+
+def _rewrite(source: str, deferrals: list[Deferral]) -> str:
+    getattrs = ""
+    for deferral in deferrals:
+        if deferral.how == "stand_in":
+            stand_ins = "".join(
+                f"{name} = _ImportedOnFirstUse({deferral.module!r}, {name!r})\n"
+                for name in deferral.names
+            )
+            source = source.replace(deferral.statement, stand_ins)
+        else:
+            (name,) = deferral.names
+            source = source.replace(deferral.statement, "")
+            getattrs += _MODULE_GETATTR.format(module=deferral.module, name=name)
+    if "_ImportedOnFirstUse(" in source:
+        # The class goes where the first stand-in is made, among the module's own imports.
+        first = source.index("_ImportedOnFirstUse(")
+        line_start = source.rindex("\n", 0, first) + 1
+        source = source[:line_start] + _STAND_IN.lstrip("\n") + source[line_start:]
+    return source + getattrs
