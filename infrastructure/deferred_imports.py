@@ -1,9 +1,9 @@
-"""Imports of a dependency that no function uses, made lazy in the Lambda package.
+"""Imports of the dependencies that no function uses, made lazy in the Lambda package.
 
-The package build (infrastructure/packaging.py) rewrites these lines of the installed minio, so
-that a cold start no longer pays for them; every name still works, imported on first use.
-Each line must be found exactly as written: a minio release that moves one fails the build, to
-be looked at, rather than quietly paying the import again. docs/BENCHMARKS.md has the figures.
+The package build (infrastructure/packaging.py) rewrites these lines of the installed minio and
+urllib3, so that a cold start no longer pays for them; every name still works, imported on first
+use. Each line must be found exactly as written: a release that moves one fails the build, to be
+looked at, rather than quietly paying the import again. docs/BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ class DeferralError(RuntimeError):
 
 
 class Deferral(NamedTuple):
-    """In `file`, the import `statement` of `names` from `module`, made lazy: through the
-    package's `__getattr__` (names other modules read) or a stand-in (names its own code uses)."""
+    """In `file`, the import `statement` of `names` from `module` (no names: `import <module>`,
+    which binds its top-level package), made lazy: through the package's `__getattr__` (names
+    other modules read) or a stand-in (names the file's own code uses)."""
 
     file: Path
     statement: str
@@ -89,8 +90,50 @@ CLIENT_CLASSES: Final = tuple(
 )
 """Classes of the client's bucket-configuration, object-lock, select and bulk-delete APIs, which
 no function calls: their modules define 52 of minio's 73 dataclasses, and a dataclass costs
-~0.6 ms to create on python3.12. Each name in minio/api.py becomes a stand-in that imports the
-class when first called, read or checked with `isinstance`, then puts the class in its place."""
+~0.6 ms to create on python3.12. Each name in minio/api.py becomes a stand-in
+(`_ImportedOnFirstUse`) that imports the class when first called, read or checked with
+`isinstance`, then puts the class in its place."""
+
+URLLIB3_HTTP2: Final = (
+    Deferral(
+        Path("urllib3") / "http2" / "__init__.py",
+        "from importlib.metadata import version\n",
+        "importlib.metadata",
+        ("version",),
+        "stand_in",
+    ),
+)
+"""urllib3 imports its HTTP/2 module with its connections, and that module imports
+`importlib.metadata` (and with it zipfile and csv) at the top, to read h2's version when HTTP/2
+is switched on, which nothing in Sluice does."""
+
+WRAPT_IMPORTER: Final = (
+    Deferral(
+        Path("wrapt") / "importer.py",
+        "import importlib.metadata\n",
+        "importlib.metadata",
+        (),
+        "stand_in",
+    ),
+)
+"""wrapt (the X-Ray SDK's, so every function's) imports `importlib.metadata` at the top of its
+post-import hooks module, to read entry points when asked to discover hooks, which nothing
+does here. Both this and URLLIB3_HTTP2 must go for the import to leave the cold start."""
+
+ASYNCIO: Final = (
+    Deferral(Path("wrapt") / "synchronization.py", "import asyncio\n", "asyncio", (), "stand_in"),
+    Deferral(
+        Path("aws_lambda_powertools") / "utilities" / "batch" / "base.py",
+        "import asyncio\n",
+        "asyncio",
+        (),
+        "stand_in",
+    ),
+)
+"""asyncio (~10 ms): wrapt's `synchronized` decorator and Powertools' async batch processor
+import it at the top for their coroutine paths; Sluice's handlers are synchronous."""
+
+DEFERRALS: Final = (*PACKAGE_NAMES, *CLIENT_CLASSES, *URLLIB3_HTTP2, *WRAPT_IMPORTER, *ASYNCIO)
 
 _MODULE_GETATTR: Final = """
 def __getattr__(name):  # added by Sluice's packaging (infrastructure/deferred_imports.py)
@@ -103,7 +146,8 @@ def __getattr__(name):  # added by Sluice's packaging (infrastructure/deferred_i
 
 _STAND_IN: Final = '''
 class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferred_imports.py)
-    """A class imported when first called, read or checked with isinstance."""
+    """`name` of `module` (None: `import module`), imported when first called, read or checked
+    with isinstance."""
 
     def __init__(self, module, name):
         self._module = module
@@ -111,10 +155,16 @@ class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferr
 
     def _load(self):
         import importlib
+        import sys
 
-        cls = getattr(importlib.import_module(self._module, __package__), self._name)
-        globals()[self._name] = cls  # from now on the module's own name is the class
-        return cls
+        module = importlib.import_module(self._module, __package__)
+        if self._name is None:  # `import a.b` binds `a`
+            bound = self._module.partition(".")[0]
+            found = sys.modules[bound]
+        else:
+            bound, found = self._name, getattr(module, self._name)
+        globals()[bound] = found  # from now on the module's own name is the real thing
+        return found
 
     def __call__(self, *args, **kwargs):
         return self._load()(*args, **kwargs)
@@ -128,7 +178,7 @@ class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferr
         return isinstance(instance, self._load())
 
     def __repr__(self):
-        return f"<{self._name} from {self._module}, imported on first use>"
+        return f"<{self._name or 'module'} {self._module}, imported on first use>"
 
 '''
 
@@ -136,7 +186,7 @@ class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferr
 def defer_unused_imports(tree: Path) -> list[Path]:
     """Rewrite every deferral in the installed `tree`; returns the files rewritten."""
     by_file: dict[Path, list[Deferral]] = {}
-    for deferral in (*PACKAGE_NAMES, *CLIENT_CLASSES):
+    for deferral in DEFERRALS:
         by_file.setdefault(deferral.file, []).append(deferral)
     for relative, deferrals in by_file.items():
         path = tree / relative
@@ -162,6 +212,9 @@ def _rewrite(source: str, deferrals: list[Deferral]) -> str:
             stand_ins = "".join(
                 f"{name} = _ImportedOnFirstUse({deferral.module!r}, {name!r})\n"
                 for name in deferral.names
+            ) or (
+                f"{deferral.module.partition('.')[0]} = "
+                f"_ImportedOnFirstUse({deferral.module!r}, None)\n"
             )
             source = source.replace(deferral.statement, stand_ins)
         else:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from infrastructure.tunables import PayloadSchemaRule, TunablesError
 
@@ -57,8 +56,7 @@ class PayloadTableError(TunablesError):
     """A payload schema uses an Avro construct the tables cannot type; names the field."""
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
+class Column(NamedTuple):
     name: str
     glue_type: str
     avro: Any
@@ -66,8 +64,7 @@ class Column:
     comment: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class PayloadTable:
+class PayloadTable(NamedTuple):
     name: str
     prefix: str
     """The landing key prefix whose files fill the table."""

@@ -165,7 +165,7 @@ class _Redrive:
             invoke=self._invoke,
             staging_bucket=STAGING,
             dlq_url=dlq_url,
-            tunables=dataclasses.replace(tunables.redrive, jitter_seconds=0),
+            tunables=tunables.redrive._replace(jitter_seconds=0),
             destination_buffer_seconds=tunables.firehose.destination_buffer_seconds,
             file_extension=EXTENSION,
             clock=lambda: self.now,

@@ -179,7 +179,7 @@ def redrive_now(
         overrides["limit_per_run"] = limit
     if min_age is not None:
         overrides["min_age_seconds"] = int(min_age)
-    deps = dataclasses.replace(deps, tunables=dataclasses.replace(deps.tunables, **overrides))
+    deps = dataclasses.replace(deps, tunables=deps.tunables._replace(**overrides))
     return RedriveOutcome(redrive(deps, dry_run=dry_run), dry_run)
 
 

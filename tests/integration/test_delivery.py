@@ -959,7 +959,7 @@ def run_redrive(
     changes: dict[str, Any] = {"invoke": invoke, "sleep": lambda _: None}
     if healthy is not None:
         changes["minio_healthy"] = lambda: healthy
-    tunables = dataclasses.replace(deps.redrive.tunables, min_age_seconds=0)
+    tunables = deps.redrive.tunables._replace(min_age_seconds=0)
     patched = dataclasses.replace(
         deps, redrive=dataclasses.replace(deps.redrive, tunables=tunables, **changes)
     )

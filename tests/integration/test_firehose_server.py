@@ -25,7 +25,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,7 +91,7 @@ def tunables(**overrides: Any) -> FirehoseTunables:
         "destination_buffer_bytes": 10_000_000,
         "destination_buffer_seconds": 900,
     }
-    return replace(load_tunables().firehose, **(quiet | overrides))
+    return load_tunables().firehose._replace(**(quiet | overrides))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ cold start, each still working when first used."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -10,20 +11,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import minio
 import pytest
 
 from infrastructure.deferred_imports import (
+    ASYNCIO,
     CLIENT_CLASSES,
+    DEFERRALS,
     PACKAGE_NAMES,
+    URLLIB3_HTTP2,
+    WRAPT_IMPORTER,
     Deferral,
     DeferralError,
     defer_unused_imports,
 )
 
-DEFERRED_MODULES = sorted(
-    f"minio{d.module}" for d in (*PACKAGE_NAMES, *CLIENT_CLASSES) if d.module.startswith(".")
-)
+EVENTS = Path(__file__).parent.parent / "events"
+DEFERRED_MODULES = sorted(f"minio{d.module}" for d in (*PACKAGE_NAMES, *CLIENT_CLASSES))
 
 ADMIN_CHECK = """
 import sys
@@ -65,15 +68,20 @@ print(json.dumps({
 """
 
 
-def installed_minio_copy(tree: Path) -> Path:
-    """The installed minio package copied into `tree`, as the package build installs it."""
-    shutil.copytree(Path(minio.__file__).parent, tree / "minio")
+REWRITTEN_PACKAGES = sorted({deferral.file.parts[0] for deferral in DEFERRALS})
+
+
+def installed_copy(tree: Path) -> Path:
+    """The installed packages the build rewrites, copied into `tree` as the build installs them."""
+    for name in REWRITTEN_PACKAGES:
+        package = importlib.import_module(name)
+        shutil.copytree(Path(str(package.__file__)).parent, tree / name)
     return tree
 
 
-def run_in(tree: Path, script: str) -> str:
+def run_in(tree: Path, script: str, *args: str) -> str:
     done = subprocess.run(  # noqa: S603  # this interpreter, a fixed script
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=True,
@@ -87,7 +95,7 @@ def test_minio_imports_without_its_admin_api_which_still_loads_on_first_use(
     tmp_path: Path,
 ) -> None:
     # GIVEN the installed minio in a package tree, its imports deferred
-    tree = installed_minio_copy(tmp_path)
+    tree = installed_copy(tmp_path)
     defer_unused_imports(tree)
 
     # WHEN a fresh interpreter imports minio from that tree, then asks for MinioAdmin
@@ -106,7 +114,7 @@ def test_minio_imports_without_its_admin_api_which_still_loads_on_first_use(
 
 def test_the_clients_unused_classes_load_on_first_call_read_or_isinstance(tmp_path: Path) -> None:
     # GIVEN the installed minio in a package tree, its imports deferred
-    tree = installed_minio_copy(tmp_path)
+    tree = installed_copy(tmp_path)
     defer_unused_imports(tree)
 
     # WHEN a fresh interpreter imports minio, then uses some of the deferred classes
@@ -127,7 +135,7 @@ def test_the_clients_unused_classes_load_on_first_call_read_or_isinstance(tmp_pa
 
 def test_every_deferred_name_is_gone_from_the_import_and_made_lazy(tmp_path: Path) -> None:
     # GIVEN the installed minio, its imports deferred
-    tree = installed_minio_copy(tmp_path)
+    tree = installed_copy(tmp_path)
     defer_unused_imports(tree)
     api = (tree / "minio" / "api.py").read_text()
     init = (tree / "minio" / "__init__.py").read_text()
@@ -143,14 +151,12 @@ def test_every_deferred_name_is_gone_from_the_import_and_made_lazy(tmp_path: Pat
     compile(api, "api.py", "exec")
 
 
-@pytest.mark.parametrize(
-    "deferral", [*PACKAGE_NAMES, *CLIENT_CLASSES], ids=lambda d: f"{d.file}:{d.names[0]}"
-)
-def test_a_minio_whose_deferred_import_moved_fails_the_build(
+@pytest.mark.parametrize("deferral", DEFERRALS, ids=lambda d: f"{d.file}:{d.module}")
+def test_a_release_whose_deferred_import_moved_fails_the_build(
     tmp_path: Path, deferral: Deferral
 ) -> None:
-    # GIVEN a minio release in which one deferred import is no longer written as expected
-    source = installed_minio_copy(tmp_path) / deferral.file
+    # GIVEN a release in which one deferred import is no longer written as expected
+    source = installed_copy(tmp_path) / deferral.file
     source.write_text(source.read_text().replace(deferral.statement, "# moved\n"))
 
     # WHEN the package build defers its imports, THEN it stops, naming the file and the line
@@ -160,17 +166,119 @@ def test_a_minio_whose_deferred_import_moved_fails_the_build(
     assert repr(first_line) in str(raised.value)
 
 
-def test_the_installers_cache_linked_into_the_tree_is_left_as_it_was(tmp_path: Path) -> None:
-    # GIVEN a tree whose minio files are hard links to an installer's cache, as uv installs
-    cache = installed_minio_copy(tmp_path / "cache")
-    tree = tmp_path / "tree"
-    shutil.copytree(cache / "minio", tree / "minio", copy_function=os.link)
-    cached = {name: (cache / "minio" / name).read_bytes() for name in ("__init__.py", "api.py")}
+HTTP2_CHECK = """
+import json, sys
+import urllib3
+import wrapt
+from urllib3 import http2
+loaded_at_import = "importlib.metadata" in sys.modules
+try:
+    http2.inject_into_urllib3()  # reads h2's version first: h2 is not installed here
+except Exception as err:
+    failed = type(err).__name__
+print(json.dumps({"loaded_at_import": loaded_at_import, "failed": failed,
+                  "version": http2.version.__module__}))
+"""
 
-    # WHEN the package build defers minio's imports in the tree
+
+def test_urllib3_imports_without_importlib_metadata_until_http2_asks_for_a_version(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the installed urllib3 in a package tree, its imports deferred
+    tree = installed_copy(tmp_path)
+    defer_unused_imports(tree)
+
+    # WHEN a fresh interpreter imports urllib3, then switches HTTP/2 on (h2 is not installed)
+    seen = json.loads(run_in(tree, HTTP2_CHECK))
+
+    # THEN importlib.metadata waited for that call, which then asked it for h2's version
+    assert seen == {
+        "loaded_at_import": False,
+        "failed": "PackageNotFoundError",
+        "version": "importlib.metadata",
+    }
+    assert URLLIB3_HTTP2[0].statement not in (tree / URLLIB3_HTTP2[0].file).read_text()
+
+
+WRAPT_CHECK = """
+import json, sys
+import urllib3, wrapt
+from wrapt import importer
+loaded_at_import = "importlib.metadata" in sys.modules
+importer.discover_post_import_hooks("sluice.no-such-group")  # reads entry points
+print(json.dumps({"loaded_at_import": loaded_at_import,
+                  "loaded_after": "importlib.metadata" in sys.modules,
+                  "replaced": importer.importlib is sys.modules["importlib"]}))
+"""
+
+
+def test_wrapt_and_urllib3_import_without_importlib_metadata_until_hooks_are_discovered(
+    tmp_path: Path,
+) -> None:
+    # GIVEN wrapt and urllib3 in a package tree, their imports deferred
+    tree = installed_copy(tmp_path)
+    defer_unused_imports(tree)
+
+    # WHEN a fresh interpreter imports both, then asks wrapt to discover post-import hooks
+    seen = json.loads(run_in(tree, WRAPT_CHECK))
+
+    # THEN importlib.metadata waited for that call, and the module's name is the real package
+    assert seen == {"loaded_at_import": False, "loaded_after": True, "replaced": True}
+    assert WRAPT_IMPORTER[0].statement not in (tree / WRAPT_IMPORTER[0].file).read_text()
+
+
+ASYNC_CHECK = """
+import json, sys
+import wrapt
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor, EventType, async_process_partial_response)
+loaded_at_import = "asyncio" in sys.modules
+
+@wrapt.synchronized
+async def double(body):  # wrapt's lock for a coroutine is an asyncio.Lock
+    return body * 2
+
+async def handle(record):
+    assert await double(record.body) == record.body * 2
+
+event = json.load(open(sys.argv[1]))
+response = async_process_partial_response(
+    event=event, record_handler=handle, processor=AsyncBatchProcessor(EventType.SQS), context=None)
+print(json.dumps({"loaded_at_import": loaded_at_import, "response": response,
+                  "records": len(event["Records"])}))
+"""
+
+
+def test_asyncio_waits_for_the_first_coroutine_and_then_works_as_before(tmp_path: Path) -> None:
+    # GIVEN wrapt and Powertools in a package tree, their imports deferred
+    tree = installed_copy(tmp_path)
+    defer_unused_imports(tree)
+
+    # WHEN a fresh interpreter imports both, then runs a real SQS event through Powertools'
+    # async batch processor, each record through a coroutine wrapt synchronizes
+    seen = json.loads(run_in(tree, ASYNC_CHECK, str(EVENTS / "sqs_event.json")))
+
+    # THEN asyncio was not imported until then, and every record was processed
+    assert seen["loaded_at_import"] is False
+    assert seen["records"] > 0
+    assert seen["response"] == {"batchItemFailures": []}
+    for deferral in ASYNCIO:
+        assert deferral.statement not in (tree / deferral.file).read_text()
+
+
+def test_the_installers_cache_linked_into_the_tree_is_left_as_it_was(tmp_path: Path) -> None:
+    # GIVEN a tree whose files are hard links to an installer's cache, as uv installs
+    cache = installed_copy(tmp_path / "cache")
+    tree = tmp_path / "tree"
+    for package in REWRITTEN_PACKAGES:
+        shutil.copytree(cache / package, tree / package, copy_function=os.link)
+    files = sorted({deferral.file for deferral in DEFERRALS})
+    cached = {file: (cache / file).read_bytes() for file in files}
+
+    # WHEN the package build defers the imports in the tree
     defer_unused_imports(tree)
 
     # THEN the tree's copies changed and the cache's did not
-    for name, before in cached.items():
-        assert (tree / "minio" / name).read_bytes() != before
-        assert (cache / "minio" / name).read_bytes() == before
+    for file, before in cached.items():
+        assert (tree / file).read_bytes() != before
+        assert (cache / file).read_bytes() == before

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,7 @@ def test_no_rules_checks_nothing() -> None:
     [
         ([order_rule(), order_rule()], "twice"),
         ([order_rule(fmt="xml")], "format"),
-        ([replace(order_rule(fmt="csv"), invalid="quarantine")], "csv type reports"),
+        ([order_rule(fmt="csv")._replace(invalid="quarantine")], "csv type reports"),
         ([PayloadSchemaRule("x/", "payloads/none.avsc", "json", "x")], "cannot load"),
     ],
     ids=["duplicate-prefix", "unknown-format", "csv-quarantine", "missing-file"],
@@ -161,8 +160,8 @@ def test_a_type_that_reports_invalid_records_holds_nothing_back() -> None:
     schemas = payload_schemas.load(
         [
             order_rule("orders/"),
-            replace(order_rule("orders/csv/", "csv"), table="csv_orders"),
-            replace(order_rule("orders/lenient/", "json"), table="lenient", invalid="report"),
+            order_rule("orders/csv/", "csv")._replace(table="csv_orders"),
+            order_rule("orders/lenient/", "json")._replace(table="lenient", invalid="report"),
         ]
     )
     # WHEN a key of each is looked up THEN only the ndjson type checks (and holds back) bodies

@@ -23,7 +23,7 @@ import copy
 import json
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -335,7 +335,7 @@ def test_a_message_for_a_settled_window_is_deleted(rd: Redrive, state: WindowSta
 
 def test_redrives_are_counted_and_past_max_redrives_the_window_is_parked(rd: Redrive) -> None:
     # GIVEN a window whose deliveries keep failing, with at most 2 redrives allowed
-    rd.tunables = replace(TUNABLES, max_redrives=2)
+    rd.tunables = TUNABLES._replace(max_redrives=2)
     key = hour_ago_key(rd.clock, 1)
     window_id = wid(key)
 
@@ -381,7 +381,7 @@ def test_failures_of_the_environment_never_count_toward_parking(
     rd: Redrive, error: dict[str, str]
 ) -> None:
     # GIVEN a window failing for the environment, again and again, past max_redrives
-    rd.tunables = replace(TUNABLES, max_redrives=2)
+    rd.tunables = TUNABLES._replace(max_redrives=2)
     key = hour_ago_key(rd.clock, 1)
     for _ in range(4):
         rd.sqs.send_message(
@@ -401,7 +401,7 @@ def test_an_event_that_expired_before_delivery_ran_never_counts_toward_parking(
 ) -> None:
     # GIVEN a window whose events keep expiring in Lambda's queue behind a backlog: on-failure
     # records with no response (delivery never ran them), past max_redrives
-    rd.tunables = replace(TUNABLES, max_redrives=2)
+    rd.tunables = TUNABLES._replace(max_redrives=2)
     key = hour_ago_key(rd.clock, 1)
     for _ in range(4):
         record = on_failure_record(key)
@@ -418,7 +418,7 @@ def test_an_event_that_expired_before_delivery_ran_never_counts_toward_parking(
 
 def test_the_message_of_a_window_parked_by_redrive_is_deleted(rd: Redrive) -> None:
     # GIVEN a window already redriven max_redrives times, and its next failure in the DLQ
-    rd.tunables = replace(TUNABLES, max_redrives=1)
+    rd.tunables = TUNABLES._replace(max_redrives=1)
     key = hour_ago_key(rd.clock, 1)
     rd.ledger.record_redrive(wid(key), key)
     rd.fail(key)
@@ -563,7 +563,7 @@ def test_a_window_claimed_too_long_is_invoked(rd: Redrive, claimed_ago: int, inv
 
 def test_a_stale_window_past_max_redrives_is_parked_by_the_sweep(rd: Redrive) -> None:
     # GIVEN a window CLAIMED long ago that redrive already re-invoked max_redrives times
-    rd.tunables = replace(TUNABLES, max_redrives=1)
+    rd.tunables = TUNABLES._replace(max_redrives=1)
     key = rd.stage(age_seconds=3 * HOUR)
     window_id = rd.claimed(key, seconds_ago=2 * HOUR)
     rd.clock.now -= 2 * HOUR  # redriven back then: the claim has not been touched since
@@ -584,7 +584,7 @@ def test_a_stale_window_past_max_redrives_is_parked_by_the_sweep(rd: Redrive) ->
 def test_a_window_waiting_behind_a_backlog_is_invoked_again_but_never_parked(rd: Redrive) -> None:
     # GIVEN a staged window no delivery attempt has begun on (its invocations wait in Lambda's
     # queue behind an outage's backlog), and parking after one counted redrive
-    rd.tunables = replace(TUNABLES, max_redrives=1)
+    rd.tunables = TUNABLES._replace(max_redrives=1)
     key = rd.stage(age_seconds=3 * HOUR)
     # WHEN redrive runs three times, the window going stale between runs
     for _ in range(3):
@@ -682,7 +682,7 @@ def test_a_warm_sweep_reads_only_the_records_of_windows_not_yet_settled(rd: Redr
 
 def test_limit_per_run_bounds_invocations_across_dlq_and_sweep(rd: Redrive) -> None:
     # GIVEN a limit of 3, two failed deliveries in the DLQ and three old unrecorded windows
-    rd.tunables = replace(TUNABLES, limit_per_run=3)
+    rd.tunables = TUNABLES._replace(limit_per_run=3)
     failed = [rd.fail(hour_ago_key(rd.clock, n)) for n in range(2)]
     staged = [rd.stage(age_seconds=age) for age in (1 * HOUR, 2 * HOUR, 3 * HOUR)]
 
@@ -705,7 +705,7 @@ def test_limit_per_run_bounds_invocations_across_dlq_and_sweep(rd: Redrive) -> N
 
 def test_limit_per_run_bounds_the_dlq_drain(rd: Redrive) -> None:
     # GIVEN a limit of 3 and four failed deliveries in the DLQ
-    rd.tunables = replace(TUNABLES, limit_per_run=3)
+    rd.tunables = TUNABLES._replace(limit_per_run=3)
     for n in range(4):
         rd.fail(hour_ago_key(rd.clock, n))
 

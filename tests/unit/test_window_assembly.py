@@ -16,7 +16,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,7 +109,7 @@ def firehose_tunables(**overrides: Any) -> FirehoseTunables:
         "destination_buffer_bytes": 10_000,
         "destination_buffer_seconds": 60,
     }
-    return replace(load_tunables().firehose, **(small | overrides))
+    return load_tunables().firehose._replace(**(small | overrides))
 
 
 def assembler(

@@ -165,7 +165,7 @@ def _scaled(tunables: FirehoseTunables, time_scale: float) -> FirehoseTunables:
         "processor_buffer_seconds": tunables.processor_buffer_seconds / time_scale,
         "destination_buffer_seconds": tunables.destination_buffer_seconds / time_scale,
     }
-    return dataclasses.replace(tunables, **changes)
+    return tunables._replace(**changes)
 
 
 # -- the server --------------------------------------------------------------------------------

@@ -110,12 +110,11 @@ def local_tunables(buffer_seconds: int | None, tunables_file: Path | None = None
     tunables = parse_tunables(read_tunables_document(tunables_file), PROFILE)
     if buffer_seconds is None:
         return tunables
-    firehose = dataclasses.replace(
-        tunables.firehose,
+    firehose = tunables.firehose._replace(
         destination_buffer_seconds=buffer_seconds,
         processor_buffer_seconds=min(tunables.firehose.processor_buffer_seconds, buffer_seconds),
     )
-    return dataclasses.replace(tunables, firehose=firehose)
+    return tunables._replace(firehose=firehose)
 
 
 class LocalStack:
