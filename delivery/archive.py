@@ -35,7 +35,6 @@ import re
 import tarfile
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple, Protocol
 
@@ -85,8 +84,7 @@ class ArchiveFile(NamedTuple):
     the versions of one key across archives. None where the event carried none (a replay)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Exclusion:
+class Exclusion(NamedTuple):
     """A file of the window that the archive does not hold, and why."""
 
     file_id: str

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NamedTuple
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -272,8 +272,7 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
     return report
 
 
-@dataclass(frozen=True)
-class _Window:
+class _Window(NamedTuple):
     name: WindowName
     staged_key: str
     staging_bucket: str
@@ -295,8 +294,7 @@ class _BuiltPart:
     earlier)."""
 
 
-@dataclass(frozen=True)
-class _Bodies:
+class _Bodies(NamedTuple):
     """The window's inline bodies, for the archives' pass and the tables' (one reader can
     serve both: it reads by place)."""
 
@@ -766,7 +764,7 @@ def _copy_to_final(deps: DeliveryDeps, part: PartRecord, key: str) -> PartRecord
             key=key,
             attempts=1,
         )
-    return replace(part, minio_key=key, minio_version=stat.version_id, etag=str(stat.etag))
+    return part._replace(minio_key=key, minio_version=stat.version_id, etag=str(stat.etag))
 
 
 def _remove_incoming(deps: DeliveryDeps, window_id: str) -> None:

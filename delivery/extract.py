@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, NamedTuple
 
 import urllib3
 from minio import Minio
@@ -161,8 +161,7 @@ def extract(
     return summary
 
 
-@dataclass(frozen=True)
-class _Run:
+class _Run(NamedTuple):
     client: Minio
     bucket: str
     root: Path
@@ -365,8 +364,7 @@ def verify_part_archive(
     return staged
 
 
-@dataclass(frozen=True)
-class _PartCheck:
+class _PartCheck(NamedTuple):
     where: str
     manifest: WindowManifest
     part: PartRef

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 from delivery.commit import WINDOW_MANIFEST_FORMAT
@@ -40,8 +39,7 @@ class UnsafePath(ValueError):
     """A path that would be written outside the output folder, or is no plain relative path."""
 
 
-@dataclass(frozen=True, slots=True)
-class PartRef:
+class PartRef(NamedTuple):
     part: int
     key: str
     sha256: str
@@ -50,8 +48,7 @@ class PartRef:
     file_count: int
 
 
-@dataclass(frozen=True, slots=True)
-class FileRef:
+class FileRef(NamedTuple):
     """One archived version of a landing key, as its window manifest lists it."""
 
     window_id: str
@@ -66,8 +63,7 @@ class FileRef:
     sequencer: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class WindowManifest:
+class WindowManifest(NamedTuple):
     manifest_key: str
     window_id: str
     staged_key: str
@@ -76,8 +72,7 @@ class WindowManifest:
     excluded: int
 
 
-@dataclass(frozen=True, slots=True)
-class Selection:
+class Selection(NamedTuple):
     chosen: tuple[FileRef, ...]
     """What to write: by key (code point order), each key's versions oldest first."""
     older_skipped: int

@@ -16,9 +16,8 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 from minio import Minio
 from minio.error import S3Error
@@ -38,8 +37,7 @@ class MinioCaller(Protocol):
     def call(self, fn: Callable[[Minio, Any], T]) -> T: ...
 
 
-@dataclass(frozen=True)
-class Hour:
+class Hour(NamedTuple):
     dt: str
     """YYYY-MM-DD"""
     hour: str

@@ -20,9 +20,8 @@ never reads as files missing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -39,8 +38,7 @@ MAX_LISTED_PROBLEMS: Final = 1000
 """Problem files written to the result; the counts are always whole."""
 
 
-@dataclass(frozen=True)
-class HourlyOutcome:
+class HourlyOutcome(NamedTuple):
     hour_start: datetime
     result_key: str
     ran: bool

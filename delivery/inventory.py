@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
@@ -63,8 +63,7 @@ class InventoryError(RuntimeError):
     """A report could not be read or is not what S3 Inventory writes; the message names the key."""
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """One report's manifest.json."""
 
     manifest_key: str
@@ -73,8 +72,7 @@ class Report:
     fields: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Cursor:
+class Cursor(NamedTuple):
     """Where the check stands: the report being read and the next data file, and the landing
     time up to which versions were checked. `waiting_since_ms`: when the check first ran, the
     age reported while no report has ever arrived."""
@@ -180,8 +178,7 @@ def _lag_seconds(cursor: Cursor, now_ms: int) -> float:
 # ---------------------------------------------------------------- the report
 
 
-@dataclass(frozen=True)
-class InventoryRow:
+class InventoryRow(NamedTuple):
     key: str
     version_id: str
     delete_marker: bool

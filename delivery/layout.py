@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 _PARTITION: Final = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/")
 
@@ -24,8 +23,7 @@ class WindowKeyError(ValueError):
     """The staged key is not a window Firehose wrote under buffers/."""
 
 
-@dataclass(frozen=True)
-class WindowName:
+class WindowName(NamedTuple):
     window_id: str
     dt: str
     hour: str

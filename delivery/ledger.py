@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -129,8 +129,7 @@ class WindowState(StrEnum):
     PARKED = "PARKED"
 
 
-@dataclass(frozen=True)
-class PartRecord:
+class PartRecord(NamedTuple):
     """One verified archive part, as uploaded to MinIO."""
 
     part: int
@@ -557,7 +556,7 @@ class Ledger:
                 ConditionExpression="attribute_exists(verified_parts)",
                 ExpressionAttributeNames={"#part": str(part.part)},
                 ExpressionAttributeValues={
-                    ":part": _serializer.serialize(asdict(part)),
+                    ":part": _serializer.serialize(part._asdict()),
                     ":now": {"N": str(int(self._clock() * 1000))},
                 },
             )
@@ -695,7 +694,7 @@ class Ledger:
             values={
                 **states,
                 ":delivered": {"S": WindowState.DELIVERED},
-                ":parts": _serializer.serialize([asdict(part) for part in parts]),
+                ":parts": _serializer.serialize([part._asdict() for part in parts]),
                 ":count": {"N": str(file_count)},
                 ":latency": _serializer.serialize(latency.to_item()),
                 ":dups": {"N": str(duplicates)},
@@ -1093,7 +1092,7 @@ def _same_bytes(recorded: Sequence[PartRecord], parts: Sequence[PartRecord]) -> 
 
     def content(part: PartRecord) -> PartRecord:
         etag = "" if part.check == "read-back" else part.etag
-        return replace(part, minio_version=None, etag=etag)
+        return part._replace(minio_version=None, etag=etag)
 
     return [content(p) for p in recorded] == [content(p) for p in parts]
 

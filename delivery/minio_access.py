@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 import urllib3
 from aws_lambda_powertools import Logger
@@ -184,8 +184,7 @@ def _ca_bundle_from(value: str | Path | None) -> str | None:
     return raw
 
 
-@dataclass(frozen=True)
-class _Clients:
+class _Clients(NamedTuple):
     settings: MinioSettings
     source: object
     """The secret value these clients were built from (Powertools returns the cached object)."""

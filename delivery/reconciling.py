@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -79,8 +79,7 @@ class TooManyVersions(ReconcileError):
     """The landing bucket holds more versions than the caller allowed listing."""
 
 
-@dataclass(frozen=True)
-class IngestIndex:
+class IngestIndex(NamedTuple):
     """The files the forwarder recorded as landed, read an hour at a time from the idempotency
     table's index `landed-hour` (transform.idempotency). Replays are not in it."""
 
@@ -126,8 +125,7 @@ class IngestIndex:
             yield from page.get("Items", [])
 
 
-@dataclass(frozen=True)
-class ReconcileSources:
+class ReconcileSources(NamedTuple):
     """Where each kind of evidence is read from (the same adapters in AWS and locally)."""
 
     landing: S3Client
@@ -142,8 +140,7 @@ class ReconcileSources:
     """Where what landed is read from; None: the landing bucket's listing of every version."""
 
 
-@dataclass(frozen=True)
-class LandedVersion:
+class LandedVersion(NamedTuple):
     key: str
     version_id: str
     size: int
@@ -152,8 +149,7 @@ class LandedVersion:
     file_id: str
 
 
-@dataclass(frozen=True)
-class Placement:
+class Placement(NamedTuple):
     """A file as one archive part's manifest lists it."""
 
     file_id: str
@@ -166,8 +162,7 @@ class Placement:
     check: str
 
 
-@dataclass(frozen=True)
-class ManifestExclusion:
+class ManifestExclusion(NamedTuple):
     window_id: str
     archive: str
     reason: str
@@ -213,8 +208,7 @@ class ManifestIndex:
             )
 
 
-@dataclass(frozen=True)
-class FileReport:
+class FileReport(NamedTuple):
     key: str
     version_id: str
     file_id: str
@@ -243,8 +237,7 @@ class FileReport:
         }
 
 
-@dataclass(frozen=True)
-class ReconcileReport:
+class ReconcileReport(NamedTuple):
     since: datetime
     until: datetime
     files: tuple[FileReport, ...]

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from delivery.ledger import LEDGER_KEY, LEDGER_TTL_ATTRIBUTE
 
@@ -32,8 +31,7 @@ LAST_PROBE_KEY: Final = "REDRIVE#last-probe"
 RUN_COUNTS: Final = ("dlq_redriven", "environment_redriven", "reinvoked", "parked")
 
 
-@dataclass(frozen=True)
-class RedriveDay:
+class RedriveDay(NamedTuple):
     """A day of redrive's runs."""
 
     day: date

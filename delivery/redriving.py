@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
@@ -175,8 +175,7 @@ def staged_event(bucket: str, key: str) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(NamedTuple):
     """What a run measures before its work, to be published even if the work never ends."""
 
     minio_healthy: bool

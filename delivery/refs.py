@@ -20,8 +20,7 @@ import io
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -50,8 +49,7 @@ READ_RETRY_SECONDS: Final = 1.0
 MAX_DETAIL_CHARS: Final = 500
 
 
-@dataclass(frozen=True, slots=True)
-class RefDigest:
+class RefDigest(NamedTuple):
     sha256: str
     check: str
     """`s3-checksum-sha256` when S3's stored full-object checksum matched too, else

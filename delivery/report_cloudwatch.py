@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from delivery.reporting import figure, unknown
 
@@ -32,8 +31,7 @@ DUPLICATE_METRICS: Final = ("DuplicateEvents", "DuplicatesInBatch")
 NO_METRICS_LOCALLY: Final = "the local stack publishes no CloudWatch metrics"
 
 
-@dataclass(frozen=True)
-class CloudWatchOperations:
+class CloudWatchOperations(NamedTuple):
     """Reads CloudWatch through `cloudwatch` (a boto3 client): the same calls in AWS and
     against the local stack's moto, which has nothing to say."""
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -27,8 +26,7 @@ SNS_MESSAGE_LIMIT: Final = 256 * 1024
 """Bytes of an SNS message; a longer text is cut, saying where the whole report is."""
 
 
-@dataclass(frozen=True)
-class StoredReport:
+class StoredReport(NamedTuple):
     keys: tuple[str, ...]
     published: bool
     """False: an equal report was stored already; nothing was written or sent."""

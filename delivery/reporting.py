@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -113,8 +113,7 @@ class Operations(Protocol):
     def dlq_depths_at(self, moment: datetime) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(NamedTuple):
     deployment: str
     slo_p95_seconds: int
     slo_p999_seconds: int
@@ -125,8 +124,7 @@ class ReportSettings:
     file_extension: str
 
 
-@dataclass(frozen=True)
-class ReportSources:
+class ReportSources(NamedTuple):
     """Where each figure is read from: the same adapters in AWS, locally and in tests."""
 
     ingest: IngestIndex

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import (
@@ -77,8 +77,7 @@ class TableStoreUnavailable(TableWriteError):
     """The staging bucket kept answering with transient errors: the environment, not the window."""
 
 
-@dataclass(frozen=True)
-class Tables:
+class Tables(NamedTuple):
     """The payload types' tables and their readers, built once per cold start."""
 
     readers: tuple[RowReader, ...] = ()
@@ -121,8 +120,7 @@ class TableCounts:
         self.first_error = self.first_error or other.first_error
 
 
-@dataclass(frozen=True)
-class TableWriter:
+class TableWriter(NamedTuple):
     """Where a window's table objects go, and how hard to try."""
 
     tables: Tables

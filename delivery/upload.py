@@ -34,10 +34,9 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple
 
 import urllib3
 from aws_lambda_powertools import Logger
@@ -150,8 +149,7 @@ def expected_etag(part_digests: list[bytes], length: int, part_size: int) -> str
     return f"{combined}-{len(part_digests)}"
 
 
-@dataclass(frozen=True)
-class Spooled:
+class Spooled(NamedTuple):
     """A finished spool file, its length, sha256, part size and expected ETag."""
 
     path: Path
@@ -330,8 +328,7 @@ def _part_digests(path: Path, part_size: int) -> list[bytes]:
                 return digests or [hashlib.md5(b"", usedforsecurity=False).digest()]
 
 
-@dataclass(frozen=True)
-class UploadResult:
+class UploadResult(NamedTuple):
     key: str
     etag: str
     version_id: str | None
@@ -439,8 +436,7 @@ def is_transient(err: BaseException) -> bool:
     return isinstance(err, TRANSIENT_TRANSPORT_ERRORS)
 
 
-@dataclass(frozen=True)
-class _Verified:
+class _Verified(NamedTuple):
     bucket: str
     etag: str
     version_id: str | None

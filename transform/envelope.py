@@ -14,7 +14,6 @@ import json
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
 import fastavro
@@ -55,8 +54,7 @@ def file_id(bucket: str, key: str, version_id: str) -> str:
     return hashlib.sha256(f"{bucket}\0{key}\0{version_id}".encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     """What the forwarder sends for one file. Times are epoch milliseconds."""
 
     file_id: str
@@ -95,9 +93,7 @@ class Envelope:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object, omitting optional fields that are unset (Avro defaults them to null)."""
-        return {
-            name: getattr(self, name) for name in self.__slots__ if getattr(self, name) is not None
-        }
+        return {name: value for name, value in self._asdict().items() if value is not None}
 
     def encode(self) -> bytes:
         """The wire form: compact UTF-8 JSON, no trailing newline (the processor appends it)."""
@@ -143,8 +139,7 @@ def _checked(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-@dataclass(frozen=True, slots=True)
-class _FieldRule:
+class _FieldRule(NamedTuple):
     """What fastavro's `validate` accepts for one field, in the shapes this module checks
     itself: exactly `kind` (so no bool for an int), within `bounds` or among `symbols`."""
 

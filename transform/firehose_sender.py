@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
@@ -53,8 +53,7 @@ class PutRecordBatchClient(Protocol):
     ) -> Any: ...  # boto3's parameter names
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
+class OutgoingRecord(NamedTuple):
     token: str
     """The caller's name for the record (the forwarder uses the file_id)."""
     stream: str
@@ -69,8 +68,7 @@ class SendOutcome:
     calls: int = 0
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     max_attempts: int
     budget_seconds: float
     backoff_base_seconds: float

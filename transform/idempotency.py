@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -52,8 +51,7 @@ LANDED_HOUR: Final = "landed_hour"
 infrastructure/local/provision/resources.py)."""
 
 
-@dataclass(frozen=True)
-class LandedFile:
+class LandedFile(NamedTuple):
     """A landed version as the ingest index keeps it."""
 
     key: str

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import fastavro
 from fastavro.schema import SchemaParseException
@@ -32,8 +31,7 @@ class PayloadSchemaError(ValueError):
     """A body fails its payload schema; the message names the schema, line and field."""
 
 
-@dataclass(frozen=True, slots=True)
-class PayloadSchema:
+class PayloadSchema(NamedTuple):
     prefix: str
     schema: str
     """The schema's path under infrastructure/schemas/, as tunables.json names it."""
@@ -124,8 +122,7 @@ def _expected(schema: Any) -> str:
     return str(schema)
 
 
-@dataclass(frozen=True, slots=True)
-class PayloadSchemas:
+class PayloadSchemas(NamedTuple):
     rules: tuple[PayloadSchema, ...] = ()
     """Longest prefix first, so the first match is the longest."""
 

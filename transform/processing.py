@@ -10,7 +10,7 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from aws_lambda_powertools.utilities.data_classes import (
     KinesisFirehoseDataTransformationResponse,
@@ -38,8 +38,7 @@ _KIND_BY_SUFFIX: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessorConfig:
+class ProcessorConfig(NamedTuple):
     """What the processor reads once per cold start."""
 
     staging_bucket: str
@@ -53,8 +52,7 @@ def load_config(tunables: Tunables, staging_bucket: str) -> ProcessorConfig:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(NamedTuple):
     """A record answered ProcessingFailed, and the reason file to write for it."""
 
     record_id: str

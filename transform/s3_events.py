@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote_plus, unquote_plus
 
 REPLAY_MEMBER: Final = "sluiceReplay"
@@ -29,8 +28,7 @@ class MalformedMessage(ValueError):
     then lands in the ingest DLQ), so nothing is dropped unseen."""
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectCreated:
+class ObjectCreated(NamedTuple):
     bucket: str
     key: str
     """URL-decoded."""
@@ -46,8 +44,7 @@ class ObjectCreated:
     """A forced replay: delivered again under `<file_id>#r<replay_id>`, whatever was before."""
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedMessage:
+class ParsedMessage(NamedTuple):
     created: tuple[ObjectCreated, ...]
     ignored: int
     """Records that are not object creations (deletes, restores, ...)."""

@@ -368,3 +368,4 @@ def test_the_cold_start_bench_imports_every_handler_from_its_zip(
     assert figure.value > 0
     assert all(f"{module} " in figure.reference for module in modules), figure.reference
     assert not list(tmp_path.glob("task-*")), "each unpacked zip is removed after its runs"
+    assert "; interpreter: 3.12." in figure.reference, figure.reference

@@ -5,6 +5,9 @@ writes what it measured. No timings are checked: this machine's load says nothin
 from __future__ import annotations
 
 import json
+import platform
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +151,12 @@ def test_a_missing_section_fails_clearly_before_measuring(
     # WHEN it is asked for  THEN the run fails at once, naming the file, inventing nothing
     assert runner.main(["--only", "absent"]) == 2
     assert "infrastructure/bench/absent.py" in capsys.readouterr().err
+
+
+def test_a_cold_start_names_the_interpreter_version_and_build_it_was_measured_with() -> None:
+    # GIVEN this interpreter WHEN the bench describes its build
+    built = functions.interpreter_build(sys.executable)
+
+    # THEN the description names its version and the build options that change its speed
+    assert built.startswith(f"{platform.python_version()} (")
+    assert re.fullmatch(r"\S+ \((no )?PGO, (no )?LTO, (shared|static) libpython\)", built), built

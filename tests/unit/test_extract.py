@@ -5,7 +5,6 @@ the archive check, and the command line's errors. Against MinIO: tests/integrati
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -119,7 +118,7 @@ def test_a_version_without_sequencer_orders_its_key_by_event_time_then_version_i
 
 def test_a_version_delivered_twice_counts_once_and_keeps_its_sequencer() -> None:
     # GIVEN one version delivered by a forced replay (no sequencer) and originally (with one)
-    replay = dataclasses.replace(ref("k", "v1", None), window_id="w0", file_id="f#r1")
+    replay = ref("k", "v1", None)._replace(window_id="w0", file_id="f#r1")
     original = ref("k", "v1", "00AA")
     selection = select([replay, original], all_versions=True)
     assert selection.chosen == (original,)

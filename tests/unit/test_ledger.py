@@ -469,7 +469,7 @@ def test_verified_parts_are_remembered_until_the_window_is_delivered(ledger: Led
     # GIVEN a window with parts 1 and 3 verified in the incoming area
     ledger.begin("w1", "buffers/w1.json.gz", [])
     ledger.record_verified_part("w1", part())
-    ledger.record_verified_part("w1", dataclasses.replace(part(), part=3))
+    ledger.record_verified_part("w1", part()._replace(part=3))
     # WHEN it is read again (a retry, a continuation)
     record = ledger.get_window("w1")
     # THEN both are there by number; delivery clears them
@@ -576,10 +576,10 @@ def test_the_same_bytes_uploaded_again_record_the_new_version(ledger: Ledger) ->
 def test_a_kms_target_rebuild_with_a_new_etag_is_the_same_bytes(ledger: Ledger) -> None:
     # GIVEN a window delivered to an SSE-KMS target (checked by read-back; ETags are not MD5s)
     ledger.begin("w1", "buffers/w1.json.gz", [])
-    first = PartRecord(**{**part().__dict__, "check": "read-back", "etag": "kms-etag-1"})
+    first = part()._replace(check="read-back", etag="kms-etag-1")
     ledger.mark_delivered("w1", [first], file_count=3)
     # WHEN a rebuild of the same bytes gets another ETag and version
-    again = PartRecord(**{**first.__dict__, "etag": "kms-etag-2", "minio_version": "v2"})
+    again = first._replace(etag="kms-etag-2", minio_version="v2")
     ledger.mark_delivered("w1", [again], file_count=3)
     # THEN it is accepted as the same archive, and the new object is recorded
     record = ledger.get_window("w1")
@@ -592,7 +592,7 @@ def test_other_parts_on_a_delivered_window_are_refused(ledger: Ledger) -> None:
     ledger.begin("w1", "buffers/w1.json.gz", [])
     ledger.mark_delivered("w1", [part()], file_count=3)
     # WHEN something marks it delivered with different bytes, THEN that is refused
-    other = PartRecord(**{**part().__dict__, "sha256": "cd" * 32})
+    other = part()._replace(sha256="cd" * 32)
     with pytest.raises(WindowStateError, match="window w1: cannot mark DELIVERED"):
         ledger.mark_delivered("w1", [other], file_count=3)
 

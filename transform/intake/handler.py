@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -168,8 +168,7 @@ def _route(
     return 201, json.dumps(landed), headers
 
 
-@dataclass(frozen=True)
-class _Request:
+class _Request(NamedTuple):
     producer: str
     event: APIGatewayProxyEventV2
     body: bytes

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError
 
@@ -19,8 +18,7 @@ class LandingError(RuntimeError):
     """S3 refused the put; the message names the bucket and key."""
 
 
-@dataclass(frozen=True)
-class Landed:
+class Landed(NamedTuple):
     file_id: str
     bucket: str
     key: str
@@ -29,7 +27,7 @@ class Landed:
     size: int
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 def land(

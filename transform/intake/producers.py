@@ -12,8 +12,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from transform.intake.problems import Problem, unauthorized
 from transform.intake.requests import check_producer
@@ -27,8 +26,7 @@ class RegistryError(ValueError):
     """The producers secret is malformed; the message names what is wrong in it."""
 
 
-@dataclass(frozen=True)
-class Producers:
+class Producers(NamedTuple):
     by_key_sha256: Mapping[str, str]
     """sha256 hex of a key → the producer that holds it."""
 

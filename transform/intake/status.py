@@ -7,8 +7,7 @@ manifest that lists it once delivered. A file of another producer is answered as
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from delivery.layout import window_manifest_key, window_name
 from delivery.ledger import Ledger, WindowState
@@ -22,8 +21,7 @@ LANDED_PREFIX: Final = "landed#"
 """The intake's record of a file it landed, in the idempotency table, under `landed#<file_id>`."""
 
 
-@dataclass(frozen=True)
-class FileRecords:
+class FileRecords(NamedTuple):
     dynamodb: DynamoDBClient
     idempotency_table: str
     ledger: Ledger

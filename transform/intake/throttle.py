@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from transform.intake.problems import throttled
 
@@ -21,8 +20,7 @@ if TYPE_CHECKING:
 EXPIRE_AFTER_SECONDS: Final = 60
 
 
-@dataclass(frozen=True)
-class Throttle:
+class Throttle(NamedTuple):
     dynamodb: DynamoDBClient
     table: str
     clock: Callable[[], float] = lambda: time.time()  # noqa: PLW0108  # looked up at each call, so a test can fix the clock
