@@ -1,9 +1,10 @@
 """Imports of the dependencies that no function uses, made lazy in the Lambda package.
 
-The package build (infrastructure/packaging.py) rewrites these lines of the installed minio and
-urllib3, so that a cold start no longer pays for them; every name still works, imported on first
-use. Each line must be found exactly as written: a release that moves one fails the build, to be
-looked at, rather than quietly paying the import again. docs/BENCHMARKS.md has the figures.
+The package build (infrastructure/packaging.py) rewrites these lines of the installed minio,
+urllib3, wrapt, Powertools, boto3 and botocore, so that a cold start no longer pays for them;
+every name still works, imported on first use. Each line must be found exactly as written: a
+release that moves one fails the build, to be looked at, rather than quietly paying the import
+again. docs/BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -43,50 +44,50 @@ PACKAGE_NAMES: Final = (
 """Names a package exports and no function reads, made a PEP 562 module `__getattr__`: minio's
 admin API pulls pycryptodome and argon2 into `import minio`. `minio.MinioAdmin` still works."""
 
-CLIENT_CLASSES: Final = tuple(
-    Deferral(MINIO_API, statement, module, names, "stand_in")
-    for statement, module, names in (
-        (
-            "from .deleteobjects import (DeleteError, DeleteObject, DeleteRequest,\n"
-            "                            DeleteResult)\n",
-            ".deleteobjects",
-            ("DeleteError", "DeleteObject", "DeleteRequest", "DeleteResult"),
-        ),
-        ("from .legalhold import LegalHold\n", ".legalhold", ("LegalHold",)),
-        (
-            "from .lifecycleconfig import LifecycleConfig\n",
-            ".lifecycleconfig",
-            ("LifecycleConfig",),
-        ),
-        (
-            "from .notificationconfig import NotificationConfig\n",
-            ".notificationconfig",
-            ("NotificationConfig",),
-        ),
-        (
-            "from .objectlockconfig import ObjectLockConfig\n",
-            ".objectlockconfig",
-            ("ObjectLockConfig",),
-        ),
-        (
-            "from .replicationconfig import ReplicationConfig\n",
-            ".replicationconfig",
-            ("ReplicationConfig",),
-        ),
-        ("from .retention import Retention\n", ".retention", ("Retention",)),
-        (
-            "from .select import SelectObjectReader, SelectRequest\n",
-            ".select",
-            ("SelectObjectReader", "SelectRequest"),
-        ),
-        ("from .sseconfig import SSEConfig\n", ".sseconfig", ("SSEConfig",)),
-        ("from .tagging import Tagging\n", ".tagging", ("Tagging",)),
-        (
-            "from .versioningconfig import VersioningConfig\n",
-            ".versioningconfig",
-            ("VersioningConfig",),
-        ),
-    )
+
+def _stand_ins(file: Path, *imports: tuple[str, str, tuple[str, ...]]) -> tuple[Deferral, ...]:
+    """Stand-ins for the names of each (statement, module, names) import in `file`."""
+    return tuple(Deferral(file, *line, "stand_in") for line in imports)
+
+
+CLIENT_CLASSES: Final = _stand_ins(
+    MINIO_API,
+    (
+        "from .deleteobjects import (DeleteError, DeleteObject, DeleteRequest,\n"
+        "                            DeleteResult)\n",
+        ".deleteobjects",
+        ("DeleteError", "DeleteObject", "DeleteRequest", "DeleteResult"),
+    ),
+    ("from .legalhold import LegalHold\n", ".legalhold", ("LegalHold",)),
+    ("from .lifecycleconfig import LifecycleConfig\n", ".lifecycleconfig", ("LifecycleConfig",)),
+    (
+        "from .notificationconfig import NotificationConfig\n",
+        ".notificationconfig",
+        ("NotificationConfig",),
+    ),
+    (
+        "from .objectlockconfig import ObjectLockConfig\n",
+        ".objectlockconfig",
+        ("ObjectLockConfig",),
+    ),
+    (
+        "from .replicationconfig import ReplicationConfig\n",
+        ".replicationconfig",
+        ("ReplicationConfig",),
+    ),
+    ("from .retention import Retention\n", ".retention", ("Retention",)),
+    (
+        "from .select import SelectObjectReader, SelectRequest\n",
+        ".select",
+        ("SelectObjectReader", "SelectRequest"),
+    ),
+    ("from .sseconfig import SSEConfig\n", ".sseconfig", ("SSEConfig",)),
+    ("from .tagging import Tagging\n", ".tagging", ("Tagging",)),
+    (
+        "from .versioningconfig import VersioningConfig\n",
+        ".versioningconfig",
+        ("VersioningConfig",),
+    ),
 )
 """Classes of the client's bucket-configuration, object-lock, select and bulk-delete APIs, which
 no function calls: their modules define 52 of minio's 73 dataclasses, and a dataclass costs
@@ -94,46 +95,126 @@ no function calls: their modules define 52 of minio's 73 dataclasses, and a data
 (`_ImportedOnFirstUse`) that imports the class when first called, read or checked with
 `isinstance`, then puts the class in its place."""
 
-URLLIB3_HTTP2: Final = (
-    Deferral(
-        Path("urllib3") / "http2" / "__init__.py",
-        "from importlib.metadata import version\n",
-        "importlib.metadata",
-        ("version",),
-        "stand_in",
-    ),
+URLLIB3_HTTP2: Final = _stand_ins(
+    Path("urllib3") / "http2" / "__init__.py",
+    ("from importlib.metadata import version\n", "importlib.metadata", ("version",)),
 )
 """urllib3 imports its HTTP/2 module with its connections, and that module imports
 `importlib.metadata` (and with it zipfile and csv) at the top, to read h2's version when HTTP/2
 is switched on, which nothing in Sluice does."""
 
-WRAPT_IMPORTER: Final = (
-    Deferral(
-        Path("wrapt") / "importer.py",
-        "import importlib.metadata\n",
-        "importlib.metadata",
-        (),
-        "stand_in",
-    ),
+WRAPT_IMPORTER: Final = _stand_ins(
+    Path("wrapt") / "importer.py", ("import importlib.metadata\n", "importlib.metadata", ())
 )
 """wrapt (the X-Ray SDK's, so every function's) imports `importlib.metadata` at the top of its
 post-import hooks module, to read entry points when asked to discover hooks, which nothing
 does here. Both this and URLLIB3_HTTP2 must go for the import to leave the cold start."""
 
 ASYNCIO: Final = (
-    Deferral(Path("wrapt") / "synchronization.py", "import asyncio\n", "asyncio", (), "stand_in"),
-    Deferral(
+    *_stand_ins(Path("wrapt") / "synchronization.py", ("import asyncio\n", "asyncio", ())),
+    *_stand_ins(
         Path("aws_lambda_powertools") / "utilities" / "batch" / "base.py",
-        "import asyncio\n",
-        "asyncio",
-        (),
-        "stand_in",
+        ("import asyncio\n", "asyncio", ()),
     ),
 )
 """asyncio (~10 ms): wrapt's `synchronized` decorator and Powertools' async batch processor
 import it at the top for their coroutine paths; Sluice's handlers are synchronous."""
 
-DEFERRALS: Final = (*PACKAGE_NAMES, *CLIENT_CLASSES, *URLLIB3_HTTP2, *WRAPT_IMPORTER, *ASYNCIO)
+BOTOCORE_DOCS: Final = (
+    *_stand_ins(
+        Path("botocore") / "docs" / "__init__.py",
+        (
+            "from botocore.docs.service import ServiceDocumenter\n",
+            "botocore.docs.service",
+            ("ServiceDocumenter",),
+        ),
+    ),
+    *_stand_ins(
+        Path("botocore") / "docs" / "docstring.py",
+        (
+            "from botocore.docs.bcdoc.restdoc import DocumentStructure\n",
+            "botocore.docs.bcdoc.restdoc",
+            ("DocumentStructure",),
+        ),
+        (
+            "from botocore.docs.method import document_model_driven_method\n",
+            "botocore.docs.method",
+            ("document_model_driven_method",),
+        ),
+        (
+            "from botocore.docs.paginator import document_paginate_method\n",
+            "botocore.docs.paginator",
+            ("document_paginate_method",),
+        ),
+        (
+            "from botocore.docs.waiter import document_wait_method\n",
+            "botocore.docs.waiter",
+            ("document_wait_method",),
+        ),
+    ),
+)
+"""botocore's API documentation writer (its service, method and shape documenters, an HTML
+parser among them): every client method gets a docstring that renders itself when read, and the
+writer is imported at `import botocore.client` although only a read of `__doc__` runs it."""
+
+BOTO3_DOCS: Final = (
+    *_stand_ins(
+        Path("boto3") / "docs" / "__init__.py",
+        (
+            "from boto3.docs.service import ServiceDocumenter\n",
+            "boto3.docs.service",
+            ("ServiceDocumenter",),
+        ),
+    ),
+    *_stand_ins(
+        Path("boto3") / "docs" / "docstring.py",
+        (
+            "from boto3.docs.action import document_action, document_load_reload_action\n",
+            "boto3.docs.action",
+            ("document_action", "document_load_reload_action"),
+        ),
+        (
+            "from boto3.docs.attr import (\n"
+            "    document_attribute,\n"
+            "    document_identifier,\n"
+            "    document_reference,\n"
+            ")\n",
+            "boto3.docs.attr",
+            ("document_attribute", "document_identifier", "document_reference"),
+        ),
+        (
+            "from boto3.docs.collection import (\n"
+            "    document_batch_action,\n"
+            "    document_collection_method,\n"
+            "    document_collection_object,\n"
+            ")\n",
+            "boto3.docs.collection",
+            ("document_batch_action", "document_collection_method", "document_collection_object"),
+        ),
+        (
+            "from boto3.docs.subresource import document_sub_resource\n",
+            "boto3.docs.subresource",
+            ("document_sub_resource",),
+        ),
+        (
+            "from boto3.docs.waiter import document_resource_waiter\n",
+            "boto3.docs.waiter",
+            ("document_resource_waiter",),
+        ),
+    ),
+)
+"""The same for boto3's resource documentation: `import boto3` imports its resource factory,
+which imports the writer for resource docstrings that, again, render only when read."""
+
+DEFERRALS: Final = (
+    *PACKAGE_NAMES,
+    *CLIENT_CLASSES,
+    *URLLIB3_HTTP2,
+    *WRAPT_IMPORTER,
+    *ASYNCIO,
+    *BOTOCORE_DOCS,
+    *BOTO3_DOCS,
+)
 
 _MODULE_GETATTR: Final = """
 def __getattr__(name):  # added by Sluice's packaging (infrastructure/deferred_imports.py)

@@ -71,11 +71,26 @@ print(json.dumps({
 REWRITTEN_PACKAGES = sorted({deferral.file.parts[0] for deferral in DEFERRALS})
 
 
-def installed_copy(tree: Path) -> Path:
-    """The installed packages the build rewrites, copied into `tree` as the build installs them."""
+def installed_copy(tree: Path, *, link: bool = True) -> Path:
+    """The installed packages the build rewrites, in `tree`: hard links to the installed files,
+    as uv installs them (the rewrite replaces a file, never writes into it: see the last test),
+    or with `link=False` copies of their own."""
     for name in REWRITTEN_PACKAGES:
         package = importlib.import_module(name)
-        shutil.copytree(Path(str(package.__file__)).parent, tree / name)
+        shutil.copytree(
+            Path(str(package.__file__)).parent,
+            tree / name,
+            copy_function=os.link if link else shutil.copy2,
+        )
+    return tree
+
+
+@pytest.fixture(scope="module")
+def rewritten(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tree of the installed packages with every deferral applied, for the tests that
+    only run it."""
+    tree = installed_copy(tmp_path_factory.mktemp("rewritten"))
+    defer_unused_imports(tree)
     return tree
 
 
@@ -92,11 +107,10 @@ def run_in(tree: Path, script: str, *args: str) -> str:
 
 
 def test_minio_imports_without_its_admin_api_which_still_loads_on_first_use(
-    tmp_path: Path,
+    rewritten: Path,
 ) -> None:
     # GIVEN the installed minio in a package tree, its imports deferred
-    tree = installed_copy(tmp_path)
-    defer_unused_imports(tree)
+    tree = rewritten
 
     # WHEN a fresh interpreter imports minio from that tree, then asks for MinioAdmin
     out = run_in(tree, ADMIN_CHECK)
@@ -112,10 +126,9 @@ def test_minio_imports_without_its_admin_api_which_still_loads_on_first_use(
     ]
 
 
-def test_the_clients_unused_classes_load_on_first_call_read_or_isinstance(tmp_path: Path) -> None:
+def test_the_clients_unused_classes_load_on_first_call_read_or_isinstance(rewritten: Path) -> None:
     # GIVEN the installed minio in a package tree, its imports deferred
-    tree = installed_copy(tmp_path)
-    defer_unused_imports(tree)
+    tree = rewritten
 
     # WHEN a fresh interpreter imports minio, then uses some of the deferred classes
     seen = json.loads(run_in(tree, CLIENT_CHECK))
@@ -133,22 +146,21 @@ def test_the_clients_unused_classes_load_on_first_call_read_or_isinstance(tmp_pa
     assert seen["still_stand_in"] == "_ImportedOnFirstUse"
 
 
-def test_every_deferred_name_is_gone_from_the_import_and_made_lazy(tmp_path: Path) -> None:
-    # GIVEN the installed minio, its imports deferred
-    tree = installed_copy(tmp_path)
-    defer_unused_imports(tree)
-    api = (tree / "minio" / "api.py").read_text()
-    init = (tree / "minio" / "__init__.py").read_text()
+def test_every_deferred_import_is_gone_and_each_name_made_lazy(rewritten: Path) -> None:
+    # GIVEN the installed packages, their imports deferred
+    for deferral in DEFERRALS:
+        source = (rewritten / deferral.file).read_text()
 
-    # THEN no deferred statement is left, and every name has its stand-in or __getattr__
-    for deferral in CLIENT_CLASSES:
-        assert deferral.statement not in api
-        for name in deferral.names:
-            assert f"{name} = _ImportedOnFirstUse({deferral.module!r}, {name!r})\n" in api
-    for deferral in PACKAGE_NAMES:
-        assert deferral.statement not in init
-        assert f"if name == {deferral.names[0]!r}:" in init
-    compile(api, "api.py", "exec")
+        # THEN the statement is gone, and each name has its stand-in or its package __getattr__
+        assert deferral.statement not in source
+        if deferral.how == "package_getattr":
+            assert f"if name == {deferral.names[0]!r}:" in source
+        for name in deferral.names if deferral.how == "stand_in" else ():
+            assert f"{name} = _ImportedOnFirstUse({deferral.module!r}, {name!r})\n" in source
+        if not deferral.names:
+            bound = deferral.module.partition(".")[0]
+            assert f"{bound} = _ImportedOnFirstUse({deferral.module!r}, None)\n" in source
+        compile(source, str(deferral.file), "exec")
 
 
 @pytest.mark.parametrize("deferral", DEFERRALS, ids=lambda d: f"{d.file}:{d.module}")
@@ -157,7 +169,9 @@ def test_a_release_whose_deferred_import_moved_fails_the_build(
 ) -> None:
     # GIVEN a release in which one deferred import is no longer written as expected
     source = installed_copy(tmp_path) / deferral.file
-    source.write_text(source.read_text().replace(deferral.statement, "# moved\n"))
+    text = source.read_text()
+    source.unlink()  # a copy of its own, not the installed file it links to
+    source.write_text(text.replace(deferral.statement, "# moved\n"))
 
     # WHEN the package build defers its imports, THEN it stops, naming the file and the line
     first_line = deferral.statement.splitlines()[0].strip()
@@ -182,11 +196,10 @@ print(json.dumps({"loaded_at_import": loaded_at_import, "failed": failed,
 
 
 def test_urllib3_imports_without_importlib_metadata_until_http2_asks_for_a_version(
-    tmp_path: Path,
+    rewritten: Path,
 ) -> None:
     # GIVEN the installed urllib3 in a package tree, its imports deferred
-    tree = installed_copy(tmp_path)
-    defer_unused_imports(tree)
+    tree = rewritten
 
     # WHEN a fresh interpreter imports urllib3, then switches HTTP/2 on (h2 is not installed)
     seen = json.loads(run_in(tree, HTTP2_CHECK))
@@ -213,11 +226,10 @@ print(json.dumps({"loaded_at_import": loaded_at_import,
 
 
 def test_wrapt_and_urllib3_import_without_importlib_metadata_until_hooks_are_discovered(
-    tmp_path: Path,
+    rewritten: Path,
 ) -> None:
     # GIVEN wrapt and urllib3 in a package tree, their imports deferred
-    tree = installed_copy(tmp_path)
-    defer_unused_imports(tree)
+    tree = rewritten
 
     # WHEN a fresh interpreter imports both, then asks wrapt to discover post-import hooks
     seen = json.loads(run_in(tree, WRAPT_CHECK))
@@ -249,10 +261,9 @@ print(json.dumps({"loaded_at_import": loaded_at_import, "response": response,
 """
 
 
-def test_asyncio_waits_for_the_first_coroutine_and_then_works_as_before(tmp_path: Path) -> None:
+def test_asyncio_waits_for_the_first_coroutine_and_then_works_as_before(rewritten: Path) -> None:
     # GIVEN wrapt and Powertools in a package tree, their imports deferred
-    tree = installed_copy(tmp_path)
-    defer_unused_imports(tree)
+    tree = rewritten
 
     # WHEN a fresh interpreter imports both, then runs a real SQS event through Powertools'
     # async batch processor, each record through a coroutine wrapt synchronizes
@@ -266,9 +277,44 @@ def test_asyncio_waits_for_the_first_coroutine_and_then_works_as_before(tmp_path
         assert deferral.statement not in (tree / deferral.file).read_text()
 
 
+DOCS_CHECK = """
+import inspect, json, sys
+import boto3
+client = boto3.client("s3", region_name="eu-west-2", aws_access_key_id="a",
+                      aws_secret_access_key="b")
+resource = boto3.resource("s3", region_name="eu-west-2", aws_access_key_id="a",
+                          aws_secret_access_key="b")
+writers = ("botocore.docs.service", "botocore.docs.method", "boto3.docs.service",
+           "boto3.docs.action", "html.parser")
+loaded_before = sorted(m for m in writers if m in sys.modules)
+client_doc = inspect.getdoc(client.put_object)  # as help() reads it
+resource_doc = inspect.getdoc(resource.Bucket("b").create)
+print(json.dumps({"loaded_before": loaded_before,
+                  "loaded_after": sorted(m for m in writers if m in sys.modules),
+                  "client_doc": client_doc, "resource_doc": resource_doc}))
+"""
+
+
+def test_boto3_clients_and_resources_are_made_without_the_docs_writer_until_a_doc_is_read(
+    rewritten: Path,
+) -> None:
+    # GIVEN boto3 and botocore in a package tree, their imports deferred
+    # WHEN a fresh interpreter makes an S3 client and resource, then reads a docstring of each
+    seen = json.loads(run_in(rewritten, DOCS_CHECK))
+
+    # THEN the documentation writer was not imported until a docstring was read, and then
+    # each docstring is written as before
+    assert seen["loaded_before"] == []
+    assert "botocore.docs.method" in seen["loaded_after"]
+    assert "boto3.docs.action" in seen["loaded_after"]
+    assert "**Request Syntax**" in seen["client_doc"]
+    assert "client.put_object(" in seen["client_doc"]
+    assert "**Request Syntax**" in seen["resource_doc"]
+
+
 def test_the_installers_cache_linked_into_the_tree_is_left_as_it_was(tmp_path: Path) -> None:
     # GIVEN a tree whose files are hard links to an installer's cache, as uv installs
-    cache = installed_copy(tmp_path / "cache")
+    cache = installed_copy(tmp_path / "cache", link=False)
     tree = tmp_path / "tree"
     for package in REWRITTEN_PACKAGES:
         shutil.copytree(cache / package, tree / package, copy_function=os.link)
