@@ -206,6 +206,18 @@ BOTO3_DOCS: Final = (
 """The same for boto3's resource documentation: `import boto3` imports its resource factory,
 which imports the writer for resource docstrings that, again, render only when read."""
 
+S3TRANSFER_PROCESS_POOL: Final = _stand_ins(
+    Path("s3transfer") / "compat.py",
+    (
+        "from multiprocessing.managers import BaseManager  # noqa: F401,E402\n",
+        "multiprocessing.managers",
+        ("BaseManager",),
+    ),
+)
+"""s3transfer re-exports multiprocessing's `BaseManager` (and so imports most of multiprocessing)
+for its process-pool downloader, which boto3 never uses; `import boto3` imports s3transfer.
+The stand-in can be subclassed (`__mro_entries__`), as that downloader's module does."""
+
 DEFERRALS: Final = (
     *PACKAGE_NAMES,
     *CLIENT_CLASSES,
@@ -214,6 +226,7 @@ DEFERRALS: Final = (
     *ASYNCIO,
     *BOTOCORE_DOCS,
     *BOTO3_DOCS,
+    *S3TRANSFER_PROCESS_POOL,
 )
 
 _MODULE_GETATTR: Final = """
@@ -257,6 +270,9 @@ class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferr
 
     def __instancecheck__(self, instance):
         return isinstance(instance, self._load())
+
+    def __mro_entries__(self, bases):  # a class statement naming it as a base gets the class
+        return (self._load(),)
 
     def __repr__(self):
         return f"<{self._name or 'module'} {self._module}, imported on first use>"

@@ -312,6 +312,31 @@ def test_boto3_clients_and_resources_are_made_without_the_docs_writer_until_a_do
     assert "**Request Syntax**" in seen["resource_doc"]
 
 
+PROCESS_POOL_CHECK = """
+import json, sys
+import boto3
+boto3.client("s3", region_name="eu-west-2", aws_access_key_id="a", aws_secret_access_key="b")
+loaded_at_import = "multiprocessing.managers" in sys.modules
+from s3transfer import compat, processpool  # subclasses BaseManager at import
+from multiprocessing.managers import BaseManager
+print(json.dumps({"loaded_at_import": loaded_at_import,
+                  "subclass": issubclass(processpool.TransferMonitorManager, BaseManager),
+                  "replaced": compat.BaseManager is BaseManager}))
+"""
+
+
+def test_s3transfer_imports_without_multiprocessing_until_its_process_pool_subclasses_it(
+    rewritten: Path,
+) -> None:
+    # GIVEN s3transfer in a package tree, its imports deferred
+    # WHEN a fresh interpreter imports boto3 and makes an S3 client (which loads s3transfer),
+    # then imports the process-pool downloader, whose manager subclasses BaseManager
+    seen = json.loads(run_in(rewritten, PROCESS_POOL_CHECK))
+
+    # THEN multiprocessing waited for that, and the subclass is of the real class
+    assert seen == {"loaded_at_import": False, "subclass": True, "replaced": True}
+
+
 def test_the_installers_cache_linked_into_the_tree_is_left_as_it_was(tmp_path: Path) -> None:
     # GIVEN a tree whose files are hard links to an installer's cache, as uv installs
     cache = installed_copy(tmp_path / "cache", link=False)
