@@ -53,7 +53,7 @@ from delivery.reconciling import (
 from delivery.redrive_log import RedriveDay, RedriveLog
 from transform.envelope import file_id as compute_file_id
 from transform.idempotency import COMPLETED, HELD, HELD_REASON, landed_hour
-from transform.intake.requests import is_api_key
+from transform.intake.keys import is_api_key
 from transform.quarantine import PROCESSING_FAILED_PREFIX, RECORD_FAILED_CODE, reason_key
 
 if TYPE_CHECKING:

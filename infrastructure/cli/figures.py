@@ -19,7 +19,7 @@ from delivery.ledger import WINDOW_PREFIX, WindowState
 from infrastructure.cli.deployment import Deployment
 from infrastructure.queues import queue_depth
 from transform.idempotency import COMPLETED
-from transform.intake.requests import is_api_key
+from transform.intake.keys import is_api_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

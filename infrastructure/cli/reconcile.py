@@ -29,7 +29,7 @@ from infrastructure.cli.deployment import Deployment
 from infrastructure.cli.errors import minio_problem
 from infrastructure.cli.times import time_argument
 from infrastructure.tunables import load_tunables
-from transform.intake.requests import is_api_key
+from transform.intake.keys import is_api_key
 
 DEFAULT_RANGE: Final = timedelta(hours=1)
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import pytest
 
-from transform.intake import requests
+from transform.intake import keys, requests
 from transform.intake.problems import Problem
 from transform.payload_schemas import PayloadSchemas
 
@@ -62,7 +62,7 @@ def test_any_name_is_accepted_safely_or_refused_with_a_problem(seed: int) -> Non
             assert accepted.status == 400
             assert accepted.errors
             continue
-        key = requests.file_key("acme", accepted, NOW)
+        key = keys.file_key("acme", accepted, NOW)
         # THEN an accepted name stays under the producer's prefix, with no climbing or empty part
         parts = key.split("/")
         assert parts[:3] == ["acme", "api", "files"]

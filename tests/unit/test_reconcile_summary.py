@@ -8,7 +8,7 @@ import pytest
 
 from delivery.reconciling import FileReport, FileStatus, ReconcileReport
 from infrastructure.cli import reconcile
-from transform.intake.requests import is_api_key
+from transform.intake.keys import is_api_key
 
 LANDED = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
 

@@ -41,7 +41,7 @@ from infrastructure import environment
 from infrastructure.tunables import IntakeTunables, load_tunables, required_env
 from transform import clients
 from transform import payload_schemas as payload_schemas_module
-from transform.intake import problems, requests
+from transform.intake import keys, problems, requests
 from transform.intake.health import check_health
 from transform.intake.landing import Landed, LandingError, land
 from transform.intake.problems import Problem
@@ -176,14 +176,14 @@ class _Request(NamedTuple):
 
 def _post_file(deps: IntakeDeps, request: _Request) -> Landed:
     name = requests.check_name((request.event.path_parameters or {}).get("name", ""))
-    key = requests.file_key(request.producer, name, datetime.now(UTC))
+    key = keys.file_key(request.producer, name, datetime.now(UTC))
     content_type = request.event.headers.get("content-type", "")
     return _land(deps, request, key, request.body, content_type)
 
 
 def _post_events(deps: IntakeDeps, request: _Request) -> Landed:
     request_id = request.event.request_context.request_id
-    key = requests.events_key(request.producer, request_id, datetime.now(UTC))
+    key = keys.events_key(request.producer, request_id, datetime.now(UTC))
     events = requests.parse_events(
         request.body,
         request.event.headers.get("content-type", ""),

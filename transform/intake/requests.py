@@ -1,4 +1,5 @@
-"""What a producer sent, checked: file names, landing keys, event bodies (docs/intake.md).
+"""What a producer sent, checked: file names, producers, event bodies (docs/intake.md); where
+it lands is transform/intake/keys.py.
 
 Each check collects every fault it finds (up to a limit), so a producer fixes a request once.
 """
@@ -9,7 +10,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from transform.intake.problems import Problem, bad_request, too_large
@@ -30,22 +30,6 @@ NDJSON_TYPES: Final = frozenset(
 )
 JSON_TYPE: Final = "application/json"
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def file_key(producer: str, name: str, now: datetime) -> str:
-    """Where a file posted as `name` lands: under the producer's own prefix, by UTC date."""
-    return f"{producer}/api/files/{now.astimezone(UTC):%Y-%m-%d}/{name}"
-
-
-def events_key(producer: str, request_id: str, now: datetime) -> str:
-    """Where one request's events land, as one NDJSON file."""
-    return f"{producer}/api/events/{now.astimezone(UTC):%Y-%m-%d}/{request_id}.ndjson"
-
-
-def is_api_key(key: str) -> bool:
-    """Whether the intake landed `key`: `<producer>/api/files|events/…` (docs/intake.md)."""
-    parts = key.split("/", 3)
-    return len(parts) == 4 and parts[1] == "api" and parts[2] in {"files", "events"}
 
 
 def check_name(name: str) -> str:
