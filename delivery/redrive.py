@@ -230,4 +230,4 @@ def publish_reconcile(outcome: HourlyOutcome) -> None:
         metrics.add_metric(name="ReconcileRuns", unit=count, value=1)
         metrics.add_metric(name="FilesMissing", unit=count, value=outcome.missing)
         metrics.add_metric(name="FilesNotDelivered", unit=count, value=outcome.violations)
-    logger.info("hourly reconcile", outcome=outcome.__dict__)
+    logger.info("hourly reconcile", outcome=outcome._asdict())

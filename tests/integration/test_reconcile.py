@@ -9,7 +9,6 @@ bytes) are written as window manifests by hand.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -508,7 +507,7 @@ def test_hourly_reconcile_skips_a_bucket_too_large_to_list(world: World) -> None
     for n in range(3):
         land_at(world, f"acme/{n}.json", b"{}", now - timedelta(hours=2))
     # WHEN the hourly reconcile runs with room for two
-    outcome = reconcile_hour(dataclasses.replace(world.sources, ingest=None), now, max_listed=2)
+    outcome = reconcile_hour(world.sources._replace(ingest=None), now, max_listed=2)
     # THEN it says so instead of judging from a partial listing, and does not count missing
     assert outcome.skipped is not None
     assert "more than 2 versions" in outcome.skipped
@@ -593,8 +592,7 @@ def hour_cost(world: World, day: datetime, history_files: int) -> tuple[dict[str
     world.window_manifest(f"w-{day:%d}", [entry(k) for k in kept], hour)
     s3, dynamodb, counts = counted_aws(world.target)
     minio = CountedMinio(world.minio)
-    sources = dataclasses.replace(
-        world.sources,
+    sources = world.sources._replace(
         ingest=IngestIndex(dynamodb, world.target.idempotency_table),
         landing=s3,
         staging=s3,
