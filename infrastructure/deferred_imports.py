@@ -240,8 +240,8 @@ def __getattr__(name):  # added by Sluice's packaging (infrastructure/deferred_i
 
 _STAND_IN: Final = '''
 class _ImportedOnFirstUse:  # added by Sluice's packaging (infrastructure/deferred_imports.py)
-    """`name` of `module` (None: `import module`), imported when first called, read or checked
-    with isinstance."""
+    """`name` of `module` (None: `import module`), imported when first called, read, checked
+    with isinstance or subclassed."""
 
     def __init__(self, module, name):
         self._module = module
