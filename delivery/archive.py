@@ -29,10 +29,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
 import tarfile
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -127,7 +129,7 @@ def write_manifest(  # noqa: PLR0917  # the plan's fields, positionally, as `man
     window_id: str,
     staged_key: str,
     position: tuple[int, int],
-    files: Iterable[ArchiveFile],
+    files: Sequence[ArchiveFile],
     exclusions: Sequence[Exclusion],
 ) -> int:
     """Write `MANIFEST.json` for part `position` (part, parts) to `out`, a file at a time (a
@@ -160,6 +162,7 @@ def write_manifest(  # noqa: PLR0917  # the plan's fields, positionally, as `man
     if batch:
         out.write(b"," + _json_items(batch) if count else _json_items(batch))
         count += len(batch)
+    check.finish(files)
     scalars = {
         "format_version": FORMAT_VERSION,
         "window_id": window_id,
@@ -221,27 +224,49 @@ _UNNAMEABLE: Final = frozenset({MANIFEST_NAME, ""})
 
 class _FileCheck:
     """Plan errors are bugs, not transient failures: refuse them before writing a byte. Files
-    are checked one at a time, as a streamed manifest meets them."""
+    are checked one at a time, as a streamed manifest meets them, and their names and ids for
+    repeats once all are met (`finish`).
+
+    Names and ids are kept as 8-byte hashes, not as strings: a pass over a window's files makes
+    their strings anew (`delivery.window_entries`), and keeping them would hold the window's
+    metadata again. A repeated hash is confirmed on the files themselves, so a collision of two
+    distinct strings is never an error."""
 
     def __init__(self, excluded_ids: set[str]) -> None:
         self._excluded_ids = excluded_ids
-        self._ids: set[str] = set()
-        self._names: set[str] = set()
+        self._name_hashes = array("q")
+        self._id_hashes = array("q")
 
     def add(self, file: ArchiveFile) -> None:
         name, file_id = file.member_name, file.file_id
         if name in _UNNAMEABLE:
             raise ValueError(f"no file may be named {MANIFEST_NAME!r} or ''")
-        if name in self._names or file_id in self._ids:
-            raise ValueError("member names and file ids must be distinct")
         if file_id in self._excluded_ids:
             raise ValueError("a file is excluded twice, or both excluded and archived")
         if file.size < 0 or not _SHA256_HEX.fullmatch(file.sha256):
             raise ValueError(f"file {file_id}: bad size or sha256 (lowercase hex)")
         if "\0" in name:  # a tar reader would cut the name there
             raise ValueError(f"file {file_id}: NUL in member name")
-        self._names.add(name)
-        self._ids.add(file_id)
+        self._name_hashes.append(hash(name))
+        self._id_hashes.append(hash(file_id))
+
+    def finish(self, files: Iterable[ArchiveFile]) -> None:
+        """Refuse repeated names or ids among `files`, the files `add` met, met again."""
+        names, ids = _repeated(self._name_hashes), _repeated(self._id_hashes)
+        if not names and not ids:
+            return
+        seen: set[tuple[int, str]] = set()
+        for file in files:
+            for kind, text, suspects in ((0, file.member_name, names), (1, file.file_id, ids)):
+                if hash(text) in suspects:
+                    if (kind, text) in seen:
+                        raise ValueError("member names and file ids must be distinct")
+                    seen.add((kind, text))
+
+
+def _repeated(hashes: array[int]) -> set[int]:
+    ordered = sorted(hashes)
+    return {a for a, b in itertools.pairwise(ordered) if a == b}
 
 
 def write_archive(
@@ -253,17 +278,22 @@ def write_archive(
     gzip_codec: str = "zlib",
     gzip_level: int = 6,
     chunk_bytes: int = 1 << 20,
+    checked_by_manifest: bool = False,
 ) -> None:
     """Stream the `.tar.gz` of `manifest_bytes` (or the file it names: a manifest written by
     `write_manifest`) then `files` into `out` (see module docstring).
 
-    A bad plan is refused (ValueError) before a byte is written. `out` only needs `write` and
+    A bad plan is refused (ValueError) before a byte is written: by `write_manifest`, when
+    `checked_by_manifest` says the manifest given was just written from these same files (as
+    delivery does: a pass over them fewer), else by a pass here. `out` only needs `write` and
     `flush` (see `Writable`); it is not closed. On any error (`BodyMismatch` included) what was
     written is incomplete, and nothing more is written to `out`, not even the gzip trailer.
     """
-    check = _FileCheck(set())
-    for file in files:
-        check.add(file)
+    if not checked_by_manifest:
+        check = _FileCheck(set())
+        for file in files:
+            check.add(file)
+        check.finish(files)
     if chunk_bytes < 1:
         raise ValueError("chunk_bytes must be positive")
     sink = _Sink(out)

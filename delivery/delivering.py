@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import shutil
 import tempfile
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, NamedTuple, overload
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
@@ -65,7 +66,7 @@ from delivery.ledger import (
     WindowState,
 )
 from delivery.minio_access import MISSING_CODES, MinioAccess
-from delivery.names import safe_member_names
+from delivery.names import member_names
 from delivery.refs import RefDigest, digest_ref, open_ref
 from delivery.tables import TableCounts, Tables, TableWriter, total
 from delivery.upload import (
@@ -75,7 +76,8 @@ from delivery.upload import (
     UploadVerificationError,
     upload_verified,
 )
-from delivery.window import InlineBodies, WindowEntry, parse_window, spool_window
+from delivery.window import InlineBodies, ParsedWindow, parse_window, spool_window
+from delivery.window_entries import WindowEntries, WindowEntry, joined
 from infrastructure.tunables import DeliveryTunables
 from transform.payload_schemas import PayloadSchemas
 from transform.quarantine import raw_record_id
@@ -215,17 +217,12 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
         parsed = parse_window(spooled)
         if parsed.truncated is not None:
             parsed.bad_lines.append(_truncated(staged_key, parsed.truncated))
-        ids = [entry.file_id for entry in parsed.entries] + [x.file_id for x in parsed.bad_lines]
-        owners = deps.ledger.claim_files(name.window_id, ids)
-        owned = [e for e in parsed.entries if owners[e.file_id] == name.window_id]
-        owned_bad = [x for x in parsed.bad_lines if owners[x.file_id] == name.window_id]
+        others = _claim(deps, name.window_id, parsed)
+        owned = parsed.entries.without(others)
+        owned_bad = [x for x in parsed.bad_lines if x.file_id not in others]
         report = DeliveryReport(
-            name.window_id,
-            outcome="delivered",
-            not_owned=len(ids) - len(owned) - len(owned_bad),
-            repeated=parsed.repeated,
+            name.window_id, outcome="delivered", not_owned=len(others), repeated=parsed.repeated
         )
-        del ids, owners  # a list and a dict a file, not kept while the archive is built
         if not owned and not owned_bad:
             deps.ledger.mark_empty(
                 name.window_id, staged_key, duplicates=report.not_owned + report.repeated
@@ -253,9 +250,9 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
             raise WindowContinues(name.window_id, len(built), len(built))
         with deadline.unit():
             report.parts, report.excluded = _commit(name, staged_key, built, deps, lease, Path(tmp))
-    members = [entry for part in built for entry in part.entries]
+    members = joined(part.entries for part in built)
     now_ms = int(deps.clock() * 1000)
-    report.latencies_ms = [now_ms - entry.event_time_ms for entry in members]
+    report.latencies_ms = [now_ms - event_time_ms for event_time_ms in members.event_times_ms()]
     lease.check()
     deps.ledger.mark_delivered(
         name.window_id,
@@ -272,11 +269,29 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
     return report
 
 
+_new_tuple: Final = tuple.__new__
+
+CLAIM_BATCH: Final = 1000
+"""File ids claimed per ledger call: the ids and their owners in memory at once, not a
+window's (100,000 small files)."""
+
+
+def _claim(deps: DeliveryDeps, window_id: str, parsed: ParsedWindow) -> dict[str, str]:
+    """Claim the window's files and its bad lines' ids; file_id -> owner of those another
+    window owns (none, usually)."""
+    ids = itertools.chain(parsed.entries.file_ids(), (x.file_id for x in parsed.bad_lines))
+    others: dict[str, str] = {}
+    while batch := list(itertools.islice(ids, CLAIM_BATCH)):
+        owners = deps.ledger.claim_files(window_id, batch)
+        others.update((fid, owner) for fid, owner in owners.items() if owner != window_id)
+    return others
+
+
 class _Window(NamedTuple):
     name: WindowName
     staged_key: str
     staging_bucket: str
-    owned: list[WindowEntry]
+    owned: WindowEntries
     record: WindowRecord
     workdir: Path
 
@@ -287,7 +302,7 @@ class _BuiltPart:
 
     record: PartRecord
     manifest: Path
-    entries: list[WindowEntry]
+    entries: WindowEntries
     final_key: str
     table_rows: dict[str, TableCounts] = field(default_factory=dict)
     """Rows written to each payload table while building it (empty for a part verified
@@ -407,17 +422,9 @@ def _to_record(exclusion: Exclusion) -> ExclusionRecord:
     )
 
 
-def plan_parts(members: Sequence[WindowEntry], max_input_bytes: int) -> list[list[WindowEntry]]:
+def plan_parts(members: WindowEntries, max_input_bytes: int) -> list[WindowEntries]:
     """Window order, at most `max_input_bytes` of file bytes a part; a larger file alone."""
-    parts: list[list[WindowEntry]] = [[]]
-    size = 0
-    for entry in members:
-        if parts[-1] and size + entry.size > max_input_bytes:
-            parts.append([])
-            size = 0
-        parts[-1].append(entry)
-        size += entry.size
-    return parts
+    return members.split_by_size(max_input_bytes)
 
 
 def _build_parts(
@@ -434,7 +441,7 @@ def _build_parts(
     permanent), so part n holds the same files in every invocation, less its exclusions.
     """
     plan = window.record.plan or _plan(deps.tunables)
-    names = safe_member_names([(entry.file_id, entry.key) for entry in window.owned])
+    names = member_names(window.owned.ids_and_keys)
     planned = plan_parts(window.owned, int(plan["archive_max_input_bytes"]))
     excluded = {x.file_id for x in window.record.exclusions}
     built: list[_BuiltPart] = []
@@ -444,13 +451,11 @@ def _build_parts(
         manifest = None if verified is None else _verified_manifest(deps, window, verified)
         if verified is not None and manifest is not None:
             # Its manifest lists some of the part's planned files (those not excluded).
-            planned_files = {entry.file_id: entry for entry in part_entries}
-            part_members = [
-                planned_files[str(f["file_id"])] for f in array_items(manifest, "files")
-            ]
+            listed = {str(f["file_id"]) for f in array_items(manifest, "files")}
+            part_members = part_entries.without(set(part_entries.file_ids()) - listed)
             built.append(_BuiltPart(verified, manifest, part_members, final_key))
             continue
-        candidates = [entry for entry in part_entries if entry.file_id not in excluded]
+        candidates = part_entries.without(excluded)
         if not candidates:
             # Empty table objects, in case an attempt wrote rows before the exclusions were found.
             _write_tables(window, number, part_entries, [], bodies, deps, lease, {})
@@ -502,7 +507,7 @@ def _ref_copies() -> Iterator[dict[str, Path]]:
 def _build_part(  # noqa: PLR0917  # one part's whole context
     window: _Window,
     position: tuple[int, int],
-    files_of: tuple[Sequence[WindowEntry], Sequence[WindowEntry]],
+    files_of: tuple[WindowEntries, WindowEntries],
     names: dict[str, str],
     bodies: _Bodies,
     deps: DeliveryDeps,
@@ -523,23 +528,17 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
         lease.check()
         deps.ledger.add_exclusions(window.name.window_id, [_to_record(x) for x in found])
     excluded = {x.file_id for x in found}
-    members = [entry for entry in candidates if entry.file_id not in excluded]
+    members = candidates.without(excluded)
     # Before the archive goes to MinIO, so analysts see the rows whatever MinIO's state; after
     # the exclusions are persisted, so every attempt writes rows of the same files.
     table_rows = _write_tables(window, number, planned, members, bodies, deps, lease, copies)
     if not members:
         return None, excluded
 
-    # Kept for both passes (manifest, archive): made once, and never the peak of a window's
-    # memory (member names are, docs/delivery.md "Memory").
-    files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
-    in_order = iter(members)  # the archive opens the bodies in the order of `files`
+    files = ArchiveFiles(members, names, digests)
 
     def open_body(file: ArchiveFile) -> contextlib.AbstractContextManager[BinaryIO]:
-        entry = next(in_order)
-        if entry.file_id != file.file_id:  # pragma: no cover  # both iterate `members`
-            raise AssertionError(f"body of {entry.file_id} asked for as {file.file_id}")
-        return _open_body(entry, copies, deps, bodies.archive)
+        return _open_body(files.entry_of(file), copies, deps, bodies.archive)
 
     manifest = window.workdir / f"p{number:03d}{MANIFEST_SUFFIX}"
     with manifest.open("wb", buffering=MANIFEST_BUFFER_BYTES) as out:
@@ -562,6 +561,7 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
             gzip_codec=str(plan.get("gzip_codec", "zlib")),  # zlib: a plan persisted before
             gzip_level=int(plan["gzip_level"]),
             chunk_bytes=deps.tunables.read_chunk_bytes,
+            checked_by_manifest=True,
         )
     for path in copies.values():
         path.unlink(missing_ok=True)  # the archive holds them now: free the disk for its upload
@@ -629,7 +629,7 @@ def _write_tables(  # noqa: PLR0917  # one part's whole context
 
 
 def _digest_refs(
-    candidates: Sequence[WindowEntry],
+    candidates: WindowEntries,
     deps: DeliveryDeps,
     workdir: Path,
     copies: dict[str, Path],
@@ -641,9 +641,7 @@ def _digest_refs(
     digests: dict[str, RefDigest] = {}
     exclusions: list[Exclusion] = []
     budget = copy_budget_bytes
-    for entry in candidates:
-        if not entry.is_ref:
-            continue
+    for entry in candidates.refs():
         copy = workdir / f"ref-{len(copies)}" if entry.size <= budget else None
         with copy.open("wb") if copy is not None else contextlib.nullcontext() as copy_to:
             outcome = digest_ref(
@@ -792,27 +790,61 @@ def _plan(tunables: DeliveryTunables) -> Plan:
     }
 
 
-def archive_file(
-    entry: WindowEntry, member_name: str, digests: dict[str, RefDigest]
-) -> ArchiveFile:
-    """What the manifest says of one member (the benchmark builds archives with it too)."""
-    if entry.is_ref:
-        digest = digests[entry.file_id]
-        sha256, check = digest.sha256, digest.check
-    else:
-        sha256, check = str(entry.body_sha256), "envelope-sha256"
-    # Positional, in the order ArchiveFile declares: keywords cost twice as much, every file.
-    return ArchiveFile(
-        entry.file_id,
-        entry.key,
-        entry.version_id,
-        entry.size,
-        sha256,
-        entry.event_time_ms,
-        member_name,
-        check,
-        entry.sequencer,
-    )
+class ArchiveFiles(Sequence[ArchiveFile]):
+    """A part's members as the archive lists them, made again on each pass over them (the
+    manifest's, the archive's) rather than kept: ~600 bytes a file otherwise (docs/delivery.md
+    "Memory"). `names` maps the files not named by their key."""
+
+    def __init__(
+        self, members: WindowEntries, names: dict[str, str], digests: dict[str, RefDigest]
+    ) -> None:
+        self._members = members
+        self._names = names
+        self._digests = digests
+        self._current: WindowEntry | None = None
+
+    def _file(self, entry: WindowEntry) -> ArchiveFile:
+        """What the manifest says of one member."""
+        self._current = entry
+        _, file_id, _, key, version_id, size, event_time_ms, encoding, body_sha256, sequencer, _ = (
+            entry
+        )
+        if encoding == "ref":
+            digest = self._digests[file_id]
+            sha256, check = digest.sha256, digest.check
+        else:
+            sha256, check = str(body_sha256), "envelope-sha256"
+        member_name = self._names.get(file_id, key)
+        # tuple.__new__ at once, in the order ArchiveFile declares: its own __new__ is Python.
+        return _new_tuple(
+            ArchiveFile,
+            (file_id, key, version_id, size, sha256, event_time_ms, member_name, check, sequencer),
+        )
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @overload
+    def __getitem__(self, index: int) -> ArchiveFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ArchiveFile]: ...
+
+    def __getitem__(self, index: int | slice) -> ArchiveFile | Sequence[ArchiveFile]:
+        if isinstance(index, slice):
+            return ArchiveFiles(self._members[index], self._names, self._digests)
+        return self._file(self._members[index])
+
+    def __iter__(self) -> Iterator[ArchiveFile]:
+        return map(self._file, self._members)
+
+    def entry_of(self, file: ArchiveFile) -> WindowEntry:
+        """The window entry of `file`, the one a pass over these files gave last (the archive
+        opens each body as it meets the file)."""
+        entry = self._current
+        if entry is None or entry.file_id != file.file_id:  # pragma: no cover  # a caller's bug
+            raise AssertionError(f"body of {file.file_id} asked for out of order")
+        return entry
 
 
 def _part_record(number: int, result: UploadResult, file_count: int) -> PartRecord:
@@ -869,16 +901,14 @@ def _tag_delivered(deps: DeliveryDeps, bucket: str, key: str) -> None:
     )
 
 
-def _tag_refs_delivered(deps: DeliveryDeps, members: list[WindowEntry]) -> None:
+def _tag_refs_delivered(deps: DeliveryDeps, members: WindowEntries) -> None:
     """The landing versions delivery read by reference, tagged delivered once their archive is
     verified: the landing bucket's lifecycle moves or expires a file over the inline limit only
     when so tagged, so no body delivery still needs leaves S3 Standard, however long MinIO is
     away. Inline files travel in the window itself and need no tag. A tag that fails is logged
     and retried by nothing: the file then stays in Standard, which costs money, never data."""
     tag: TaggingTypeDef = {"TagSet": [{"Key": deps.tunables.delivered_tag, "Value": "true"}]}
-    for entry in members:
-        if not entry.is_ref:
-            continue
+    for entry in members.refs():
         try:
             deps.s3.put_object_tagging(
                 Bucket=entry.bucket, Key=entry.key, VersionId=entry.version_id, Tagging=tag

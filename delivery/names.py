@@ -51,7 +51,7 @@ import hashlib
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple
 
 MANIFEST_NAME: Final = "MANIFEST.json"
@@ -79,24 +79,66 @@ def safe_member_names(files: Sequence[tuple[str, str]]) -> dict[str, str]:
     The dict iterates in window order. File ids must be distinct: repeated ids are dropped
     before a window is archived (DESIGN §4a rule 1), so a repeat here is a caller's bug.
     """
-    directory_parts: dict[str, tuple[str, str]] = {}
-    drafts = [_draft(file_id, key, directory_parts) for file_id, key in files]
-    if len({draft.file_id for draft in drafts}) != len(drafts):
+    if len({file_id for file_id, _ in files}) != len(files):
         raise ValueError("file ids must be distinct within a window")
-    directories = _directories(drafts)
-    taken = {_fold(MANIFEST_NAME)}
-    keys = [key for _, key in files]
-    verbatim = _verbatim_names(drafts, keys, directories, taken)
-    names: dict[str, str] = {}
-    for index, draft in enumerate(drafts):
-        if verbatim[index]:
-            name = draft.verbatim() or ""  # never None: `_verbatim_names` found one
-            # The key's own string when they are equal (the usual case), not a copy of it:
-            # a string a file fewer in a window of 100,000.
-            names[draft.file_id] = keys[index] if name == keys[index] else name
-        else:
-            names[draft.file_id] = _renamed(draft, directories, taken)
+    renamed = member_names(lambda: files)
+    return {file_id: renamed.get(file_id, key) for file_id, key in files}
+
+
+def member_names(files: Callable[[], Iterable[tuple[str, str]]]) -> dict[str, str]:
+    """`safe_member_names` for a window too big to hold its keys at once: each call of `files`
+    gives the `(file_id, key)` pairs again, in window order, and the result maps only the files
+    not named by their key, file_id -> name (none, usually).
+
+    One pass settles the verbatim names against the directories met so far; only when a name
+    settled so turns out to be a later file's directory (rule 5: it must be renamed) is it
+    settled again, every directory known. Memory is a 16-byte digest a file (the folded names
+    taken, compared by digest: a clash is always found, and two distinct names share a digest
+    with odds of 2^-128 against; then one of them is renamed, never lost).
+    """
+    directory_parts: dict[str, tuple[str, str]] = {}
+    directories: set[str] = set()
+    taken, names, to_rename = _verbatim_names(files(), directory_parts, directories)
+    if any(_digest(directory) in taken for directory in directories):
+        taken, names, to_rename = _verbatim_names(files(), directory_parts, directories)
+    for draft in to_rename:  # verbatim names settled first: a safe, free key keeps its name
+        names[draft.file_id] = _renamed(draft, directories, taken)
     return names
+
+
+def _verbatim_names(
+    files: Iterable[tuple[str, str]],
+    directory_parts: dict[str, tuple[str, str]],
+    directories: set[str],
+) -> tuple[set[bytes], dict[str, str], list[_Draft]]:
+    """Rule 5, first pass: the folded names taken (digests, `_digest`) by the files that keep
+    their untagged name, first in window order; those of them not named by their key; the
+    drafts of the others. Adds each new directory's prefixes to `directories` as it goes."""
+    taken = {_digest(_fold(MANIFEST_NAME))}
+    names: dict[str, str] = {}
+    to_rename: list[_Draft] = []
+    for file_id, key in files:
+        known = len(directory_parts)
+        draft = _draft(file_id, key, directory_parts)
+        if len(directory_parts) != known:
+            _add_prefixes(directories, draft.folded_directory)
+        name = draft.verbatim()
+        if name is None:
+            to_rename.append(draft)
+            continue
+        folded = draft.fold(name)
+        digest = _digest(folded)
+        if digest in taken or folded in directories:
+            to_rename.append(draft)
+            continue
+        taken.add(digest)
+        if name != key:
+            names[file_id] = name
+    return taken, names, to_rename
+
+
+def _digest(folded: str) -> bytes:
+    return hashlib.blake2b(folded.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class _Draft(NamedTuple):
@@ -208,44 +250,24 @@ def _cut(segment: str, limit: int) -> str:
     return "".join(tokens)
 
 
-def _directories(drafts: Sequence[_Draft]) -> set[str]:
-    """Every directory prefix, folded. Folding works character by character and never makes
-    or moves a `/`, so the prefixes of a folded directory are the folded prefixes."""
-    found: set[str] = set()
-    for folded in {draft.folded_directory for draft in drafts}:
-        end = folded.find("/")
-        while end != -1:
-            found.add(folded[:end])
-            end = folded.find("/", end + 1)
-    return found
+def _add_prefixes(found: set[str], folded_directory: str) -> None:
+    """Every directory prefix of `folded_directory`, folded. Folding works character by
+    character and never makes or moves a `/`, so the prefixes of a folded directory are the
+    folded prefixes."""
+    end = folded_directory.find("/")
+    while end != -1:
+        found.add(folded_directory[:end])
+        end = folded_directory.find("/", end + 1)
 
 
-def _verbatim_names(
-    drafts: Sequence[_Draft], keys: Sequence[str], directories: set[str], taken: set[str]
-) -> bytearray:
-    """Rule 5, first pass: which drafts keep their untagged name (1), first in window order
-    wins; updates `taken`."""
-    verbatim = bytearray(len(drafts))
-    for index, draft in enumerate(drafts):
-        name = draft.verbatim()
-        if name is None:
-            continue
-        if name == keys[index]:
-            name = keys[index]  # `taken` then holds the key's string when it is its own fold
-        folded = draft.fold(name)
-        if folded not in taken and folded not in directories:
-            verbatim[index] = 1
-            taken.add(folded)
-    return verbatim
-
-
-def _renamed(draft: _Draft, directories: set[str], taken: set[str]) -> str:
+def _renamed(draft: _Draft, directories: set[str], taken: set[bytes]) -> str:
     """Rule 5, second pass: the first tag that makes the name free; updates `taken`."""
     for tag in _tags(draft.file_id):
         name = draft.tagged(tag)
         folded = draft.fold(name)
-        if folded not in taken and folded not in directories:
-            taken.add(folded)
+        digest = _digest(folded)
+        if digest not in taken and folded not in directories:
+            taken.add(digest)
             return name
     raise AssertionError("unreachable: _tags is endless")  # pragma: no cover
 

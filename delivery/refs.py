@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, NamedTuple
 from botocore.exceptions import ClientError
 
 from delivery.archive import Exclusion
-from delivery.window import WindowEntry
+from delivery.window_entries import WindowEntry
 from transform.payload_schemas import PayloadSchema, PayloadSchemaError, PayloadSchemas
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from botocore.exceptions import (
 
 from delivery.layout import WindowName
 from delivery.table_rows import RowFormat, RowReader
-from delivery.window import WindowEntry
+from delivery.window_entries import WindowEntry
 from infrastructure.payload_tables import PayloadTable, payload_table, table_for_key
 from infrastructure.tunables import PayloadSchemaRule
 
@@ -147,6 +147,8 @@ class TableWriter(NamedTuple):
         (the part's files as planned), holding the rows of `members` (those it delivers,
         in window order). `check` runs before each put (the window's lease). Returns each
         table's counts."""
+        if not self.tables.readers:  # no payload tables: not a pass over the files
+            return {}
         present = {
             reader.table.name for entry in planned if (reader := self.tables.for_key(entry.key))
         }

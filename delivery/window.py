@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import gzip
 import io
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
 from isal import igzip, isal_zlib
 
 from delivery.archive import Exclusion
+from delivery.window_entries import WindowEntries, WindowEntry
 from transform import envelope
 from transform.quarantine import raw_record_id
 
@@ -28,35 +28,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-class WindowEntry(NamedTuple):
-    """One file of the window: everything but its body.
-
-    A NamedTuple, not a frozen dataclass: as immutable, and built in a third of the time (a
-    frozen dataclass sets each field through `object.__setattr__`), once for every file."""
-
-    line_number: int
-    file_id: str
-    bucket: str
-    key: str
-    version_id: str
-    size: int
-    event_time_ms: int
-    encoding: str
-    body_sha256: str | None
-    sequencer: str | None = None
-    body_offset: int = -1
-    """Where its inline body starts in the window's bodies file (`ParsedWindow.bodies`); -1 for
-    a ref. The body's length is `size`, or the entry is never made (a mismatch is excluded)."""
-
-    @property
-    def is_ref(self) -> bool:
-        return self.encoding == "ref"
-
-
 @dataclass
 class ParsedWindow:
-    entries: list[WindowEntry] = field(default_factory=list)
-    """Distinct files in window order."""
+    entries: WindowEntries = field(default_factory=WindowEntries)
+    """Distinct files in window order (packed: `delivery.window_entries`)."""
     bad_lines: list[Exclusion] = field(default_factory=list)
     repeated: int = 0
     """Lines dropped because their file_id appeared earlier in the window."""
@@ -128,7 +103,7 @@ def _salvage(path: Path) -> int:
     return kept
 
 
-def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
+def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[bytes | str]) -> None:
     """One pass over `path`, into `parsed` (its bodies file written from the start)."""
     if parsed.bodies is None:
         raise ValueError("parsed.bodies: where to write the inline bodies")
@@ -139,17 +114,32 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[str]) -> None:
             if not line or line.isspace():  # as `not line.strip()`, without copying the line
                 continue
             entry_or_exclusion = _entry(line, line_number, bodies)
+            seen_as = _seen_as(entry_or_exclusion.file_id)
             if isinstance(entry_or_exclusion, Exclusion):
-                if entry_or_exclusion.file_id not in seen:
-                    seen.add(entry_or_exclusion.file_id)
+                if seen_as not in seen:
+                    seen.add(seen_as)
                     parsed.bad_lines.append(entry_or_exclusion)
                 continue
-            if entry_or_exclusion.file_id in seen:
+            if seen_as in seen:
                 parsed.repeated += 1
                 continue
-            seen.add(entry_or_exclusion.file_id)
+            seen.add(seen_as)
             parsed.entries.append(entry_or_exclusion)
         parsed.lines = line_number
+
+
+def _seen_as(file_id: str) -> bytes | str:
+    """How the parse remembers a file_id: its 32 raw bytes when it is lowercase sha256 hex
+    (the usual id: 65 bytes of object, not 113; `hex()` of them is the id again, so no two ids
+    share them), else the id itself."""
+    if len(file_id) == 64 and file_id.islower():  # sha256 hex
+        try:
+            raw = bytes.fromhex(file_id)
+        except ValueError:
+            return file_id
+        if len(raw) == 32:  # not fewer: fromhex skips spaces
+            return raw
+    return file_id
 
 
 class _BodyWriter:
@@ -215,17 +205,15 @@ def _entry(line: bytes, line_number: int, bodies: _BodyWriter) -> WindowEntry | 
             )
         body_offset = bodies.add(body)
     # Positional, in the order WindowEntry declares: keywords cost twice as much, every file.
-    # The bucket and encoding: every line decodes its own copy of these few distinct values;
-    # one string each is kept instead (~110 bytes a file in a window of 100,000).
     return WindowEntry(
         line_number,
         record["file_id"],
-        sys.intern(record["bucket"]),
+        record["bucket"],
         record["key"],
         record["version_id"],
         record["size"],
         record["event_time_ms"],
-        sys.intern(record["body_encoding"]),
+        record["body_encoding"],
         record.get("body_sha256"),
         record.get("sequencer"),
         body_offset,

@@ -26,7 +26,7 @@ import random
 import tarfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from delivery.tables import Tables
-    from delivery.window import ParsedWindow, WindowEntry
+    from delivery.window import ParsedWindow
+    from delivery.window_entries import WindowEntry
 
 
 KiB: Final = 1024
@@ -195,8 +196,8 @@ def deliver(
     with `tables`, the part's payload table rows too (before the archive, as delivery does)."""
     from delivery import archive  # noqa: PLC0415  # sections import lazily
     from delivery.archive import ArchiveFile  # noqa: PLC0415
-    from delivery.delivering import archive_file  # noqa: PLC0415
-    from delivery.names import safe_member_names  # noqa: PLC0415
+    from delivery.delivering import ArchiveFiles  # noqa: PLC0415
+    from delivery.names import member_names  # noqa: PLC0415
     from delivery.refs import RefDigest, digest_ref, open_ref  # noqa: PLC0415
     from delivery.upload import SpoolWriter  # noqa: PLC0415
     from delivery.window import InlineBodies, parse_window  # noqa: PLC0415
@@ -209,21 +210,19 @@ def deliver(
     s3 = cast("S3Client", _MemoryS3(window.refs))
     parsed = parse_window(window.path)
     digests: dict[str, RefDigest] = {}
-    for entry in parsed.entries:
-        if entry.is_ref:
-            outcome = digest_ref(
-                s3,
-                entry,
-                schemas,
-                chunk_bytes=settings.read_chunk_bytes,
-                max_json_bytes=settings.max_json_validation_bytes,
-            )
-            if not isinstance(outcome, RefDigest):
-                raise AssertionError(f"bench input excluded: {outcome}")
-            digests[entry.file_id] = outcome
+    for entry in parsed.entries.refs():
+        outcome = digest_ref(
+            s3,
+            entry,
+            schemas,
+            chunk_bytes=settings.read_chunk_bytes,
+            max_json_bytes=settings.max_json_validation_bytes,
+        )
+        if not isinstance(outcome, RefDigest):
+            raise AssertionError(f"bench input excluded: {outcome}")  # noqa: TRY004  # a failed input, not a type
+        digests[entry.file_id] = outcome
     members = parsed.entries
-    names = safe_member_names([(entry.file_id, entry.key) for entry in members])
-    files = [archive_file(entry, names[entry.file_id], digests) for entry in members]
+    files = ArchiveFiles(members, member_names(members.ids_and_keys), digests)
 
     manifest = workdir / "bench.manifest.json"
     with manifest.open("wb", buffering=1 << 20) as out:
@@ -231,10 +230,9 @@ def deliver(
     if tables is not None:
         _write_tables(tables, parsed, members, s3, workdir, settings.max_json_validation_bytes)
     bodies = InlineBodies(parsed)
-    in_order = iter(members)  # bodies are opened in the order of `files`
 
-    def open_body(_file: ArchiveFile) -> AbstractContextManager[BinaryIO]:
-        entry = next(in_order)
+    def open_body(file: ArchiveFile) -> AbstractContextManager[BinaryIO]:
+        entry = files.entry_of(file)
         return open_ref(s3, entry) if entry.is_ref else io.BytesIO(bodies.body(entry))
 
     try:
@@ -250,6 +248,7 @@ def deliver(
                 gzip_codec=settings.gzip_codec,
                 gzip_level=settings.gzip_level,
                 chunk_bytes=settings.read_chunk_bytes,
+                checked_by_manifest=True,
             )
     finally:
         bodies.close()
@@ -264,7 +263,7 @@ def deliver(
 def _write_tables(  # noqa: PLR0917  # the window's context, passed whole
     tables: Tables,
     parsed: ParsedWindow,
-    members: list[WindowEntry],
+    members: Sequence[WindowEntry],
     s3: S3Client,
     workdir: Path,
     max_json_bytes: int,
@@ -694,7 +693,7 @@ def measure_tables(sizes: Sizes, workdir: Path) -> TablesMeasured:
 
 
 def _entry(number: int, key: str, size: int) -> WindowEntry:
-    from delivery.window import WindowEntry  # noqa: PLC0415  # sections import lazily
+    from delivery.window_entries import WindowEntry  # noqa: PLC0415  # sections import lazily
     from transform.envelope import file_id  # noqa: PLC0415
 
     version = f"v{number:06d}.bench"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, cast
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from delivery.tables import TableCounts, Tables
-    from delivery.window import WindowEntry
+    from delivery.window_entries import WindowEntry
 
 _READ_AT_MS: Final = 1_764_000_000_000
 STAGED_KEY: Final = "buffers/dt=2025-11-24/hour=16/sluice-bench-0-1-2025-11-24-16-00-00-0.json.gz"
@@ -84,7 +84,7 @@ class _NullS3:
 
 def write_tables(
     tables: Tables,
-    members: list[WindowEntry],
+    members: Sequence[WindowEntry],
     body: Any,
     workdir: Path,
     max_json_bytes: int,

@@ -508,6 +508,33 @@ def test_window_owning_nothing_is_empty(stack: Any, s3: Any, minio: Minio) -> No
     assert len(archives(minio, stack.bucket)) == 1
 
 
+def test_claims_go_in_batches_and_keep_only_what_another_window_owns(
+    stack: Any, s3: Any, minio: Minio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN claims of 2 ids a call, and a window of 5 files whose 4th another window delivered
+    monkeypatch.setattr(delivering, "CLAIM_BATCH", 2)
+    records = [upload(s3, f"acme/batch{i}.txt", f"body {i}".encode()) for i in range(5)]
+    deliver(stage(s3, [records[3]]))
+    calls: list[int] = []
+    claim_files = Ledger.claim_files
+
+    def counted(self: Ledger, window: str, file_ids: Any) -> dict[str, str]:
+        calls.append(len(file_ids))
+        return claim_files(self, window, file_ids)
+
+    monkeypatch.setattr(Ledger, "claim_files", counted)
+    # WHEN the window is delivered
+    key = stage(s3, records)
+    deliver(key)
+    # THEN its ids were claimed 2 at a time, and it delivered the 4 files it owns, once each
+    assert calls == [2, 2, 1]
+    record = ledger().get_window(window_id(key))
+    assert (record.state, record.file_count) == (WindowState.DELIVERED, 4)
+    assert delivered(minio, stack.bucket) == sorted(
+        (f"acme/batch{i}.txt", f"body {i}".encode()) for i in range(5)
+    )
+
+
 def test_window_over_the_part_cap_is_split(
     stack: Any, s3: Any, minio: Minio, tunables_path: Any
 ) -> None:

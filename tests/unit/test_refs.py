@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from delivery.archive import Exclusion
 from delivery.refs import RefDigest, _full_object_checksum, digest_ref, open_ref
-from delivery.window import WindowEntry
+from delivery.window_entries import WindowEntry
 from infrastructure.tunables import load_tunables
 from tests.conftest import LANDING
 from transform import envelope, payload_schemas

@@ -30,7 +30,7 @@ from delivery.tables import (
     TableWriter,
     load_tables,
 )
-from delivery.window import WindowEntry
+from delivery.window_entries import WindowEntry
 from infrastructure.payload_tables import SOURCE_COLUMNS
 from infrastructure.tunables import PayloadSchemaRule, load_tunables
 from tests.conftest import EVENTS, LANDING

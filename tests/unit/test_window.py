@@ -29,7 +29,8 @@ from delivery.layout import (
     window_name,
 )
 from delivery.ledger import PartRecord
-from delivery.window import InlineBodies, WindowEntry, parse_window
+from delivery.window import InlineBodies, parse_window
+from delivery.window_entries import WindowEntries, WindowEntry
 from transform import envelope
 from transform.envelope import Envelope
 
@@ -482,7 +483,7 @@ def entry(n: int, size: int) -> WindowEntry:
     )
 
 
-def sizes(parts: list[list[WindowEntry]]) -> list[list[int]]:
+def sizes(parts: list[WindowEntries]) -> list[list[int]]:
     return [[e.size for e in part] for part in parts]
 
 
@@ -490,7 +491,7 @@ def test_an_empty_window_plans_one_empty_part() -> None:
     # GIVEN no member
     # WHEN parts are planned
     # THEN one part, holding nothing (the archive of exclusions only)
-    assert plan_parts([], 100) == [[]]
+    assert plan_parts(WindowEntries(), 100) == [[]]
 
 
 @pytest.mark.parametrize(
@@ -513,7 +514,7 @@ def test_parts_follow_window_order_within_the_cap(
     members = [entry(n, size) for n, size in enumerate(file_sizes, start=1)]
 
     # WHEN parts are planned with this cap
-    parts = plan_parts(members, cap)
+    parts = plan_parts(WindowEntries.of(members), cap)
 
     # THEN the parts are as expected, and together they are the members in order
     assert sizes(parts) == expected
@@ -528,7 +529,7 @@ def test_no_part_exceeds_the_cap_unless_one_file_alone_is_larger() -> None:
         members = [entry(n, rng.choice([0, 1, 300, 999, 1000, 1001, 5000])) for n in range(12)]
 
         # WHEN parts are planned
-        parts = plan_parts(members, cap)
+        parts = plan_parts(WindowEntries.of(members), cap)
 
         # THEN window order is kept, no part is empty, and a part over the cap is one file
         assert [e for part in parts for e in part] == members
