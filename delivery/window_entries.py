@@ -2,8 +2,9 @@
 
 A window holds up to 100,000 small files, and delivery walks their metadata several times
 (claims, names, parts, manifest, archive). As objects, each `WindowEntry` costs ~720 bytes (its
-tuple, five strings, four ints); `WindowEntries` keeps each file's strings as one UTF-8 `bytes`
-and its numbers in arrays, ~270 bytes a file, and makes the `WindowEntry` again when it is read.
+tuple, five strings, four ints); `WindowEntries` keeps each file's strings as one `bytes` (the
+two sha256 digests raw) and its numbers in one array, ~220 bytes a file, and makes the
+`WindowEntry` again when it is read.
 A selection of the files (those the window owns, a part's) is a view: an array of positions,
 4 bytes a file.
 """

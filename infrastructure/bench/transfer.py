@@ -91,7 +91,7 @@ FIREHOSE_MAX_BUFFER_BYTES: Final = 128 * MiB
 """Firehose's largest destination buffer: no staged window holds more envelope bytes."""
 SMALL_BODY_MEDIAN_BYTES: Final = 256
 SMALL_FILES_LIMIT: Final = (
-    "each file's metadata stays in memory until the window is marked, packed (~210 B a file, "
+    "each file's metadata stays in memory until the window is marked, packed (~220 B a file, "
     "delivery/window_entries.py), beside the ids the parse has seen or the digests of the names "
     'settled (docs/delivery.md "Memory"); '
 )
