@@ -269,8 +269,6 @@ def _deliver_leased(  # noqa: PLR0917  # the window's context, passed whole
     return report
 
 
-_new_tuple: Final = tuple.__new__
-
 CLAIM_BATCH: Final = 1000
 """File ids claimed per ledger call: the ids and their owners in memory at once, not a
 window's (100,000 small files)."""
@@ -452,7 +450,7 @@ def _build_parts(
         if verified is not None and manifest is not None:
             # Its manifest lists some of the part's planned files (those not excluded).
             listed = {str(f["file_id"]) for f in array_items(manifest, "files")}
-            part_members = part_entries.without(set(part_entries.file_ids()) - listed)
+            part_members = part_entries.only(listed)
             built.append(_BuiltPart(verified, manifest, part_members, final_key))
             continue
         candidates = part_entries.without(excluded)
@@ -788,6 +786,9 @@ def _plan(tunables: DeliveryTunables) -> Plan:
         "min_part_size_bytes": tunables.min_part_size_bytes,
         "max_parts": tunables.max_parts,
     }
+
+
+_new_tuple: Final = tuple.__new__
 
 
 class ArchiveFiles(Sequence[ArchiveFile]):

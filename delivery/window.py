@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO, Final, cast
 from isal import igzip, isal_zlib
 
 from delivery.archive import Exclusion
-from delivery.window_entries import WindowEntries, WindowEntry
+from delivery.window_entries import WindowEntries, WindowEntry, raw_digest
 from transform import envelope
 from transform.quarantine import raw_record_id
 
@@ -130,16 +130,8 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[bytes | str]) -> No
 
 def _seen_as(file_id: str) -> bytes | str:
     """How the parse remembers a file_id: its 32 raw bytes when it is lowercase sha256 hex
-    (the usual id: 65 bytes of object, not 113; `hex()` of them is the id again, so no two ids
-    share them), else the id itself."""
-    if len(file_id) == 64 and file_id.islower():  # sha256 hex
-        try:
-            raw = bytes.fromhex(file_id)
-        except ValueError:
-            return file_id
-        if len(raw) == 32:  # not fewer: fromhex skips spaces
-            return raw
-    return file_id
+    (the usual id: 65 bytes of object, not 113), else the id itself."""
+    return raw_digest(file_id) or file_id
 
 
 class _BodyWriter:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple, overload
 
 
@@ -157,17 +157,22 @@ class _Store:
 
 
 def _raw_digests(file_id: str, body_sha256: str | None) -> bytes | None:
-    """Both as 64 raw bytes when both are lowercase sha256 hex (so `hex()` gives them back
-    exactly), else None."""
-    if body_sha256 is None or len(file_id) != 64 or len(body_sha256) != 64:
+    """Both as 64 raw bytes when both are lowercase sha256 hex, else None."""
+    if body_sha256 is None or len(file_id) != _DIGEST_BYTES * 2:
         return None
-    if not (file_id.islower() and body_sha256.islower()):  # no uppercase (or no letter at all)
+    return raw_digest(file_id + body_sha256, count=2)  # one call for both: every file
+
+
+def raw_digest(text: str, count: int = 1) -> bytes | None:
+    """`text`, `count` sha256 digests in lowercase hex, as their raw bytes (so `hex()` gives it
+    back exactly: no two such texts share their bytes); None when it is not that."""
+    if len(text) != _DIGEST_BYTES * 2 * count or not text.islower():  # no uppercase (or letter)
         return None
     try:
-        digests = bytes.fromhex(file_id + body_sha256)
+        raw = bytes.fromhex(text)
     except ValueError:
         return None
-    return digests if len(digests) == 64 else None  # fromhex skips spaces
+    return raw if len(raw) == _DIGEST_BYTES * count else None  # not fewer: fromhex skips spaces
 
 
 class _Sort(NamedTuple):
@@ -184,7 +189,7 @@ class _Sort(NamedTuple):
 
 class WindowEntries(Sequence[WindowEntry]):
     """Files of a window in window order: all of them (`append` adds one), or a selection
-    (`where`, `without`, `split_by_size`) sharing their store. Reading one makes its
+    (`only`, `without`, `split_by_size`) sharing their store. Reading one makes its
     `WindowEntry`; `file_ids`, `ids_and_keys`, `refs` and `event_times_ms` read only what they
     need."""
 
@@ -207,7 +212,7 @@ class WindowEntries(Sequence[WindowEntry]):
             raise TypeError("files are appended to the window's entries, not to a selection")
         self._store.append(entry)
 
-    def _all(self) -> Iterable[int]:
+    def _all(self) -> Sequence[int]:
         return range(len(self._store.strings)) if self._positions is None else self._positions
 
     def __len__(self) -> int:
@@ -221,12 +226,8 @@ class WindowEntries(Sequence[WindowEntry]):
 
     def __getitem__(self, index: int | slice) -> WindowEntry | WindowEntries:
         if isinstance(index, slice):
-            return self._select(array("I", self._all())[index])
-        if self._positions is None:
-            if not -len(self) <= index < len(self):
-                raise IndexError(f"file {index} of {len(self)}")
-            return self._store.entry(index % len(self) if index < 0 else index)
-        return self._store.entry(self._positions[index])
+            return self._select(array("I", self._all()[index]))
+        return self._store.entry(self._all()[index])  # IndexError past either end, as a list
 
     def __iter__(self) -> Iterator[WindowEntry]:
         return map(self._store.entry, self._all())
@@ -244,10 +245,10 @@ class WindowEntries(Sequence[WindowEntry]):
     def _select(self, positions: array[int]) -> WindowEntries:
         return WindowEntries(self._store, positions)
 
-    def where(self, keep: Callable[[WindowEntry], bool]) -> WindowEntries:
-        """The files `keep` accepts, in order."""
-        entry = self._store.entry
-        return self._select(array("I", (p for p in self._all() if keep(entry(p)))))
+    def only(self, file_ids: Collection[str]) -> WindowEntries:
+        """The files in `file_ids`, in order."""
+        file_id = self._store.file_id
+        return self._select(array("I", (p for p in self._all() if file_id(p) in file_ids)))
 
     def without(self, file_ids: Collection[str]) -> WindowEntries:
         """The files not in `file_ids` (itself when there are none: the usual case)."""

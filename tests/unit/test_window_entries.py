@@ -71,8 +71,8 @@ def test_selections_keep_window_order_and_share_the_store() -> None:
     # GIVEN ten entries
     written = [entry(n) for n in range(10)]
     packed = WindowEntries.of(written)
-    # WHEN selected by predicate, by excluded ids, by slice, and split by size
-    odd = packed.where(lambda e: e.line_number % 2 == 1)
+    # WHEN selected by ids, by excluded ids, by slice, and split by size
+    odd = packed.only({e.file_id for e in written[1::2]})
     kept = packed.without({written[0].file_id, written[9].file_id})
     parts = packed.split_by_size(2 * 1010)
     # THEN each is the expected files, in window order
@@ -83,7 +83,7 @@ def test_selections_keep_window_order_and_share_the_store() -> None:
     assert [len(part) for part in parts] == [2, 2, 2, 2, 2]
     assert joined(parts) == written
     # AND a selection of a selection is still the window's files
-    assert odd.where(lambda e: e.line_number > 4) == [written[5], written[7], written[9]]
+    assert odd.only({e.file_id for e in written[5:]}) == [written[5], written[7], written[9]]
     assert list(odd.file_ids()) == [e.file_id for e in written[1::2]]
     # AND only the whole window takes new files
     with pytest.raises(TypeError, match="not to a selection"):
