@@ -41,7 +41,7 @@ from minio.commonconfig import ComposeSource, CopySource
 from minio.error import S3Error
 
 from delivery import archive
-from delivery.archive import ArchiveFile, Exclusion
+from delivery.archive import ArchiveFile, Exclusion, MemberRun
 from delivery.commit import write_window_manifest
 from delivery.hour_markers import Hour
 from delivery.json_stream import array_items
@@ -77,7 +77,7 @@ from delivery.upload import (
     upload_verified,
 )
 from delivery.window import InlineBodies, ParsedWindow, parse_window, spool_window
-from delivery.window_entries import WindowEntries, WindowEntry, joined
+from delivery.window_entries import MemberSpan, WindowEntries, WindowEntry, joined
 from infrastructure.tunables import DeliveryTunables
 from transform.payload_schemas import PayloadSchemas
 from transform.quarantine import raw_record_id
@@ -560,6 +560,7 @@ def _build_part(  # noqa: PLR0917  # one part's whole context
             gzip_level=int(plan["gzip_level"]),
             chunk_bytes=deps.tunables.read_chunk_bytes,
             checked_by_manifest=True,
+            layout=files.layout(bodies.archive),
         )
     for path in copies.values():
         path.unlink(missing_ok=True)  # the archive holds them now: free the disk for its upload
@@ -807,9 +808,19 @@ class ArchiveFiles(Sequence[ArchiveFile]):
     def _file(self, entry: WindowEntry) -> ArchiveFile:
         """What the manifest says of one member."""
         self._current = entry
-        _, file_id, _, key, version_id, size, event_time_ms, encoding, body_sha256, sequencer, _ = (
-            entry
-        )
+        (
+            _,
+            file_id,
+            _,
+            key,
+            version_id,
+            size,
+            event_time_ms,
+            encoding,
+            body_sha256,
+            sequencer,
+            *_,
+        ) = entry
         if encoding == "ref":
             digest = self._digests[file_id]
             sha256, check = digest.sha256, digest.check
@@ -838,6 +849,15 @@ class ArchiveFiles(Sequence[ArchiveFile]):
 
     def __iter__(self) -> Iterator[ArchiveFile]:
         return map(self._file, self._members)
+
+    def layout(self, bodies: InlineBodies) -> Iterator[ArchiveFile | MemberRun]:
+        """These files for `archive.write_archive`: runs of members the parse wrote (and named
+        by their keys, as the names do) copied from `bodies`, each other file on its own."""
+        for item in self._members.member_runs(self._names):
+            if isinstance(item, MemberSpan):
+                yield bodies.run(item.files, item.start, item.end)
+            else:
+                yield self._file(item)
 
     def entry_of(self, file: ArchiveFile) -> WindowEntry:
         """The window entry of `file`, the one a pass over these files gave last (the archive

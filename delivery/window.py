@@ -2,8 +2,10 @@
 
 The window is spooled to local storage and read once, so memory stays bounded whatever its size:
 `parse_window` keeps each file's metadata and writes each inline body, decoded and checked, to a
-bodies file beside the window; `InlineBodies` reads a body back from there by its place, while the
-archive (and the payload tables) are built.
+bodies file beside the window, as its tar member where one ustar block can name it by its key;
+`InlineBodies` reads a body back from there by its place, or a run of members whole for the
+archive to copy, while the archive (and the payload tables) are built. Each MiB of that file
+carries a CRC-32, checked when a run is copied.
 Repeated `file_id`s are dropped, first wins (§4a rule 1); a line that is not a valid envelope is
 an exclusion with its reason and line number, and the window goes on.
 """
@@ -11,21 +13,32 @@ an exclusion with its reason and line number, and the window goes on.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import zlib
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Final, cast
 
 from isal import igzip, isal_zlib
+from isal.isal_zlib import crc32
 
-from delivery.archive import Exclusion
+from delivery.archive import Exclusion, MemberRun, member_mtime, member_padding, ustar_header
 from delivery.window_entries import WindowEntries, WindowEntry, raw_digest
 from transform import envelope
 from transform.quarantine import raw_record_id
+from transform.typed_envelope import decode_typed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+class SpoolChanged(OSError):
+    """A window's bodies file does not hold what the parse wrote (a block's CRC-32 differs, or
+    it is shorter): local storage failed between the two passes. The build fails, and the
+    window is delivered again from its staged object."""
 
 
 @dataclass
@@ -37,7 +50,11 @@ class ParsedWindow:
     """Lines dropped because their file_id appeared earlier in the window."""
     lines: int = 0
     bodies: Path | None = None
-    """The inline bodies, decoded, one after another (`WindowEntry.body_offset`)."""
+    """The inline bodies, decoded, one after another (`WindowEntry.body_offset`), each in its tar
+    member where it has one (`WindowEntry.member_offset`)."""
+    block_crcs: array[int] = field(default_factory=lambda: array("I"))
+    """The CRC-32 of each MiB of `bodies` (`SPOOL_BLOCK_BYTES`), the last block's as far as
+    it goes."""
     truncated: str | None = None
     """Why the staged object could not be read to its end (a cut gzip stream): the lines read
     before are delivered; the files after it, unknown here, are left for reconcile to find."""
@@ -108,7 +125,7 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[bytes | str]) -> No
     if parsed.bodies is None:
         raise ValueError("parsed.bodies: where to write the inline bodies")
     with _lines(path) as lines, parsed.bodies.open("wb", buffering=_READ_BUFFER) as file:
-        bodies = _BodyWriter(file)
+        bodies = _BodyWriter(file, parsed.block_crcs)
         line_number = 0
         for line_number, line in enumerate(lines, start=1):
             if not line or line.isspace():  # as `not line.strip()`, without copying the line
@@ -126,6 +143,7 @@ def _parse_lines(path: Path, parsed: ParsedWindow, seen: set[bytes | str]) -> No
             seen.add(seen_as)
             parsed.entries.append(entry_or_exclusion)
         parsed.lines = line_number
+        bodies.finish()
 
 
 def _seen_as(file_id: str) -> bytes | str:
@@ -135,22 +153,50 @@ def _seen_as(file_id: str) -> bytes | str:
 
 
 class _BodyWriter:
-    """Appends bodies to the bodies file, counting where each starts (no seek per body)."""
+    """Appends bodies to the bodies file, counting where each starts (no seek per body), and
+    the CRC-32 of each `SPOOL_BLOCK_BYTES` into `crcs`. Each write goes to the file's buffer at
+    once: gathering them costs more (a body's bytes held is fresh memory touched)."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, crcs: array[int]) -> None:
         self._file = file
+        self._crcs = crcs
         self._offset = 0
+        self._crc = 0
+        self._room = SPOOL_BLOCK_BYTES
+        """Bytes left in the current block."""
 
-    def add(self, body: bytes) -> int:
-        offset = self._offset
-        self._file.write(body)
-        self._offset += len(body)
-        return offset
+    def add(self, body: bytes, header: bytes | None) -> tuple[int, int]:
+        """Write `body`, as a tar member after `header` when there is one; where the member
+        starts (-1 for none) and where the body does."""
+        member = self._offset
+        if header is None:
+            self._write(body)
+            return -1, member
+        self._write(header + body + member_padding(len(body)))
+        return member, member + len(header)
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._offset += len(data)
+        if len(data) < self._room:  # the usual case: the block goes on
+            self._crc = crc32(data, self._crc)
+            self._room -= len(data)
+            return
+        while len(data) >= self._room:  # a block ends in `data`
+            self._crcs.append(crc32(data[: self._room], self._crc))
+            data = data[self._room :]
+            self._crc, self._room = 0, SPOOL_BLOCK_BYTES
+        self._crc = crc32(data)
+        self._room -= len(data)
+
+    def finish(self) -> None:
+        if self._room < SPOOL_BLOCK_BYTES:
+            self._crcs.append(self._crc)
 
 
 def _entry(line: bytes, line_number: int, bodies: _BodyWriter) -> WindowEntry | Exclusion:
     try:
-        record = envelope.decode(line)
+        record = decode_typed(line)
     except envelope.NewerSchemaVersion:
         raise  # unknown is not bad: the whole window waits for a delivery that reads it
     except envelope.EnvelopeError as err:
@@ -166,49 +212,57 @@ def _entry(line: bytes, line_number: int, bodies: _BodyWriter) -> WindowEntry | 
             detail=f"line {line_number}: {str(err)[:2000]}"
             + (f" (names file_id {named})" if named else ""),
         )
-    expected = envelope.file_id(record["bucket"], record["key"], record["version_id"])
-    if not record["file_id"].startswith(expected):  # a forced replay adds `#r<id>`
+    file_id, key, size = record.file_id, record.key, record.size
+    expected = envelope.file_id(record.bucket, key, record.version_id)
+    if not file_id.startswith(expected):  # a forced replay adds `#r<id>`
         return Exclusion(
             # Claimed under the line's own hash, never the id it names: a wrong id must not
             # take another file's place in the ledger.
             file_id=raw_record_id(line.rstrip(b"\n")),
-            key=record["key"],
-            version_id=record["version_id"],
+            key=key,
+            version_id=record.version_id,
             reason="file-id-mismatch",
-            detail=f"line {line_number}: file_id {record['file_id'][:64]} is not "
+            detail=f"line {line_number}: file_id {file_id[:64]} is not "
             f"sha256(bucket, key, version_id) = {expected}",
         )
-    body_offset = -1
-    if record["body_encoding"] != "ref":
+    body_offset = member_offset = -1
+    encoding = record.body_encoding
+    if encoding != "ref":
         try:
-            body = envelope.body_bytes(record)  # the body must still match its sha256
-            if len(body) != record["size"]:
+            body = envelope.body_of(encoding, record.body, file_id)
+            # The body must still match its sha256 and its size.
+            if hashlib.sha256(body).hexdigest() != record.body_sha256:
                 raise envelope.EnvelopeError(  # noqa: TRY301  # excluded as a mismatch below
-                    f"body of {record['file_id']} is {len(body)} bytes, its size says "
-                    f"{record['size']}"
+                    f"body of {file_id} does not match its body_sha256"
+                )
+            if len(body) != size:
+                raise envelope.EnvelopeError(  # noqa: TRY301  # excluded as a mismatch below
+                    f"body of {file_id} is {len(body)} bytes, its size says {size}"
                 )
         except envelope.EnvelopeError as err:
             return Exclusion(
-                file_id=record["file_id"],
-                key=record["key"],
-                version_id=record["version_id"],
+                file_id=file_id,
+                key=key,
+                version_id=record.version_id,
                 reason="checksum-mismatch",
                 detail=f"line {line_number}: {err}",
             )
-        body_offset = bodies.add(body)
+        header = ustar_header(key, size, member_mtime(record.event_time_ms))
+        member_offset, body_offset = bodies.add(body, header)
     # Positional, in the order WindowEntry declares: keywords cost twice as much, every file.
     return WindowEntry(
         line_number,
-        record["file_id"],
-        record["bucket"],
-        record["key"],
-        record["version_id"],
-        record["size"],
-        record["event_time_ms"],
-        record["body_encoding"],
-        record.get("body_sha256"),
-        record.get("sequencer"),
+        file_id,
+        record.bucket,
+        key,
+        record.version_id,
+        size,
+        record.event_time_ms,
+        encoding,
+        record.body_sha256,
+        record.sequencer,
         body_offset,
+        member_offset,
     )
 
 
@@ -232,6 +286,8 @@ def _lines(path: Path) -> io.BufferedReader:
 
 
 _READ_BUFFER: Final = 1 << 20
+SPOOL_BLOCK_BYTES: Final = 1 << 20
+"""The bodies file's CRC-32 blocks: a run copied is read a block at a time, each checked."""
 
 
 class InlineBodies:
@@ -247,8 +303,29 @@ class InlineBodies:
     def __init__(self, parsed: ParsedWindow) -> None:
         if parsed.bodies is None:
             raise ValueError("the window was parsed without a bodies file")
+        self._path = parsed.bodies
         self._file = parsed.bodies.open("rb", buffering=_READ_BUFFER)
+        self._crcs = parsed.block_crcs
         self._position = 0
+
+    def run(self, files: int, start: int, end: int) -> MemberRun:
+        """The `files` tar members from `start` to `end`, to be copied into an archive."""
+        return MemberRun(files, end - start, lambda: self._blocks(start, end))
+
+    def _blocks(self, start: int, end: int) -> Iterator[bytes]:
+        """Bytes `start` to `end`, read a block at a time, each block checked against its
+        CRC-32 before any of it is given; SpoolChanged if one differs."""
+        block = start // SPOOL_BLOCK_BYTES
+        self._file.seek(block * SPOOL_BLOCK_BYTES)
+        while block * SPOOL_BLOCK_BYTES < end:
+            data = self._file.read(SPOOL_BLOCK_BYTES)
+            if block >= len(self._crcs) or crc32(data) != self._crcs[block]:
+                raise SpoolChanged(f"{self._path}: block {block} is not what was written")
+            first = block * SPOOL_BLOCK_BYTES
+            low, high = max(start - first, 0), min(end - first, len(data))
+            yield data if (low, high) == (0, len(data)) else data[low:high]
+            block += 1
+        self._position = block * SPOOL_BLOCK_BYTES
 
     def body(self, entry: WindowEntry) -> bytes:
         if entry.body_offset < 0:

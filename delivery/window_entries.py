@@ -6,7 +6,8 @@ tuple, five strings, four ints); `WindowEntries` keeps each file's strings as on
 two sha256 digests raw) and its numbers in one array, ~220 bytes a file, and makes the
 `WindowEntry` again when it is read.
 A selection of the files (those the window owns, a part's) is a view: an array of positions,
-4 bytes a file.
+4 bytes a file. `member_runs` finds the files whose tar members the parse wrote one after
+another, for the archive to copy whole.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class WindowEntry(NamedTuple):
     body_offset: int = -1
     """Where its inline body starts in the window's bodies file (`ParsedWindow.bodies`); -1 for
     a ref. The body's length is `size`, or the entry is never made (a mismatch is excluded)."""
+    member_offset: int = -1
+    """Where its tar member (a ustar header named by its key, the body, the padding) starts in
+    that file, the body 512 bytes on; -1 when the parse wrote the body alone (a ref, or a key
+    one ustar block cannot name)."""
 
     @property
     def is_ref(self) -> bool:
@@ -45,7 +50,8 @@ class WindowEntry(NamedTuple):
 _SEPARATOR: Final = "\0"
 _SEPARATOR_BYTE: Final = b"\0"
 _DIGEST_BYTES: Final = 32
-_NUMBERS: Final = 5
+_NUMBERS: Final = 6
+_HEADER_BYTES: Final = 512
 _new_tuple: Final = tuple.__new__
 
 
@@ -56,21 +62,22 @@ class _Store:
     both are lowercase sha256 hex (the usual inline file), then `key`, `version_id` and
     `sequencer`, joined by NUL, as UTF-8 (lone surrogates kept); else all five as text. A file
     whose strings hold a NUL themselves (a key may) is kept whole in `whole`, its `bytes`
-    empty. Its numbers are five in `numbers`, the last its place in `sorts`."""
+    empty. Its numbers are six in `numbers`, the fifth its place in `sorts`."""
 
     __slots__ = ("numbers", "sort_index", "sorts", "strings", "whole")
 
     def __init__(self) -> None:
         self.strings: list[bytes] = []
         self.numbers = array("q")
-        """Five a file: line number, size, event time, body offset, its sort (`sorts`)."""
+        """Six a file: line number, size, event time, body offset, its sort (`sorts`),
+        member offset."""
         self.sorts: list[_Sort] = []
         self.sort_index: dict[tuple[str, str, bool, bool, bool], int] = {}
         self.whole: dict[int, WindowEntry] = {}
 
     def append(self, entry: WindowEntry) -> None:
         (line_number, file_id, bucket, key, version_id, size, event_time_ms, encoding,
-         body_sha256, sequencer, body_offset) = entry  # fmt: skip
+         body_sha256, sequencer, body_offset, member_offset) = entry  # fmt: skip
         text = f"{key}\0{version_id}\0{sequencer or ''}"
         digests = _raw_digests(file_id, body_sha256)
         if digests is not None and text.count(_SEPARATOR) == 2:  # 3 strings
@@ -89,12 +96,14 @@ class _Store:
         if index is None:
             index = self.sort_index[sort] = len(self.sorts)
             self.sorts.append(_Sort(sys.intern(bucket), sys.intern(encoding), *sort[2:]))
-        self.numbers.extend((line_number, size, event_time_ms, body_offset, index))
+        self.numbers.extend((line_number, size, event_time_ms, body_offset, index, member_offset))
 
     def entry(self, position: int) -> WindowEntry:
         packed = self.strings[position]
         start = position * _NUMBERS
-        line_number, size, event_time_ms, body_offset, index = self.numbers[start : start + 5]
+        line_number, size, event_time_ms, body_offset, index, member_offset = self.numbers[
+            start : start + _NUMBERS
+        ]
         bucket, encoding, digests, no_sha256, no_sequencer = self.sorts[index]
         if digests:
             file_id, sha256 = packed[:_DIGEST_BYTES].hex(), packed[_DIGEST_BYTES:64].hex()
@@ -121,6 +130,7 @@ class _Store:
                 None if no_sha256 else sha256,
                 None if no_sequencer else sequencer,
                 body_offset,
+                member_offset,
             ),
         )
 
@@ -166,13 +176,15 @@ def _raw_digests(file_id: str, body_sha256: str | None) -> bytes | None:
 def raw_digest(text: str, count: int = 1) -> bytes | None:
     """`text`, `count` sha256 digests in lowercase hex, as their raw bytes (so `hex()` gives it
     back exactly: no two such texts share their bytes); None when it is not that."""
-    if len(text) != _DIGEST_BYTES * 2 * count or not text.islower():  # no uppercase (or letter)
+    if len(text) != _DIGEST_BYTES * 2 * count:
         return None
     try:
         raw = bytes.fromhex(text)
     except ValueError:
         return None
-    return raw if len(raw) == _DIGEST_BYTES * count else None  # not fewer: fromhex skips spaces
+    # Exactly as `hex()` writes it: no uppercase, no spaces (which fromhex skips). Cheaper
+    # than `islower()`, which looks up every character's case.
+    return raw if raw.hex() == text else None
 
 
 class _Sort(NamedTuple):
@@ -285,6 +297,41 @@ class WindowEntries(Sequence[WindowEntry]):
 
     def event_times_ms(self) -> Iterator[int]:
         return map(self._store.event_time_ms, self._all())
+
+    def member_runs(self, renamed: Collection[str]) -> Iterator[WindowEntry | MemberSpan]:
+        """The files in order: those whose tar members lie one after another in the bodies
+        file as one `MemberSpan`, each other file (a ref, a body written alone, a file in
+        `renamed`: its member is named by its key, not its name) as its entry. Reads only
+        numbers, and the file id only when `renamed` is not empty."""
+        numbers, entry, file_id = self._store.numbers, self._store.entry, self._store.file_id
+        start = end = -1
+        count = 0
+        for position in self._all():
+            base = position * _NUMBERS
+            member = numbers[base + 5]
+            if member < 0 or (renamed and file_id(position) in renamed):
+                if count:
+                    yield MemberSpan(start, end, count)
+                    count = 0
+                yield entry(position)
+                continue
+            if member != end or not count:
+                if count:
+                    yield MemberSpan(start, end, count)
+                start, count = member, 0
+            size = numbers[base + 1]
+            end = member + _HEADER_BYTES + size + (-size % _HEADER_BYTES)
+            count += 1
+        if count:
+            yield MemberSpan(start, end, count)
+
+
+class MemberSpan(NamedTuple):
+    """`files` consecutive tar members in a window's bodies file, bytes `start` to `end`."""
+
+    start: int
+    end: int
+    files: int
 
 
 def joined(selections: Iterable[WindowEntries]) -> WindowEntries:

@@ -125,18 +125,29 @@ def check(record: Any) -> dict[str, Any]:
 
 def _checked(record: dict[str, Any]) -> dict[str, Any]:
     """`check`'s rules past the schema, for a record the schema accepts."""
-    encoding = record["body_encoding"]
-    if encoding in INLINE_ENCODINGS:
-        if record.get("body") is None or record.get("body_sha256") is None:
-            raise EnvelopeError(f"inline ({encoding}) envelope needs body and body_sha256")
-    elif record.get("body") is not None:
-        raise EnvelopeError("ref envelope must not carry a body")
-    if record["schema_version"] > SCHEMA_VERSION:
-        raise NewerSchemaVersion(
-            f"envelope schema_version {record['schema_version']} is newer than this reader's "
-            f"{SCHEMA_VERSION}"
-        )
+    check_rules(
+        record["body_encoding"],
+        record.get("body"),
+        record.get("body_sha256"),
+        record["schema_version"],
+    )
     return record
+
+
+def check_rules(
+    encoding: str, body: str | None, body_sha256: str | None, schema_version: int
+) -> None:
+    """The rules Avro cannot say, for the fields of a record the schema accepts: an inline
+    body has its sha256, a ref has no body, the version is one this reader knows."""
+    if encoding in INLINE_ENCODINGS:
+        if body is None or body_sha256 is None:
+            raise EnvelopeError(f"inline ({encoding}) envelope needs body and body_sha256")
+    elif body is not None:
+        raise EnvelopeError("ref envelope must not carry a body")
+    if schema_version > SCHEMA_VERSION:
+        raise NewerSchemaVersion(
+            f"envelope schema_version {schema_version} is newer than this reader's {SCHEMA_VERSION}"
+        )
 
 
 class _FieldRule(NamedTuple):
@@ -334,18 +345,22 @@ def body_bytes(record: dict[str, Any]) -> bytes:
 def decode_body(record: dict[str, Any]) -> bytes:
     """The inline body's bytes, not checked against body_sha256 (for a reader that checks them
     itself, as the archive writer does); EnvelopeError for a ref or an undecodable body."""
-    encoding = record["body_encoding"]
+    return body_of(record["body_encoding"], record.get("body"), record["file_id"])
+
+
+def body_of(encoding: str, body: str | None, file_id: str) -> bytes:
+    """`decode_body` of these fields (a record `check` accepted)."""
+    if body is None:
+        raise EnvelopeError(f"{file_id} is a ref: its body is in the landing bucket")
     if encoding == "utf8":
         try:
-            body: bytes = record["body"].encode("utf-8")
+            data: bytes = body.encode("utf-8")
         except UnicodeEncodeError as err:  # JSON can carry lone surrogates; UTF-8 cannot
-            raise EnvelopeError(
-                f"utf8 body of {record['file_id']} is not encodable: {err}"
-            ) from err
-        return body
+            raise EnvelopeError(f"utf8 body of {file_id} is not encodable: {err}") from err
+        return data
     if encoding == "base64":
         try:
-            return base64.b64decode(record["body"], validate=True)
+            return base64.b64decode(body, validate=True)
         except ValueError as err:
-            raise EnvelopeError(f"base64 body of {record['file_id']} is not base64") from err
-    raise EnvelopeError(f"{record['file_id']} is a ref: its body is in the landing bucket")
+            raise EnvelopeError(f"base64 body of {file_id} is not base64") from err
+    raise EnvelopeError(f"{file_id} is a ref: its body is in the landing bucket")

@@ -249,6 +249,7 @@ def deliver(
                 gzip_level=settings.gzip_level,
                 chunk_bytes=settings.read_chunk_bytes,
                 checked_by_manifest=True,
+                layout=files.layout(bodies),
             )
     finally:
         bodies.close()

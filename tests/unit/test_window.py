@@ -149,7 +149,8 @@ def test_entries_keep_window_order_with_their_metadata(tmp_path: Path) -> None:
             1_773_479_520_000,
             "utf8",
             hashlib.sha256(b"hello\n").hexdigest(),
-            body_offset=0,
+            body_offset=512,  # in its tar member, after the header
+            member_offset=0,
         ),
         WindowEntry(
             2,
@@ -172,7 +173,9 @@ def test_entries_keep_window_order_with_their_metadata(tmp_path: Path) -> None:
             1_773_479_520_000,
             "base64",
             hashlib.sha256(b"\xff\x00\xfe").hexdigest(),
-            body_offset=6,  # after the first body: a ref has none in the bodies file
+            # after the first member (header, 6 bytes, padding): a ref has none
+            body_offset=1024 + 512,
+            member_offset=1024,
         ),
     ]
     assert [entry.is_ref for entry in parsed.entries] == [False, True, False]
