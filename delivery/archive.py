@@ -256,7 +256,7 @@ class _FileCheck:
         name, file_id = file.member_name, file.file_id
         if name in _UNNAMEABLE:
             raise ValueError(f"no file may be named {MANIFEST_NAME!r} or ''")
-        if file_id in self._excluded_ids:
+        if self._excluded_ids and file_id in self._excluded_ids:
             raise ValueError("a file is excluded twice, or both excluded and archived")
         if file.size < 0 or len(file.sha256) != 64 or file.sha256.strip(_HEX_DIGITS):
             raise ValueError(f"file {file_id}: bad size or sha256 (lowercase hex)")

@@ -69,6 +69,7 @@ _ESCAPED: Final = re.compile(r"(?i:\A" + _RESERVED_NAME + r"\Z)|" + _NEEDS_ESCAP
 """A segment rule 2 escapes, but `..`: `_NEEDS_ESCAPE` or a reserved name, in one search."""
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _SHA256_HEX: Final = re.compile("[0-9a-f]{64}")
+_new_tuple: Final = tuple.__new__
 _SHORT_ENOUGH: Final = MAX_SEGMENT_BYTES // 4
 """Characters that fit in a segment whatever they are (UTF-8 takes at most 4 bytes each)."""
 
@@ -187,7 +188,8 @@ def _draft(file_id: str, key: str, directories: dict[str, tuple[str, str]]) -> _
         )
         directories[raw_directory] = (directory, _fold(directory))
     directory, folded_directory = directories[raw_directory]
-    return _Draft(file_id, directory, folded_directory, _escape(raw_leaf), raw_leaf)
+    # tuple.__new__ at once: _Draft's own __new__ is Python, and this runs for every file.
+    return _new_tuple(_Draft, (file_id, directory, folded_directory, _escape(raw_leaf), raw_leaf))
 
 
 def _segments(path: str) -> list[str]:

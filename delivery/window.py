@@ -169,20 +169,19 @@ class _BodyWriter:
         """Write `body`, as a tar member after `header` when there is one; where the member
         starts (-1 for none) and where the body does."""
         member = self._offset
-        if header is None:
-            self._write(body)
-            return -1, member
-        self._write(header + body + member_padding(len(body)))
-        return member, member + len(header)
-
-    def _write(self, data: bytes) -> None:
+        data = body if header is None else header + body + member_padding(len(body))
         self._file.write(data)
         self._offset += len(data)
         if len(data) < self._room:  # the usual case: the block goes on
             self._crc = crc32(data, self._crc)
             self._room -= len(data)
-            return
-        while len(data) >= self._room:  # a block ends in `data`
+        else:
+            self._end_blocks(data)
+        return (-1, member) if header is None else (member, member + len(header))
+
+    def _end_blocks(self, data: bytes) -> None:
+        """The CRCs of the blocks that end in `data`, and the start of the next one's."""
+        while len(data) >= self._room:
             self._crcs.append(crc32(data[: self._room], self._crc))
             data = data[self._room :]
             self._crc, self._room = 0, SPOOL_BLOCK_BYTES
@@ -249,20 +248,23 @@ def _entry(line: bytes, line_number: int, bodies: _BodyWriter) -> WindowEntry | 
             )
         header = ustar_header(key, size, member_mtime(record.event_time_ms))
         member_offset, body_offset = bodies.add(body, header)
-    # Positional, in the order WindowEntry declares: keywords cost twice as much, every file.
-    return WindowEntry(
-        line_number,
-        file_id,
-        record.bucket,
-        key,
-        record.version_id,
-        size,
-        record.event_time_ms,
-        encoding,
-        record.body_sha256,
-        record.sequencer,
-        body_offset,
-        member_offset,
+    # tuple.__new__ at once, in the order WindowEntry declares: its own __new__ is Python.
+    return _new_tuple(
+        WindowEntry,
+        (
+            line_number,
+            file_id,
+            record.bucket,
+            key,
+            record.version_id,
+            size,
+            record.event_time_ms,
+            encoding,
+            record.body_sha256,
+            record.sequencer,
+            body_offset,
+            member_offset,
+        ),
     )
 
 
@@ -286,6 +288,7 @@ def _lines(path: Path) -> io.BufferedReader:
 
 
 _READ_BUFFER: Final = 1 << 20
+_new_tuple: Final = tuple.__new__
 SPOOL_BLOCK_BYTES: Final = 1 << 20
 """The bodies file's CRC-32 blocks: a run copied is read a block at a time, each checked."""
 
