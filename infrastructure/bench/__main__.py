@@ -80,8 +80,6 @@ GOALS: Final = {
     "either: at most 64 MiB for the most small files one window can hold (issue 19: 100,000).",
     "delivery_rss_growth_mib_ref": "A file of any size passes through by reference: streamed, "
     "so memory growth stays at most 64 MiB for a 2 GiB file.",
-    "sluice_delivery_mb_per_s_vs_rclone": "Delivery does more than a copy (repackage, hash, "
-    "verify, ledger), but should move bytes at least half as fast as a plain copy tool.",
     "redrive_requests_history_ratio": "Redrive runs every 5 minutes over a ledger of ~35 M "
     "items at 10 files/s: a run must cost what is pending, not what was delivered before.",
     "reconcile_requests_history_ratio": "The hourly reconcile must read one hour's files, "

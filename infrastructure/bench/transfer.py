@@ -75,7 +75,6 @@ if TYPE_CHECKING:
 
 MB: Final = 1_000_000
 RSS_GOAL_MIB: Final = 64
-RATIO_GOAL: Final = 0.5
 CONCURRENCY: Final = 4
 """rclone's default `--transfers`, and as many delivery workers."""
 LANDING: Final = "bench-landing"
@@ -639,9 +638,10 @@ def _peer(stack: _Stack, plan: Plan) -> list[Figure]:
             name="sluice_delivery_mb_per_s_vs_rclone",
             value=round(ratio, 2),
             unit="x",
-            what="Sluice's delivery MB/s over rclone's, same staged windows, same servers",
-            goal=f">= {RATIO_GOAL}",
-            met=ratio >= RATIO_GOAL,
+            what="Sluice's delivery MB/s over rclone's, same staged windows, same servers: a "
+            "reference, not a goal (rclone copies the staged bytes; delivery repackages, claims, "
+            "hashes, uploads and verifies them: `delivery_vs_limit` is the goal against the "
+            "work itself)",
             reference=f"rclone: {rclone_rate:.1f} MB/s; Sluice: {sluice_rate:.1f} MB/s",
             note=(
                 f"{quick_note}CPU per staged MB: Sluice's workers "
