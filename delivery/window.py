@@ -13,7 +13,6 @@ an exclusion with its reason and line number, and the window goes on.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import zlib
 from array import array
@@ -228,12 +227,8 @@ def _entry(line: bytes, line_number: int, bodies: _BodyWriter) -> WindowEntry | 
     encoding = record.body_encoding
     if encoding != "ref":
         try:
-            body = envelope.body_of(encoding, record.body, file_id)
-            # The body must still match its sha256 and its size.
-            if hashlib.sha256(body).hexdigest() != record.body_sha256:
-                raise envelope.EnvelopeError(  # noqa: TRY301  # excluded as a mismatch below
-                    f"body of {file_id} does not match its body_sha256"
-                )
+            # The body must still match its sha256, and its size.
+            body = envelope.checked_body_of(encoding, record.body, record.body_sha256, file_id)
             if len(body) != size:
                 raise envelope.EnvelopeError(  # noqa: TRY301  # excluded as a mismatch below
                     f"body of {file_id} is {len(body)} bytes, its size says {size}"
@@ -319,6 +314,7 @@ class InlineBodies:
         """Bytes `start` to `end`, read a block at a time, each block checked against its
         CRC-32 before any of it is given; SpoolChanged if one differs."""
         block = start // SPOOL_BLOCK_BYTES
+        self._position = -1  # unknown until the run is read to its end: `body` seeks
         self._file.seek(block * SPOOL_BLOCK_BYTES)
         while block * SPOOL_BLOCK_BYTES < end:
             data = self._file.read(SPOOL_BLOCK_BYTES)
@@ -328,7 +324,7 @@ class InlineBodies:
             low, high = max(start - first, 0), min(end - first, len(data))
             yield data if (low, high) == (0, len(data)) else data[low:high]
             block += 1
-        self._position = block * SPOOL_BLOCK_BYTES
+        self._position = self._file.tell()
 
     def body(self, entry: WindowEntry) -> bytes:
         if entry.body_offset < 0:

@@ -13,6 +13,7 @@ another, for the archive to copy whole.
 from __future__ import annotations
 
 import sys
+import tarfile
 from array import array
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple, overload
@@ -51,7 +52,8 @@ _SEPARATOR: Final = "\0"
 _SEPARATOR_BYTE: Final = b"\0"
 _DIGEST_BYTES: Final = 32
 _NUMBERS: Final = 6
-_HEADER_BYTES: Final = 512
+_BLOCK: Final = tarfile.BLOCKSIZE
+"""A ustar header's size, and the unit a member's body is padded to."""
 _new_tuple: Final = tuple.__new__
 
 
@@ -320,7 +322,7 @@ class WindowEntries(Sequence[WindowEntry]):
                     yield MemberSpan(start, end, count)
                 start, count = member, 0
             size = numbers[base + 1]
-            end = member + _HEADER_BYTES + size + (-size % _HEADER_BYTES)
+            end = member + _BLOCK + size + (-size % _BLOCK)
             count += 1
         if count:
             yield MemberSpan(start, end, count)
